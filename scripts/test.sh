@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Set up (if needed), lint, and run the whole test suite: unit, end-to-end, browser.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export FLYWHEEL_HOME="${FLYWHEEL_TEST_HOME:-$(mktemp -d)}"
+.venv/bin/ruff check src tests bench
+.venv/bin/python -m pytest "$@"

@@ -1,0 +1,1 @@
+"""The ``flywheel`` command line (Typer): one module per command group."""

@@ -1,0 +1,53 @@
+"""The ``flywheel`` Typer app and its error boundary (clear messages, no tracebacks)."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from flywheel.cli import doctor as doctor_cmd
+from flywheel.cli import lm as lm_cmd
+from flywheel.errors import FlywheelError
+
+app = typer.Typer(
+    name="flywheel",
+    help="Flywheel: self-improving LLM pipelines (DSPy), self-hosted and offline by default.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command("doctor")(doctor_cmd.doctor)
+app.command("config")(doctor_cmd.show_config)
+app.add_typer(lm_cmd.app, name="lm")
+
+err_console = Console(stderr=True, soft_wrap=True)
+
+
+def main() -> None:
+    """Entry point: run the app; print Flywheel errors as one clear message and exit 1."""
+    try:
+        result = app(standalone_mode=False)
+        if isinstance(result, int) and result:  # click returns typer.Exit codes in this mode
+            sys.exit(result)
+    except FlywheelError as exc:
+        err_console.print(f"[bold red]Error:[/] {exc.message}", highlight=False)
+        if exc.hint:
+            err_console.print(f"[yellow]How to fix:[/] {exc.hint}", highlight=False)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err_console.print("Interrupted.")
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err_console.print("Aborted.")
+        sys.exit(1)
+    except Exception as exc:  # click usage errors and the like
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise

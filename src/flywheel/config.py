@@ -1,0 +1,234 @@
+"""Flywheel's configuration: one pydantic-settings object.
+
+Sources, highest priority first: keyword arguments, ``FLYWHEEL_*`` environment variables
+(nested with ``__``, e.g. ``FLYWHEEL_LM__PROVIDER=openai``), then a TOML file: the one named
+by ``FLYWHEEL_CONFIG``, else ``./flywheel.toml``, else ``$FLYWHEEL_HOME/flywheel.toml``.
+
+All state lives under ``FLYWHEEL_HOME`` (default ``~/.flywheel``). Secrets never live here:
+a remote endpoint names the *environment variable* that holds its key (``api_key_env``), and
+the key is read from the environment only when a client is built.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from flywheel.errors import ConfigError
+
+ENV_PREFIX = "FLYWHEEL_"
+CONFIG_FILE_ENV = "FLYWHEEL_CONFIG"
+CONFIG_FILE_NAME = "flywheel.toml"
+
+
+class LMSettings(BaseModel):
+    """One language model: the embedded llama.cpp model or an OpenAI-compatible endpoint."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    provider: Literal["embedded", "openai"] = Field(
+        "embedded",
+        description="'embedded' runs SmolLM2 in-process; 'openai' is any OpenAI-compatible server "
+        "(Databricks serving endpoints, OpenAI, vLLM, Ollama, llama.cpp server, `flywheel lm serve`).",
+    )
+    model: str = Field("smollm2-135m-instruct", description="Model name the endpoint serves.")
+    api_base: str | None = Field(None, description="Base URL of the endpoint, e.g. http://127.0.0.1:8081/v1.")
+    api_key_env: str | None = Field(
+        None, description="Name of the environment variable that holds the API key (never the key itself)."
+    )
+    timeout_s: float = Field(60.0, gt=0, description="Per-request timeout for remote endpoints, in seconds.")
+    max_retries: int = Field(3, ge=0, le=10, description="Retries with backoff on 429/5xx/timeouts.")
+    temperature: float = Field(0.0, ge=0, le=2)
+    max_tokens: int = Field(768, gt=0, le=32768)
+    structured_outputs: bool = Field(
+        True,
+        description="The endpoint honours JSON-schema response_format (vLLM, Ollama, llama.cpp, OpenAI, "
+        "Databricks, `flywheel lm serve` do). Flywheel then asks for schema-constrained answers.",
+    )
+    cache: bool = Field(True, description="Use DSPy's response cache (under FLYWHEEL_HOME/dspy_cache).")
+    # Embedded-only knobs.
+    model_path: Path | None = Field(None, description="Use this GGUF file instead of the packaged SmolLM2.")
+    n_ctx: int = Field(4096, ge=512, le=32768, description="Context window of the embedded model.")
+    n_threads: int | None = Field(None, ge=1, description="CPU threads per embedded context (default: all).")
+    pool_size: int = Field(1, ge=1, le=16, description="Embedded contexts that answer concurrently.")
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _looks_like_a_variable_name(cls, value: str | None) -> str | None:
+        if value is not None and not value.replace("_", "").isalnum():
+            raise ValueError(
+                "api_key_env must be the NAME of an environment variable (like OPENAI_API_KEY), "
+                "not the key itself"
+            )
+        return value
+
+    def api_key(self) -> str | None:
+        """Read the key from the environment at call time; it is never stored in settings."""
+        if not self.api_key_env:
+            return None
+        key = os.environ.get(self.api_key_env)
+        if not key:
+            raise ConfigError(
+                f"The LM endpoint {self.api_base} needs an API key, but ${self.api_key_env} is not set.",
+                hint=f"export {self.api_key_env}=<your key> (Flywheel never stores keys in files).",
+            )
+        return key
+
+
+class EmbedderSettings(BaseModel):
+    """The text embedder: local sentence-transformers model or an OpenAI-compatible endpoint."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    provider: Literal["local", "openai"] = "local"
+    model: str = Field("all-MiniLM-L6-v2", description="Local model name or the endpoint's model.")
+    api_base: str | None = None
+    api_key_env: str | None = None
+    timeout_s: float = Field(60.0, gt=0)
+    batch_size: int = Field(64, ge=1, le=4096)
+    dimensions: int | None = Field(None, ge=1, description="Vector size; detected when not given.")
+
+    def api_key(self) -> str | None:
+        """Read the key from the environment at call time."""
+        return LMSettings.api_key(self)  # type: ignore[arg-type]
+
+
+class Settings(BaseSettings):
+    """Everything Flywheel reads from the environment and flywheel.toml."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    home: Path = Field(default_factory=lambda: Path("~/.flywheel"), description="Where all state lives.")
+    lm: LMSettings = Field(default_factory=LMSettings)
+    judge_lm: LMSettings | None = Field(None, description="LM for LLM-as-a-judge metrics (default: lm).")
+    embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
+
+    @field_validator("home")
+    @classmethod
+    def _expand_home(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml_path = config_file_path()
+        if toml_path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+        return tuple(sources)
+
+    @cached_property
+    def dspy_cache_dir(self) -> Path:
+        return self.home / "dspy_cache"
+
+    @cached_property
+    def data_dir(self) -> Path:
+        return self.home / "data"
+
+    def ensure_dirs(self) -> None:
+        """Create the state directories, with a clear error when that is impossible."""
+        for path in (self.home, self.dspy_cache_dir, self.data_dir):
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigError(
+                    f"Cannot create the Flywheel data directory {path}: {exc.strerror}.",
+                    hint="Set FLYWHEEL_HOME to a writable directory.",
+                ) from exc
+
+
+def config_file_path() -> Path | None:
+    """The TOML file in force, or None. An explicitly named file must exist."""
+    named = os.environ.get(CONFIG_FILE_ENV)
+    if named:
+        path = Path(named).expanduser()
+        if not path.is_file():
+            raise ConfigError(
+                f"{CONFIG_FILE_ENV} names {path}, which does not exist.",
+                hint=f"Create the file or unset {CONFIG_FILE_ENV}.",
+            )
+        return path
+    local = Path.cwd() / CONFIG_FILE_NAME
+    if local.is_file():
+        return local
+    home = Path(os.environ.get(f"{ENV_PREFIX}HOME", "~/.flywheel")).expanduser() / CONFIG_FILE_NAME
+    return home if home.is_file() else None
+
+
+def _known_env_names(settings_cls: type[BaseModel] = Settings, prefix: str = ENV_PREFIX) -> set[str]:
+    """Every FLYWHEEL_* variable name the settings understand (nested ones included)."""
+    names = {CONFIG_FILE_ENV}
+    for name, field in settings_cls.model_fields.items():
+        full = f"{prefix}{name.upper()}"
+        names.add(full)
+        for candidate in _model_types(field.annotation):
+            names |= _known_env_names(candidate, f"{full}__")
+    return names
+
+
+def _model_types(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [arg for arg in getattr(annotation, "__args__", ()) if isinstance(arg, type) and issubclass(arg, BaseModel)]
+
+
+def _check_env_names() -> None:
+    known = _known_env_names()
+    unknown = sorted(n for n in os.environ if n.startswith(ENV_PREFIX) and n not in known)
+    if unknown:
+        raise ConfigError(
+            f"Unknown configuration variable(s): {', '.join(unknown)}.",
+            hint="Check the spelling; nested settings use a double underscore, e.g. FLYWHEEL_LM__PROVIDER. "
+            "`flywheel config` lists every setting.",
+        )
+
+
+def _describe(error: ValidationError, source: Path | None) -> str:
+    lines = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "(root)"
+        if item["type"] == "extra_forbidden":
+            lines.append(f"unknown setting '{where}'")
+        else:
+            lines.append(f"'{where}': {item['msg']}")
+    origin = f" (from the environment or {source})" if source else " (from the environment)"
+    return "Invalid configuration" + origin + ": " + "; ".join(lines) + "."
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings, turning every problem into one clear ConfigError."""
+    _check_env_names()
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(
+            _describe(exc, config_file_path()),
+            hint="Fix or remove the setting; `flywheel config` shows every setting with its default.",
+        ) from None
+    except (OSError, ValueError) as exc:  # unreadable or malformed TOML
+        raise ConfigError(
+            f"Cannot read the configuration file {config_file_path()}: {exc}",
+            hint="Fix the TOML syntax or point FLYWHEEL_CONFIG at another file.",
+        ) from None

@@ -1,0 +1,81 @@
+"""Flywheel's error hierarchy.
+
+Every error carries a message that says what went wrong and a ``hint`` that says how to fix
+it. The CLI prints ``str(error)`` without a traceback; the API maps ``status_code`` to a 4xx/5xx
+JSON body. Library code raises these instead of bare exceptions wherever a user can act.
+"""
+
+from __future__ import annotations
+
+
+class FlywheelError(Exception):
+    """Base class: a problem the user can fix, described in words they can act on."""
+
+    status_code: int = 400
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message}\n  How to fix: {self.hint}" if self.hint else self.message
+
+    def to_dict(self) -> dict[str, str]:
+        """The JSON body the API returns for this error."""
+        body = {"error": type(self).__name__, "message": self.message}
+        if self.hint:
+            body["hint"] = self.hint
+        return body
+
+
+class ConfigError(FlywheelError):
+    """Invalid or unknown configuration (env vars, flywheel.toml)."""
+
+
+class ModelFileError(FlywheelError):
+    """The embedded model file is missing, unreadable or corrupt."""
+
+    status_code = 503
+
+
+class LMError(FlywheelError):
+    """A language model could not answer (unreachable endpoint, timeout, bad reply)."""
+
+    status_code = 502
+
+
+class EndpointUnreachableError(LMError):
+    """A remote endpoint refused the connection or did not answer within its timeout."""
+
+    status_code = 503
+
+
+class EmbedderError(FlywheelError):
+    """The embedding model could not be loaded or did not answer."""
+
+    status_code = 503
+
+
+class StorageError(FlywheelError):
+    """A data directory or database is not usable (permissions, disk, corrupt files)."""
+
+    status_code = 500
+
+
+class NotFoundError(FlywheelError):
+    """A named thing (document, user, group, program) does not exist."""
+
+    status_code = 404
+
+
+class AccessDeniedError(FlywheelError):
+    """The principal may not perform this action or see this resource."""
+
+    status_code = 403
+
+
+class InvalidInputError(FlywheelError):
+    """Input data (a file, a dataset, a request body) is malformed or unsupported."""
+
+    status_code = 422

