@@ -13,6 +13,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("LANCE_LOG", "error")  # LanceDB warnings are for developers, not users
 os.environ.setdefault(
     "DSPY_CACHEDIR", str(Path(os.environ.get("FLYWHEEL_HOME", "~/.flywheel")).expanduser() / "dspy_cache")
 )

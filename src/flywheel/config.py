@@ -103,6 +103,24 @@ class EmbedderSettings(BaseModel):
         return LMSettings.api_key(self)  # type: ignore[arg-type]
 
 
+class KnowledgeSettings(BaseModel):
+    """Where documents are indexed and how they are cut into chunks."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    index_uri: str | None = Field(
+        None, description="LanceDB URI: a local path (default FLYWHEEL_HOME/lancedb) or object storage (s3://…)."
+    )
+    catalog_url: str | None = Field(
+        None, description="SQLAlchemy URL of the catalog (default sqlite under FLYWHEEL_HOME; Postgres works)."
+    )
+    chunk_max_tokens: int = Field(200, ge=32, le=2048, description="Chunk size in embedder word pieces.")
+    chunk_overlap_tokens: int = Field(30, ge=0, le=512, description="Overlap between chunks of one section.")
+    max_file_mb: float = Field(50.0, gt=0, description="Uploads larger than this are refused.")
+    ann_min_rows: int = Field(50_000, ge=1, description="Build an ANN vector index once the table has this many rows.")
+    batch_chunks: int = Field(256, ge=1, le=10_000, description="Chunks embedded and committed together.")
+
+
 class Settings(BaseSettings):
     """Everything Flywheel reads from the environment and flywheel.toml."""
 
@@ -117,6 +135,7 @@ class Settings(BaseSettings):
     lm: LMSettings = Field(default_factory=LMSettings)
     judge_lm: LMSettings | None = Field(None, description="LM for LLM-as-a-judge metrics (default: lm).")
     embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
+    knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
 
     @field_validator("home")
@@ -146,6 +165,14 @@ class Settings(BaseSettings):
     @cached_property
     def data_dir(self) -> Path:
         return self.home / "data"
+
+    @cached_property
+    def index_uri(self) -> str:
+        return self.knowledge.index_uri or str(self.home / "lancedb")
+
+    @cached_property
+    def catalog_url(self) -> str:
+        return self.knowledge.catalog_url or f"sqlite:///{self.home / 'catalog.db'}"
 
     def ensure_dirs(self) -> None:
         """Create the state directories, with a clear error when that is impossible."""

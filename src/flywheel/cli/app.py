@@ -7,8 +7,11 @@ import sys
 import typer
 from rich.console import Console
 
+from flywheel.cli import docs as docs_cmd
 from flywheel.cli import doctor as doctor_cmd
 from flywheel.cli import lm as lm_cmd
+from flywheel.cli import search as search_cmd
+from flywheel.cli import users as users_cmd
 from flywheel.errors import FlywheelError
 
 app = typer.Typer(
@@ -20,6 +23,10 @@ app = typer.Typer(
 )
 app.command("doctor")(doctor_cmd.doctor)
 app.command("config")(doctor_cmd.show_config)
+app.command("search")(search_cmd.search)
+app.add_typer(docs_cmd.app, name="docs")
+app.add_typer(users_cmd.users_app, name="users")
+app.add_typer(users_cmd.groups_app, name="groups")
 app.add_typer(lm_cmd.app, name="lm")
 
 err_console = Console(stderr=True, soft_wrap=True)

@@ -179,7 +179,7 @@ def compiled_grammar(gbnf: str) -> LlamaGrammar:
     return LlamaGrammar.from_string(gbnf, verbose=False)
 
 
-def _schema_of(response_format: dict[str, Any] | None) -> dict[str, Any] | None | str:
+def _schema_of(response_format: dict[str, Any] | None) -> dict[str, Any] | str | None:
     """The JSON schema a response_format asks for; "json" for schema-less JSON mode; None for text."""
     if not response_format:
         return None

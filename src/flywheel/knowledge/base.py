@@ -1,0 +1,316 @@
+"""The knowledge base: ingest documents for groups, search them as a principal, manage access.
+
+Ingestion of a batch: parse and chunk every file (a bad file fails alone, before anything is
+stored), record a *pending* version in the catalog, embed the chunks, commit them to the index in
+one LanceDB transaction (replacing older versions of the same documents), then mark the versions
+*ready*. A process killed at any point leaves each document either at its old version or at its
+new one in the index, and the next run of the same command recognises pending versions and
+finishes them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flywheel.access import Principal
+from flywheel.config import Settings
+from flywheel.errors import FlywheelError, InvalidInputError, NotFoundError
+from flywheel.knowledge.catalog import Catalog, Document
+from flywheel.knowledge.chunk import Chunk, chunk_document
+from flywheel.knowledge.embed import Embedder, get_embedder
+from flywheel.knowledge.index import ChunkIndex, Hit, MetadataFilter, SearchMode
+from flywheel.knowledge.parse import SUPPORTED_SUFFIXES, ParsedDocument, parse_document
+
+
+@dataclass
+class IngestResult:
+    """What happened to one file."""
+
+    source: str
+    status: str  # added | updated | unchanged | regrouped | failed
+    doc_id: str | None = None
+    version: int | None = None
+    chunks: int = 0
+    error: str | None = None
+
+
+@dataclass
+class _Prepared:
+    source: str
+    data_hash: str
+    size: int
+    parsed: ParsedDocument
+    chunks: list[Chunk]
+    groups: list[str]
+    tags: list[str]
+    title: str
+    existing: Document | None
+    owner: str = ""
+    doc_id: str = ""
+    version: int = 0
+    result: IngestResult = field(default_factory=lambda: IngestResult("", "pending"))
+
+
+ProgressCallback = Callable[[str, int], None]  # (source, chunks done for it)
+
+
+def content_hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def media_type_of(name: str) -> str:
+    suffix = Path(name).suffix.lower()
+    return {".md": "text/markdown", ".markdown": "text/markdown", ".csv": "text/csv"}.get(
+        suffix, mimetypes.guess_type(name)[0] or "application/octet-stream"
+    )
+
+
+class KnowledgeBase:
+    """Catalog + chunk index + embedder, with access control on every read and write."""
+
+    def __init__(self, settings: Settings, *, embedder: Embedder | None = None) -> None:
+        settings.ensure_dirs()
+        self.settings = settings
+        self.catalog = Catalog(settings.catalog_url)
+        self.embedder = embedder or get_embedder(settings.embedder)
+        self._index: ChunkIndex | None = None
+        self._index_lock = threading.Lock()
+
+    @property
+    def index(self) -> ChunkIndex:
+        with self._index_lock:
+            if self._index is None:
+                self._index = ChunkIndex(
+                    self.settings.index_uri, self.embedder.dimensions, ann_min_rows=self.settings.knowledge.ann_min_rows
+                )
+            return self._index
+
+    def principal(self, user: str) -> Principal:
+        return self.catalog.principal(user)
+
+    # --- ingestion ----------------------------------------------------------------------------
+
+    def ingest_files(
+        self,
+        principal: Principal,
+        files: Iterable[tuple[str, bytes]],
+        *,
+        groups: Sequence[str],
+        tags: Sequence[str] = (),
+        titles: dict[str, str] | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> list[IngestResult]:
+        """Ingest (name, bytes) pairs for ``groups``; one result per file, in order."""
+        groups = self.catalog.require_groups(list(groups))
+        principal.require_member(groups)
+        results: list[IngestResult] = []
+        batch: list[_Prepared] = []
+        batch_chunks = 0
+        for name, data in files:
+            prepared = self._prepare(principal, name, data, groups, list(tags), (titles or {}).get(name))
+            results.append(prepared.result if isinstance(prepared, _Prepared) else prepared)
+            if not isinstance(prepared, _Prepared):
+                if progress:
+                    progress(name, 0)
+                continue
+            batch.append(prepared)
+            batch_chunks += len(prepared.chunks)
+            if batch_chunks >= self.settings.knowledge.batch_chunks:
+                self._commit(batch, progress)
+                batch, batch_chunks = [], 0
+        if batch:
+            self._commit(batch, progress)
+        if any(r.status in ("added", "updated") for r in results):
+            self.index.ensure_indexes()
+        return results
+
+    def ingest_paths(
+        self,
+        principal: Principal,
+        paths: Sequence[Path],
+        *,
+        groups: Sequence[str],
+        tags: Sequence[str] = (),
+        progress: ProgressCallback | None = None,
+    ) -> list[IngestResult]:
+        """Ingest files and folders (recursively, supported types only)."""
+        return self.ingest_files(principal, _read_files(expand_paths(paths)), groups=groups, tags=tags,
+                                 progress=progress)
+
+    def _prepare(self, principal: Principal, name: str, data: bytes, groups: list[str], tags: list[str],
+                 title: str | None) -> _Prepared | IngestResult:
+        """Parse and chunk one file; decide whether it is new, changed or unchanged. Stores nothing."""
+        try:
+            max_bytes = int(self.settings.knowledge.max_file_mb * 1024 * 1024)
+            digest = content_hash(data)
+            existing = self.catalog.find_document(principal.user, name)
+            if existing is not None and existing.live_version and existing.content_hash == digest:
+                if sorted(existing.groups) != groups:
+                    self.set_groups(principal, existing.id, groups)
+                    return IngestResult(name, "regrouped", existing.id, existing.live_version)
+                return IngestResult(name, "unchanged", existing.id, existing.live_version)
+            parsed = parse_document(name, data, max_bytes=max_bytes)
+            chunks = chunk_document(
+                parsed,
+                max_tokens=self.settings.knowledge.chunk_max_tokens,
+                overlap_tokens=self.settings.knowledge.chunk_overlap_tokens,
+                count_tokens=getattr(self.embedder, "count_tokens", None) or _default_counter(),
+            )
+            if not chunks:
+                raise InvalidInputError(f"{name} contains no text to index.", hint="Check that the file is not empty.")
+        except FlywheelError as exc:
+            return IngestResult(name, "failed", error=str(exc))
+        prepared = _Prepared(name, digest, len(data), parsed, chunks, groups, tags, title or parsed.title, existing,
+                             owner=principal.user)
+        prepared.result = IngestResult(name, "updated" if existing and existing.live_version else "added")
+        return prepared
+
+    def _commit(self, batch: list[_Prepared], progress: ProgressCallback | None) -> None:
+        """Pending versions → embeddings → one index commit → ready versions."""
+        for item in batch:
+            item.doc_id, item.version = self.catalog.begin_version(
+                document_id=item.existing.id if item.existing else None, owner=item.owner, source=item.source,
+                **self._document_fields(item),
+            )
+        try:
+            vectors = self.embedder.embed([chunk.text for item in batch for chunk in item.chunks])
+            rows: list[dict[str, Any]] = []
+            for item in batch:
+                rows += [self._row(item, chunk, vectors[len(rows) + i]) for i, chunk in enumerate(item.chunks)]
+            self.index.replace_documents([item.doc_id for item in batch], rows)
+        except FlywheelError as exc:
+            for item in batch:
+                self.catalog.fail_version(item.doc_id, item.version, exc.message)
+                item.result.status, item.result.error = "failed", str(exc)
+            return
+        for item in batch:
+            self.catalog.finish_version(item.doc_id, item.version, chunk_count=len(item.chunks),
+                                        **self._document_fields(item))
+            item.result.doc_id, item.result.version, item.result.chunks = item.doc_id, item.version, len(item.chunks)
+            if progress:
+                progress(item.source, len(item.chunks))
+
+    @staticmethod
+    def _document_fields(item: _Prepared) -> dict[str, Any]:
+        return {
+            "title": item.title,
+            "groups": item.groups,
+            "tags": item.tags,
+            "media_type": item.parsed.media_type,
+            "size_bytes": item.size,
+            "content_hash": item.data_hash,
+        }
+
+    @staticmethod
+    def _row(item: _Prepared, chunk: Chunk, vector: Any) -> dict[str, Any]:
+        return {
+            "chunk_id": f"{item.doc_id}:{item.version}:{chunk.ordinal}",
+            "doc_id": item.doc_id,
+            "version": item.version,
+            "ordinal": chunk.ordinal,
+            "text": chunk.text,
+            "title": item.title,
+            "source": item.source,
+            "page": chunk.page,
+            "page_end": chunk.page_end,
+            "section": chunk.section,
+            "groups": item.groups,
+            "tags": item.tags,
+            "vector": vector,
+        }
+
+    # --- reading -------------------------------------------------------------------------------
+
+    def search(
+        self,
+        principal: Principal,
+        query: str,
+        *,
+        k: int = 5,
+        mode: SearchMode = "hybrid",
+        metadata: MetadataFilter | None = None,
+    ) -> list[Hit]:
+        """The ``k`` best chunks for ``query`` among those ``principal`` may read."""
+        if not query or not query.strip():
+            raise InvalidInputError("The search query is empty.", hint="Type a question or some keywords.")
+        vector = self.embedder.embed([query])[0] if mode != "text" else None
+        return self.index.search(principal, vector=vector, text=query, k=k, mode=mode, metadata=metadata)
+
+    def list_documents(self, principal: Principal) -> list[Document]:
+        """Documents the principal may read (admins see every document's metadata, to manage it)."""
+        return [d for d in self.catalog.list_documents() if principal.is_admin or principal.can_read(d.groups)]
+
+    def document(self, principal: Principal, document_id: str) -> Document:
+        doc = self.catalog.get_document(document_id)
+        if not (principal.is_admin or principal.can_read(doc.groups)):
+            # Indistinguishable from a missing document: existence is not disclosed.
+            raise NotFoundError(f"No document with id {document_id!r}.", hint="See `flywheel docs list`.")
+        return doc
+
+    # --- access management -----------------------------------------------------------------------
+
+    def set_groups(self, principal: Principal, document_id: str, groups: Sequence[str]) -> Document:
+        """Share a document with exactly ``groups``; effective for the next query."""
+        doc = self.document(principal, document_id)
+        principal.require_manage(doc.owner, f"change the groups of {doc.source}")
+        groups = self.catalog.require_groups(list(groups))
+        principal.require_member(set(groups) - set(doc.groups))  # may only add groups one belongs to
+        self.catalog.set_groups(doc.id, groups)
+        self.index.set_groups(doc.id, groups)
+        return self.catalog.get_document(doc.id)
+
+    def grant(self, principal: Principal, document_id: str, groups: Sequence[str]) -> Document:
+        doc = self.document(principal, document_id)
+        return self.set_groups(principal, document_id, sorted(set(doc.groups) | set(groups)))
+
+    def revoke(self, principal: Principal, document_id: str, groups: Sequence[str]) -> Document:
+        doc = self.document(principal, document_id)
+        remaining = sorted(set(doc.groups) - set(groups))
+        if not remaining:
+            raise InvalidInputError(
+                f"Revoking {', '.join(groups)} would leave {doc.source} shared with nobody.",
+                hint="Delete the document instead (`flywheel docs rm`), or grant another group first.",
+            )
+        return self.set_groups(principal, document_id, remaining)
+
+    def delete(self, principal: Principal, document_id: str) -> Document:
+        """Remove a document and all its chunks (owner or admin)."""
+        doc = self.document(principal, document_id)
+        principal.require_manage(doc.owner, f"delete {doc.source}")
+        self.index.delete_document(doc.id)
+        self.catalog.delete_document(doc.id)
+        return doc
+
+
+def _default_counter() -> Callable[[str], int]:
+    from flywheel.knowledge.chunk import count_tokens_approx
+
+    return count_tokens_approx
+
+
+def expand_paths(paths: Sequence[Path]) -> list[Path]:
+    """Files as given, and the supported files inside folders (sorted, hidden files skipped)."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files += sorted(
+                p for p in path.rglob("*")
+                if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES
+                and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            )
+        elif path.exists():
+            files.append(path)
+        else:
+            raise NotFoundError(f"{path} does not exist.", hint="Check the path.")
+    return files
+
+
+def _read_files(paths: Iterable[Path]) -> Iterable[tuple[str, bytes]]:
+    for path in paths:
+        yield path.name, path.read_bytes()

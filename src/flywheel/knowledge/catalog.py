@@ -1,0 +1,320 @@
+"""The catalog: users, groups, memberships, documents and their versions (SQLAlchemy 2).
+
+SQLite under FLYWHEEL_HOME by default; any SQLAlchemy URL (e.g. PostgreSQL) works unchanged.
+The vector index holds the chunks; the catalog holds what a document *is* and which version of
+it is live, so a crashed ingestion can be recognised and finished by the next run.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    select,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
+
+from flywheel.access import EVERYONE, Principal, check_name
+from flywheel.errors import InvalidInputError, NotFoundError, StorageError
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    memberships: Mapped[list[Membership]] = relationship(back_populates="user", cascade="all, delete-orphan")
+
+
+class Group(Base):
+    __tablename__ = "groups"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+
+
+class Membership(Base):
+    __tablename__ = "memberships"
+
+    user_name: Mapped[str] = mapped_column(ForeignKey("users.name", ondelete="CASCADE"), primary_key=True)
+    group_name: Mapped[str] = mapped_column(ForeignKey("groups.name", ondelete="CASCADE"), primary_key=True)
+    user: Mapped[User] = relationship(back_populates="memberships")
+
+
+class Document(Base):
+    __tablename__ = "documents"
+    __table_args__ = (UniqueConstraint("owner", "source", name="uq_document_owner_source"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: uuid.uuid4().hex)
+    source: Mapped[str] = mapped_column(String(255))  # the file name as uploaded
+    title: Mapped[str] = mapped_column(String(500), default="")
+    owner: Mapped[str] = mapped_column(ForeignKey("users.name"))
+    groups: Mapped[list[str]] = mapped_column(JSON, default=list)
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    media_type: Mapped[str] = mapped_column(String(100), default="")
+    size_bytes: Mapped[int] = mapped_column(Integer, default=0)
+    content_hash: Mapped[str] = mapped_column(String(64), default="")  # of the live version
+    live_version: Mapped[int] = mapped_column(Integer, default=0)  # 0: no version is live yet
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    versions: Mapped[list[DocumentVersion]] = relationship(
+        back_populates="document", cascade="all, delete-orphan", order_by="DocumentVersion.version"
+    )
+
+    @property
+    def status(self) -> str:
+        latest = self.versions[-1].status if self.versions else "pending"
+        return "ready" if latest == "ready" else latest
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "title": self.title,
+            "source": self.source,
+            "owner": self.owner,
+            "groups": list(self.groups),
+            "tags": list(self.tags),
+            "media_type": self.media_type,
+            "size_bytes": self.size_bytes,
+            "version": self.live_version,
+            "status": self.status,
+            "updated_at": self.updated_at.isoformat() if self.updated_at else None,
+        }
+
+
+class DocumentVersion(Base):
+    """One ingestion of one content: pending → ready (live) | failed; ready → superseded."""
+
+    __tablename__ = "document_versions"
+
+    document_id: Mapped[str] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    chunk_count: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    document: Mapped[Document] = relationship(back_populates="versions")
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+class Catalog:
+    """Access to the catalog database. Methods open short transactions of their own."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        try:
+            self.engine: Engine = create_engine(url, future=True)
+            if url.startswith("sqlite"):
+                event.listen(self.engine, "connect", _sqlite_pragmas)
+            Base.metadata.create_all(self.engine)
+        except SQLAlchemyError as exc:
+            raise StorageError(
+                f"Cannot open the catalog database {url}: {exc.__class__.__name__}: {exc}",
+                hint="Check FLYWHEEL_KNOWLEDGE__CATALOG_URL and that its directory is writable.",
+            ) from exc
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with self._sessions.begin() as session:
+            yield session
+
+    # --- users and groups -----------------------------------------------------------------
+
+    def add_group(self, name: str, description: str = "") -> None:
+        check_name("group", name)
+        with self.session() as s:
+            group = s.get(Group, name)
+            if group is None:
+                s.add(Group(name=name, description=description))
+            elif description:
+                group.description = description
+
+    def list_groups(self) -> list[dict[str, Any]]:
+        with self.session() as s:
+            members: dict[str, int] = {}
+            for m in s.scalars(select(Membership)):
+                members[m.group_name] = members.get(m.group_name, 0) + 1
+            return [
+                {"name": g.name, "description": g.description, "members": members.get(g.name, 0)}
+                for g in s.scalars(select(Group).order_by(Group.name))
+            ]
+
+    def add_user(self, name: str, groups: list[str] | tuple[str, ...] = (), *, display_name: str = "",
+                 is_admin: bool = False) -> Principal:
+        """Create or update a user; groups are created as needed. Returns the principal."""
+        check_name("user", name)
+        for group in groups:
+            self.add_group(group)
+        with self.session() as s:
+            user = s.get(User, name)
+            if user is None:
+                user = User(name=name, display_name=display_name or name, is_admin=is_admin)
+                s.add(user)
+            else:
+                user.is_admin = is_admin or user.is_admin
+                user.display_name = display_name or user.display_name
+            existing = {m.group_name for m in user.memberships}
+            for group in groups:
+                if group not in existing and group != EVERYONE:
+                    user.memberships.append(Membership(group_name=group))
+        return self.principal(name)
+
+    def remove_membership(self, user: str, group: str) -> None:
+        with self.session() as s:
+            membership = s.get(Membership, (user, group))
+            if membership is None:
+                raise NotFoundError(f"{user} is not a member of {group}.")
+            s.delete(membership)
+
+    def list_users(self) -> list[dict[str, Any]]:
+        with self.session() as s:
+            return [
+                {
+                    "name": u.name,
+                    "display_name": u.display_name,
+                    "groups": sorted(m.group_name for m in u.memberships),
+                    "is_admin": u.is_admin,
+                }
+                for u in s.scalars(select(User).order_by(User.name))
+            ]
+
+    def principal(self, name: str) -> Principal:
+        """The principal for a user name, with their groups as stored now."""
+        with self.session() as s:
+            user = s.get(User, name)
+            if user is None:
+                raise NotFoundError(
+                    f"Unknown user {name!r}.", hint="List users with `flywheel users list`; add one with `users add`."
+                )
+            return Principal(name, frozenset(m.group_name for m in user.memberships), user.is_admin)
+
+    def known_groups(self) -> set[str]:
+        with self.session() as s:
+            return set(s.scalars(select(Group.name))) | {EVERYONE}
+
+    def require_groups(self, groups: list[str]) -> list[str]:
+        if not groups:
+            raise InvalidInputError(
+                "A document must be shared with at least one group.",
+                hint=f"Pass --group NAME (use '{EVERYONE}' for every user).",
+            )
+        unknown = sorted(set(groups) - self.known_groups())
+        if unknown:
+            raise NotFoundError(
+                f"Unknown group(s): {', '.join(unknown)}.", hint="Create them with `flywheel groups add NAME`."
+            )
+        return sorted(set(groups))
+
+    # --- documents ------------------------------------------------------------------------
+
+    def find_document(self, owner: str, source: str) -> Document | None:
+        with self.session() as s:
+            doc = s.scalars(select(Document).where(Document.owner == owner, Document.source == source)).first()
+            if doc is not None:
+                _ = doc.versions  # load while the session is open
+            return doc
+
+    def get_document(self, document_id: str) -> Document:
+        with self.session() as s:
+            doc = s.get(Document, document_id)
+            if doc is None:
+                raise NotFoundError(f"No document with id {document_id!r}.", hint="See `flywheel docs list`.")
+            _ = doc.versions
+            return doc
+
+    def list_documents(self) -> list[Document]:
+        with self.session() as s:
+            docs = list(s.scalars(select(Document).order_by(Document.source)))
+            for doc in docs:
+                _ = doc.versions
+            return docs
+
+    def begin_version(self, *, document_id: str | None, owner: str, source: str, title: str, groups: list[str],
+                      tags: list[str], media_type: str, size_bytes: int, content_hash: str) -> tuple[str, int]:
+        """Record a pending version (creating the document if new); returns (document id, version)."""
+        with self.session() as s:
+            doc = s.get(Document, document_id) if document_id else None
+            if doc is None:
+                doc = Document(owner=owner, source=source, title=title, groups=groups, tags=tags,
+                               media_type=media_type, size_bytes=size_bytes)
+                s.add(doc)
+                s.flush()
+            number = (max((v.version for v in doc.versions), default=0)) + 1
+            doc.versions.append(DocumentVersion(version=number, content_hash=content_hash))
+            return doc.id, number
+
+    def finish_version(self, document_id: str, version: int, *, chunk_count: int, title: str, groups: list[str],
+                       tags: list[str], media_type: str, size_bytes: int, content_hash: str) -> None:
+        """Mark a version live (after its chunks were committed to the index)."""
+        with self.session() as s:
+            doc = s.get(Document, document_id)
+            if doc is None:
+                raise NotFoundError(f"Document {document_id} vanished during ingestion.")
+            for v in doc.versions:
+                if v.version == version:
+                    v.status, v.chunk_count, v.error = "ready", chunk_count, None
+                elif v.status in ("ready", "pending"):
+                    v.status = "superseded"
+            doc.live_version, doc.content_hash = version, content_hash
+            doc.title, doc.groups, doc.tags = title, groups, tags
+            doc.media_type, doc.size_bytes = media_type, size_bytes
+
+    def fail_version(self, document_id: str, version: int, error: str) -> None:
+        with self.session() as s:
+            v = s.get(DocumentVersion, (document_id, version))
+            if v is not None:
+                v.status, v.error = "failed", error[:2000]
+
+    def set_groups(self, document_id: str, groups: list[str]) -> None:
+        with self.session() as s:
+            doc = s.get(Document, document_id)
+            if doc is None:
+                raise NotFoundError(f"No document with id {document_id!r}.")
+            doc.groups = groups
+
+    def delete_document(self, document_id: str) -> None:
+        with self.session() as s:
+            doc = s.get(Document, document_id)
+            if doc is not None:
+                s.delete(doc)
+
+
+def dumps(value: Any) -> str:
+    """Stable JSON for logs and summaries."""
+    return json.dumps(value, sort_keys=True, default=str)

@@ -1,0 +1,253 @@
+"""The chunk index: LanceDB with vectors, a full-text index and the ACL column.
+
+Every read goes through :meth:`ChunkIndex.search`, which requires a principal and puts the ACL
+predicate inside each LanceDB query (``prefilter=True``): vector and BM25 candidates are drawn
+only from rows the principal may read, then fused by reciprocal rank. A document's chunks are
+replaced in one LanceDB commit (``merge_insert`` that inserts the new version's rows and deletes
+the old ones), so a concurrent reader sees the old version or the new one, never a mix or nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import pyarrow as pa
+
+from flywheel.access import AclFilter, Principal
+from flywheel.errors import InvalidInputError, StorageError
+
+if TYPE_CHECKING:
+    from lancedb.table import Table
+
+TABLE = "chunks"
+SearchMode = Literal["hybrid", "vector", "text"]
+RRF_K = 60
+
+
+def chunk_schema(dimensions: int) -> pa.Schema:
+    return pa.schema(
+        [
+            pa.field("chunk_id", pa.string(), nullable=False),
+            pa.field("doc_id", pa.string(), nullable=False),
+            pa.field("version", pa.int32(), nullable=False),
+            pa.field("ordinal", pa.int32(), nullable=False),
+            pa.field("text", pa.string(), nullable=False),
+            pa.field("title", pa.string()),
+            pa.field("source", pa.string()),
+            pa.field("page", pa.int32()),
+            pa.field("page_end", pa.int32()),
+            pa.field("section", pa.string()),
+            pa.field("groups", pa.list_(pa.string()), nullable=False),
+            pa.field("tags", pa.list_(pa.string())),
+            pa.field("vector", pa.list_(pa.float32(), dimensions), nullable=False),
+        ]
+    )
+
+
+def quote(value: str) -> str:
+    """A SQL string literal."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+@dataclass(frozen=True)
+class MetadataFilter:
+    """Optional narrowing of a search; rendered to SQL here, never taken as raw SQL from a caller."""
+
+    tags: tuple[str, ...] = ()  # any of these tags
+    documents: tuple[str, ...] = ()  # any of these document ids
+    sources: tuple[str, ...] = ()  # any of these file names
+
+    def sql(self) -> str | None:
+        parts = []
+        if self.tags:
+            parts.append(f"array_has_any(tags, make_array({', '.join(quote(t) for t in self.tags)}))")
+        if self.documents:
+            parts.append(f"doc_id IN ({', '.join(quote(d) for d in self.documents)})")
+        if self.sources:
+            parts.append(f"source IN ({', '.join(quote(s) for s in self.sources)})")
+        return " AND ".join(parts) or None
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One retrieved chunk, with where it came from (for citations) and why it ranked."""
+
+    chunk_id: str
+    doc_id: str
+    text: str
+    title: str
+    source: str
+    page: int | None
+    page_end: int | None
+    section: str | None
+    groups: tuple[str, ...]
+    score: float
+    ranks: dict[str, int] = field(default_factory=dict)
+
+    def citation(self) -> str:
+        """e.g. ``manual.pdf p. 12 §3.2 Oil servicing``."""
+        parts = [self.source]
+        if self.page:
+            parts.append(f"p. {self.page}" if not self.page_end or self.page_end == self.page
+                         else f"pp. {self.page}–{self.page_end}")
+        if self.section:
+            parts.append(f"§{self.section.split(' > ')[-1]}")
+        return " ".join(parts)
+
+
+class ChunkIndex:
+    """The LanceDB table of chunks (local path or object-storage URI)."""
+
+    def __init__(self, uri: str, dimensions: int, *, ann_min_rows: int = 50_000) -> None:
+        import lancedb
+
+        self.uri = uri
+        self.dimensions = dimensions
+        self.ann_min_rows = ann_min_rows
+        self._write_lock = threading.Lock()
+        try:
+            self.db = lancedb.connect(uri)
+            self.table: Table = self.db.create_table(TABLE, schema=chunk_schema(dimensions), exist_ok=True)
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise StorageError(
+                f"Cannot open the vector index at {uri}: {exc}",
+                hint="Check FLYWHEEL_KNOWLEDGE__INDEX_URI and that the location is writable.",
+            ) from exc
+        width = self.table.schema.field("vector").type.list_size
+        if width != dimensions:
+            raise StorageError(
+                f"The index at {uri} holds {width}-d vectors but the embedder makes {dimensions}-d ones.",
+                hint="Use the embedder the index was built with, or point FLYWHEEL_KNOWLEDGE__INDEX_URI elsewhere.",
+            )
+
+    # --- writes -----------------------------------------------------------------------------
+
+    def replace_documents(self, doc_ids: Sequence[str], rows: list[dict[str, Any]]) -> None:
+        """Make ``rows`` the only chunks of the documents ``doc_ids``, in one atomic commit."""
+        if not rows or not doc_ids:
+            raise InvalidInputError("Nothing to index: the documents produced no chunks.")
+        data = pa.Table.from_pylist(rows, schema=self.table.schema)
+        scope = f"doc_id IN ({', '.join(quote(d) for d in doc_ids)})"
+        with self._write_lock:
+            (
+                self.table.merge_insert("chunk_id")
+                .when_matched_update_all()
+                .when_not_matched_insert_all()
+                .when_not_matched_by_source_delete(scope)
+                .execute(data)
+            )
+
+    def delete_document(self, doc_id: str) -> None:
+        with self._write_lock:
+            self.table.delete(f"doc_id = {quote(doc_id)}")
+
+    def set_groups(self, doc_id: str, groups: Sequence[str]) -> None:
+        """Share a document's chunks with exactly ``groups`` (one commit; the next query sees it)."""
+        with self._write_lock:
+            self.table.update(where=f"doc_id = {quote(doc_id)}", values={"groups": list(groups)})
+
+    def versions_present(self, doc_id: str) -> set[int]:
+        rows = self.table.search().where(f"doc_id = {quote(doc_id)}").select(["version"]).limit(None).to_arrow()
+        return set(rows.column("version").to_pylist())
+
+    def count(self) -> int:
+        return self.table.count_rows()
+
+    def ensure_indexes(self) -> None:
+        """Full-text and ACL indexes always; an ANN index once the table is large enough."""
+        rows = self.count()
+        if rows == 0:
+            return
+        existing = {tuple(i.columns): i.index_type for i in self.table.list_indices()}
+        with self._write_lock, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # LanceDB's deprecation notices for the stable index calls
+            self.table.create_fts_index("text", replace=True)
+            if ("groups",) not in existing:
+                self.table.create_scalar_index("groups", index_type="LABEL_LIST")
+            if ("doc_id",) not in existing:
+                self.table.create_scalar_index("doc_id", index_type="BTREE")
+            if rows >= self.ann_min_rows:
+                self.build_ann_index(rows)
+            else:
+                self.table.optimize()
+
+    def build_ann_index(self, rows: int | None = None) -> None:
+        """IVF-HNSW-SQ with cosine distance, partitions scaled to the table."""
+        rows = rows or self.count()
+        self.table.create_index(
+            metric="cosine",
+            index_type="IVF_HNSW_SQ",
+            num_partitions=max(1, int(np.sqrt(rows) / 2)),
+            replace=True,
+        )
+
+    # --- reads --------------------------------------------------------------------------------
+
+    def search(
+        self,
+        principal: Principal,
+        *,
+        vector: np.ndarray | None = None,
+        text: str | None = None,
+        k: int = 5,
+        mode: SearchMode = "hybrid",
+        metadata: MetadataFilter | None = None,
+        candidates: int = 40,
+        exact: bool = False,
+    ) -> list[Hit]:
+        """Top-``k`` chunks the principal may read. The ACL is inside every query, never applied after."""
+        if not isinstance(principal, Principal):
+            raise TypeError("search requires a Principal")
+        where = AclFilter.combine(AclFilter.for_principal(principal), metadata.sql() if metadata else None)
+        ranked: dict[str, list[dict[str, Any]]] = {}
+        pool = max(candidates, k)
+        if mode in ("hybrid", "vector"):
+            if vector is None:
+                raise ValueError("vector search needs a query vector")
+            query = self.table.search(np.asarray(vector, dtype=np.float32), vector_column_name="vector")
+            query = query.distance_type("cosine").where(where, prefilter=True).limit(pool)
+            if exact:
+                query = query.bypass_vector_index()
+            ranked["vector"] = query.to_list()
+        if mode in ("hybrid", "text") and text and text.strip():
+            query = self.table.search(text, query_type="fts", fts_columns="text").where(where, prefilter=True)
+            try:
+                ranked["text"] = query.limit(pool).to_list()
+            except (ValueError, RuntimeError):  # a query with only stop words or odd syntax
+                ranked["text"] = []
+        return fuse(ranked, k)
+
+
+def fuse(ranked: dict[str, list[dict[str, Any]]], k: int) -> list[Hit]:
+    """Reciprocal-rank fusion of ranked lists (one list passes through in its own order)."""
+    scores: dict[str, float] = {}
+    rows: dict[str, dict[str, Any]] = {}
+    ranks: dict[str, dict[str, int]] = {}
+    for name, results in ranked.items():
+        for rank, row in enumerate(results, start=1):
+            chunk_id = row["chunk_id"]
+            rows.setdefault(chunk_id, row)
+            ranks.setdefault(chunk_id, {})[name] = rank
+            scores[chunk_id] = scores.get(chunk_id, 0.0) + 1.0 / (RRF_K + rank)
+    best = sorted(scores, key=lambda cid: (-scores[cid], cid))[:k]
+    return [
+        Hit(
+            chunk_id=cid,
+            doc_id=rows[cid]["doc_id"],
+            text=rows[cid]["text"],
+            title=rows[cid].get("title") or "",
+            source=rows[cid].get("source") or "",
+            page=rows[cid].get("page"),
+            page_end=rows[cid].get("page_end"),
+            section=rows[cid].get("section"),
+            groups=tuple(rows[cid].get("groups") or ()),
+            score=scores[cid],
+            ranks=ranks[cid],
+        )
+        for cid in best
+    ]
