@@ -1,0 +1,56 @@
+"""The built-in tools: document search, maintenance records, feedback classification."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import dspy
+
+from flywheel.tools.maintenance import maintenance_records
+from flywheel.tools.registry import Tool, ToolContext, ToolRegistry, ToolResult
+
+
+def search_documents(tool_input: str, context: ToolContext) -> ToolResult:
+    """Search the company's documents (manuals, bulletins, procedures, policies) that you may read.
+    Input: a search query."""
+    hits = context.service("knowledge").search(context.principal, tool_input, k=4)
+    if not hits:
+        return ToolResult("No passages found in the documents you may read.")
+    text = "\n".join(f"({h.citation()}) {h.text}" for h in hits)
+    sources = tuple({"chunk_id": h.chunk_id, "doc_id": h.doc_id, "citation": h.citation()} for h in hits)
+    return ToolResult(text, sources)
+
+
+class FeedbackLabel(dspy.Signature):
+    """Classify a customer's feedback about the airline."""
+
+    text: str = dspy.InputField(desc="the customer's message")
+    sentiment: Literal["negative", "neutral", "positive"] = dspy.OutputField()
+
+
+def classify_feedback(tool_input: str, context: ToolContext) -> ToolResult:
+    """Classify a piece of customer feedback (sentiment). Input: the customer's message."""
+    classifier = context.services.get("classifier") or dspy.Predict(FeedbackLabel)
+    label = classifier(text=tool_input)
+    return ToolResult(f"sentiment: {label.sentiment}")
+
+
+def builtin_tools() -> list[Tool]:
+    return [
+        Tool("search_documents", (search_documents.__doc__ or "").strip(), search_documents),
+        Tool("maintenance_records", (maintenance_records.__doc__ or "").strip(), maintenance_records,
+             frozenset({"mechanics", "pilots"})),
+        Tool("classify_feedback", (classify_feedback.__doc__ or "").strip(), classify_feedback,
+             frozenset({"customer-support", "management"})),
+    ]
+
+
+def default_tools(extra: ToolRegistry | None = None) -> ToolRegistry:
+    """The built-in tools plus any registered with ``@flywheel.tools.tool``."""
+    from flywheel.tools.registry import default_registry
+
+    registry = ToolRegistry(builtin_tools())
+    for source in (default_registry, extra):
+        for name in (source.names() if source else []):
+            registry.add(source.get(name))  # type: ignore[arg-type,union-attr]
+    return registry
