@@ -121,6 +121,22 @@ class KnowledgeSettings(BaseModel):
     batch_chunks: int = Field(256, ge=1, le=10_000, description="Chunks embedded and committed together.")
 
 
+class ProgramSettings(BaseModel):
+    """Which DSPy programs answer questions, and their knobs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    default: str = Field("rag", description="Program used when none is named: rag, agent, or a custom name.")
+    custom: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra programs by name: 'package.module:Class' (a dspy.Module whose forward takes "
+        "question, principal, history).",
+    )
+    retrieval_k: int = Field(4, ge=1, le=50, description="Passages retrieved per question.")
+    agent_max_steps: int = Field(3, ge=1, le=10, description="Tool calls the agent may make per question.")
+    maintenance_db: Path | None = Field(None, description="Maintenance log (default FLYWHEEL_HOME/maintenance.db).")
+
+
 class Settings(BaseSettings):
     """Everything Flywheel reads from the environment and flywheel.toml."""
 
@@ -136,6 +152,7 @@ class Settings(BaseSettings):
     judge_lm: LMSettings | None = Field(None, description="LM for LLM-as-a-judge metrics (default: lm).")
     embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
     knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)
+    programs: ProgramSettings = Field(default_factory=ProgramSettings)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
 
     @field_validator("home")
@@ -173,6 +190,10 @@ class Settings(BaseSettings):
     @cached_property
     def catalog_url(self) -> str:
         return self.knowledge.catalog_url or f"sqlite:///{self.home / 'catalog.db'}"
+
+    @cached_property
+    def maintenance_db(self) -> Path:
+        return self.programs.maintenance_db or self.home / "maintenance.db"
 
     def ensure_dirs(self) -> None:
         """Create the state directories, with a clear error when that is impossible."""

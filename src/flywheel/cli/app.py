@@ -7,9 +7,11 @@ import sys
 import typer
 from rich.console import Console
 
+from flywheel.cli import ask as ask_cmd
 from flywheel.cli import docs as docs_cmd
 from flywheel.cli import doctor as doctor_cmd
 from flywheel.cli import lm as lm_cmd
+from flywheel.cli import maintenance as maintenance_cmd
 from flywheel.cli import search as search_cmd
 from flywheel.cli import users as users_cmd
 from flywheel.errors import FlywheelError
@@ -23,11 +25,14 @@ app = typer.Typer(
 )
 app.command("doctor")(doctor_cmd.doctor)
 app.command("config")(doctor_cmd.show_config)
+app.command("ask")(ask_cmd.ask)
+app.command("chat")(ask_cmd.chat)
 app.command("search")(search_cmd.search)
 app.add_typer(docs_cmd.app, name="docs")
 app.add_typer(users_cmd.users_app, name="users")
 app.add_typer(users_cmd.groups_app, name="groups")
 app.add_typer(lm_cmd.app, name="lm")
+app.add_typer(maintenance_cmd.app, name="maintenance")
 
 err_console = Console(stderr=True, soft_wrap=True)
 
