@@ -17,6 +17,8 @@ import yaml
 from flywheel.config import load_settings
 from flywheel.knowledge.base import KnowledgeBase
 
+from .conftest import load_samples
+
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 MODES = ("hybrid", "vector", "text")
 
@@ -27,17 +29,9 @@ def load_yaml(name: str) -> Any:
 
 @pytest.fixture(scope="module")
 def sample_kb(tmp_path_factory: pytest.TempPathFactory) -> KnowledgeBase:
+    """Its own copy (these tests build an ANN index on it)."""
     kb = KnowledgeBase(load_settings(home=tmp_path_factory.mktemp("acl-home")))
-    users = load_yaml("users.yaml")
-    for group in users["groups"]:
-        kb.catalog.add_group(group["name"], group.get("description", ""))
-    for user in users["users"]:
-        kb.catalog.add_user(user["name"], user.get("groups", []), is_admin=bool(user.get("admin")))
-    for entry in load_yaml("knowledge/manifest.yaml"):
-        path = SAMPLES / "knowledge" / entry["path"]
-        results = kb.ingest_files(kb.principal(entry["owner"]), [(path.name, path.read_bytes())],
-                                  groups=entry["groups"], tags=entry.get("tags", []))
-        assert results[0].status == "added", results[0]
+    load_samples(kb)
     return kb
 
 
