@@ -29,6 +29,7 @@ def kb() -> KnowledgeBase:
     kb = KnowledgeBase(load_settings())
     kb.catalog.add_user("alice", ["mechanics"])
     kb.catalog.add_user("bob", ["pilots"])
+    kb.catalog.add_user("erin", ["mechanics", "pilots"])
     kb.catalog.add_user("root", is_admin=True)
     return kb
 
@@ -64,9 +65,11 @@ def test_changed_content_replaces_the_old_chunks(kb: KnowledgeBase) -> None:
 
 def test_delete_removes_every_chunk_and_only_owner_or_admin_may(kb: KnowledgeBase) -> None:
     alice = kb.principal("alice")
-    doc_id = kb.ingest_files(alice, [("oil.md", OIL_V1.encode())], groups=["mechanics", "pilots"])[0].doc_id
+    doc_id = kb.ingest_files(alice, [("oil.md", OIL_V1.encode())], groups=["mechanics"])[0].doc_id
     with pytest.raises(AccessDeniedError):
-        kb.delete(kb.principal("bob"), doc_id)
+        kb.delete(kb.principal("erin"), doc_id)  # may read it, but is not the owner
+    with pytest.raises(NotFoundError):
+        kb.delete(kb.principal("bob"), doc_id)  # may not even know it exists
     kb.delete(kb.principal("root"), doc_id)
     assert doc_chunks(kb, doc_id) == []
     assert kb.search(alice, "oil servicing sight gauge", k=5) == []

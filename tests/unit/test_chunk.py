@@ -19,11 +19,13 @@ def random_doc(seed: int) -> ParsedDocument:
         for _ in range(rng.randint(0, 5)):
             kind = rng.choice(["paragraph", "paragraph", "table", "list"])
             if kind == "table":
-                text = "\n".join(f"| {rng.choice(WORDS)} | {rng.randint(1, 999)} |" for _ in range(rng.randint(2, 60)))
+                rows = range(rng.randint(2, 60))
+                text = "\n".join(f"| {rng.choice(WORDS)} | {rng.randint(1, 999)} |" for _ in rows)
             elif kind == "list":
                 text = "\n".join(f"- {' '.join(rng.choices(WORDS, k=rng.randint(2, 12)))}" for _ in range(5))
             else:
-                sentences = [" ".join(rng.choices(WORDS, k=rng.randint(3, 40))) + "." for _ in range(rng.randint(1, 30))]
+                count = rng.randint(1, 30)
+                sentences = [" ".join(rng.choices(WORDS, k=rng.randint(3, 40))) + "." for _ in range(count)]
                 text = " ".join(sentences)
             blocks.append(Block(text, kind, page=rng.randint(1, 9)))
     return ParsedDocument("doc", with_sections(blocks), "text/plain", None)

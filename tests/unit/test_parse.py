@@ -89,7 +89,7 @@ def test_encrypted_pdf_is_refused() -> None:
 
 @pytest.mark.parametrize("data", [b"%PDF-1.4 not really", minimal_pdf(PDF_PAGES)[:300]])
 def test_corrupt_pdf_is_refused(data: bytes) -> None:
-    with pytest.raises(InvalidInputError, match="not a readable PDF|no extractable text"):
+    with pytest.raises(InvalidInputError, match=r"not a readable PDF|no extractable text"):
         parse_document("broken.pdf", data)
 
 
@@ -136,7 +136,8 @@ def test_csv_becomes_tables_with_the_header_repeated() -> None:
 
 
 def test_text_headings_and_letterhead_title() -> None:
-    text = b"SKYLARK REGIONAL AIRWAYS\nFUEL POLICY\n\n1. PURPOSE\n\nCarry reserve fuel.\n\n2. LIMITS\n\nFinal reserve 45 minutes."
+    text = (b"SKYLARK REGIONAL AIRWAYS\nFUEL POLICY\n\n1. PURPOSE\n\nCarry reserve fuel.\n\n"
+            b"2. LIMITS\n\nFinal reserve 45 minutes.")
     doc = parse_document("fuel.txt", text)
     assert doc.title == "SKYLARK REGIONAL AIRWAYS — FUEL POLICY"
     assert next(b for b in doc.blocks if "45 minutes" in b.text).section.endswith("2. LIMITS")
@@ -166,7 +167,7 @@ def test_bad_inputs_are_explained(name: str, data: bytes, message: str) -> None:
 
 
 def test_size_limit() -> None:
-    with pytest.raises(InvalidInputError, match="over the 0.0 MB limit"):
+    with pytest.raises(InvalidInputError, match=r"over the 0\.0 MB limit"):
         parse_document("big.txt", b"x" * 2000, max_bytes=1000)
 
 
