@@ -8,7 +8,10 @@ import pytest
 from flywheel.knowledge.chunk import chunk_document, count_tokens_approx
 from flywheel.knowledge.parse import Block, ParsedDocument, with_sections
 
-WORDS = ["oil", "brake", "tire", "pressure", "limit", "inspect", "torque", "valve", "engine", "propeller", "record", "gauge", "cowling"]
+WORDS = [
+    "oil", "brake", "tire", "pressure", "limit", "inspect", "torque", "valve", "engine", "propeller", "record",
+    "gauge", "cowling",
+]
 
 
 def random_doc(seed: int) -> ParsedDocument:
