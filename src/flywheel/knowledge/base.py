@@ -24,7 +24,7 @@ from flywheel.errors import FlywheelError, InvalidInputError, NotFoundError
 from flywheel.knowledge.catalog import Catalog, Document
 from flywheel.knowledge.chunk import Chunk, chunk_document
 from flywheel.knowledge.embed import Embedder, get_embedder
-from flywheel.knowledge.index import ChunkIndex, Hit, MetadataFilter, SearchMode
+from flywheel.knowledge.index import ChunkIndex, Fusion, Hit, MetadataFilter, SearchMode
 from flywheel.knowledge.parse import SUPPORTED_SUFFIXES, ParsedDocument, parse_document
 
 
@@ -235,12 +235,14 @@ class KnowledgeBase:
         k: int = 5,
         mode: SearchMode = "hybrid",
         metadata: MetadataFilter | None = None,
+        fusion: Fusion = "score",
     ) -> list[Hit]:
         """The ``k`` best chunks for ``query`` among those ``principal`` may read."""
         if not query or not query.strip():
             raise InvalidInputError("The search query is empty.", hint="Type a question or some keywords.")
         vector = self.embedder.embed([query])[0] if mode != "text" else None
-        return self.index.search(principal, vector=vector, text=query, k=k, mode=mode, metadata=metadata)
+        return self.index.search(principal, vector=vector, text=query, k=k, mode=mode, metadata=metadata,
+                                 fusion=fusion)
 
     def list_documents(self, principal: Principal) -> list[Document]:
         """Documents the principal may read (admins see every document's metadata, to manage it)."""

@@ -48,19 +48,27 @@ class _Unit:
 
 
 def _split_words(text: str, budget: int, count: TokenCounter) -> list[str]:
-    parts, current = [], ""
+    parts: list[str] = []
+    current: list[str] = []
+    used = 0
     for word in text.split():
-        candidate = f"{current} {word}".strip()
-        if current and count(candidate) > budget:
-            parts.append(current)
-            current = word
-        else:
-            current = candidate
-        while count(current) > budget:  # a single enormous "word": cut by characters
-            cut = max(1, len(current) * budget // max(count(current), 1))
-            parts.append(current[:cut])
-            current = current[cut:]
-    return [*parts, current] if current else parts
+        size = count(word)
+        while size > budget:  # a single enormous "word": cut it by characters
+            cut = max(1, len(word) * budget // size)
+            if current:
+                parts.append(" ".join(current))
+                current, used = [], 0
+            parts.append(word[:cut])
+            word = word[cut:]
+            size = count(word)
+        if current and used + size > budget:
+            parts.append(" ".join(current))
+            current, used = [], 0
+        current.append(word)
+        used += size
+    if current:
+        parts.append(" ".join(current))
+    return parts
 
 
 def _split_block(block: Block, whole: int, budget: int, count: TokenCounter) -> list[_Unit]:
@@ -78,23 +86,26 @@ def _split_block(block: Block, whole: int, budget: int, count: TokenCounter) -> 
         units.append("\n".join(current))
         pieces = [p for unit in units for p in ([unit] if count(unit) <= budget else _split_words(unit, budget, count))]
         return [_Unit(p, block.page) for p in pieces]
-    separator = "\n" if block.kind in ("list", "code") else None
-    sentences = block.text.split("\n") if separator else _SENTENCE.split(block.text)
-    pieces, current = [], ""
+    separator = "\n" if block.kind in ("list", "code") else " "
+    sentences = block.text.split("\n") if separator == "\n" else _SENTENCE.split(block.text)
+    pieces: list[str] = []
+    current: list[str] = []
+    used = 0
     for sentence in sentences:
-        candidate = f"{current}{separator or ' '}{sentence}" if current else sentence
-        if count(candidate) <= budget:
-            current = candidate
+        size = count(sentence)
+        if size > budget:
+            if current:
+                pieces.append(separator.join(current))
+                current, used = [], 0
+            pieces.extend(_split_words(sentence, budget, count))
             continue
-        if current:
-            pieces.append(current)
-        if count(sentence) <= budget:
-            current = sentence
-        else:
-            pieces.extend(_split_words(sentence, budget, count)[:-1])
-            current = _split_words(sentence, budget, count)[-1]
+        if current and used + size > budget:
+            pieces.append(separator.join(current))
+            current, used = [], 0
+        current.append(sentence)
+        used += size
     if current:
-        pieces.append(current)
+        pieces.append(separator.join(current))
     return [_Unit(p, block.page) for p in pieces]
 
 
@@ -102,21 +113,18 @@ def _overlap_tail(text: str, overlap: int, count: TokenCounter) -> str:
     """The last ~``overlap`` tokens of ``text``: whole sentences if they fit, else trailing words."""
     if overlap <= 0:
         return ""
-    tail = ""
-    for sentence in reversed(_SENTENCE.split(text)):
-        candidate = f"{sentence} {tail}".strip()
-        if count(candidate) > overlap:
-            break
-        tail = candidate
-    if tail:
-        return tail
-    words = text.split()
-    picked: list[str] = []
-    for word in reversed(words):
-        if count(" ".join([word, *picked])) > overlap:
-            break
-        picked.insert(0, word)
-    return " ".join(picked)
+    for unit_split, joiner in ((_SENTENCE.split, " "), (str.split, " ")):
+        picked: list[str] = []
+        used = 0
+        for piece in reversed(unit_split(text)):
+            size = count(piece)
+            if used + size > overlap:
+                break
+            picked.insert(0, piece)
+            used += size
+        if picked:
+            return joiner.join(picked)
+    return ""
 
 
 def _sections(doc: ParsedDocument) -> list[tuple[str | None, list[Block]]]:
@@ -155,22 +163,29 @@ def chunk_document(
         # Pieces of a split block leave room for the overlap carried in from the previous chunk.
         piece_budget = max(budget - overlap_tokens, 8)
         units = [u for b in content for u in _split_block(b, budget, piece_budget, count_tokens)]
+        # Word-piece counts add up across whitespace joins, so a chunk's size is the sum of its units'.
         current: list[_Unit] = []
+        used = 0
         for unit in units:
-            joined = "\n\n".join(u.text for u in [*current, unit])
-            if current and count_tokens(joined) > budget:
+            size = count_tokens(unit.text)
+            if current and used + size > budget:
                 raw.append(_emit(prefix, current, section))
                 tail = _overlap_tail(current[-1].text, overlap_tokens, count_tokens) if overlap_tokens else ""
-                current = [_Unit(tail, current[-1].page)] if tail else []
-                if current and count_tokens(f"{tail}\n\n{unit.text}") > budget:
-                    current = []
+                current, used = ([_Unit(tail, current[-1].page)], count_tokens(tail)) if tail else ([], 0)
+                if current and used + size > budget:
+                    current, used = [], 0
             current.append(unit)
+            used += size
         if current:
             raw.append(_emit(prefix, current, section))
     chunks = []
     for text, page, page_end, section in raw:
-        for piece in [text] if count_tokens(text) <= max_tokens else _split_words(text, max_tokens, count_tokens):
-            chunks.append(Chunk(len(chunks), piece, page, page_end, section, count_tokens(piece)))
+        size = count_tokens(text)  # the guarantee is checked on the final text, whatever the counter
+        pieces = [(text, size)] if size <= max_tokens else [
+            (piece, count_tokens(piece)) for piece in _split_words(text, max_tokens, count_tokens)
+        ]
+        for piece, piece_size in pieces:
+            chunks.append(Chunk(len(chunks), piece, page, page_end, section, piece_size))
     return chunks
 
 

@@ -68,6 +68,8 @@ class LocalEmbedder:
                 hf_logging.disable_progress_bar()
                 try:
                     self._model = SentenceTransformer(str(packaged_embedder_dir()), device="cpu")
+                    # Counting tokens of long texts is legitimate here; silence the "too long" warning.
+                    self._model.tokenizer.model_max_length = 1_000_000
                 except (OSError, ValueError, RuntimeError) as exc:
                     raise EmbedderError(
                         f"Could not load the embedding model: {exc}",
@@ -86,7 +88,7 @@ class LocalEmbedder:
 
     def count_tokens(self, text: str) -> int:
         """Word pieces of ``text`` under the model's tokenizer (no special tokens)."""
-        return len(self.model.tokenizer.tokenize(text))
+        return len(self.model.tokenizer.backend_tokenizer.encode(text, add_special_tokens=False).ids)
 
     def embed(self, texts: list[str]) -> np.ndarray:
         if not texts:
