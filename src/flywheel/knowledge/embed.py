@@ -5,10 +5,11 @@ Both return L2-normalised float32 vectors, so a dot product is the cosine simila
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -56,6 +57,7 @@ class LocalEmbedder:
         self.name = "all-MiniLM-L6-v2"
         self.batch_size = batch_size
         self._model: SentenceTransformer | None = None
+        self._counter: Any = None
         self._lock = threading.Lock()
 
     @property
@@ -68,8 +70,6 @@ class LocalEmbedder:
                 hf_logging.disable_progress_bar()
                 try:
                     self._model = SentenceTransformer(str(packaged_embedder_dir()), device="cpu")
-                    # Counting tokens of long texts is legitimate here; silence the "too long" warning.
-                    self._model.tokenizer.model_max_length = 1_000_000
                 except (OSError, ValueError, RuntimeError) as exc:
                     raise EmbedderError(
                         f"Could not load the embedding model: {exc}",
@@ -87,8 +87,14 @@ class LocalEmbedder:
         return int(self.model.max_seq_length)
 
     def count_tokens(self, text: str) -> int:
-        """Word pieces of ``text`` under the model's tokenizer (no special tokens)."""
-        return len(self.model.tokenizer.backend_tokenizer.encode(text, add_special_tokens=False).ids)
+        """Word pieces of ``text`` under the model's tokenizer (no special tokens, never truncated)."""
+        if self._counter is None:
+            # A private copy: the model's own tokenizer truncates at 256, which would undercount.
+            counter = copy.deepcopy(self.model.tokenizer.backend_tokenizer)
+            counter.no_truncation()
+            counter.no_padding()
+            self._counter = counter
+        return len(self._counter.encode(text, add_special_tokens=False).ids)
 
     def embed(self, texts: list[str]) -> np.ndarray:
         if not texts:
