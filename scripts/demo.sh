@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set everything up and run the main job: check the installation, load the sample knowledge base
-# (users, groups, documents), search it as two users with different groups, and ask the embedded LM.
+# (users, groups, documents) and maintenance log, search as two users with different groups, and
+# answer questions with the RAG chatbot and the agent on the embedded LM.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -8,7 +9,10 @@ FW=.venv/bin/flywheel
 $FW doctor
 $FW users import samples/users.yaml
 $FW docs import samples/knowledge/manifest.yaml --as admin
-$FW search "How long may an MEL category C item stay deferred?" --as alice -k 3
-$FW search "How long may an MEL category C item stay deferred?" --as carol -k 3
-$FW lm ask "How many engines does an ATR 72-600 have?" \
-  --context "The ATR 72-600 is a twin-engine turboprop regional airliner with two PW127M engines."
+$FW maintenance load samples/maintenance
+echo; echo "== The same search as a mechanic (alice) and as a customer-support agent (carol):"
+$FW search "propeller hub retention bolt torque" --as alice -k 3
+$FW search "propeller hub retention bolt torque" --as carol -k 3
+echo; echo "== The RAG chatbot and the agent:"
+$FW ask "What is the minimum brake wear pin length?" --as alice
+$FW ask "Which deferred defects are open on N401SK?" --as alice --program agent

@@ -58,12 +58,14 @@ class LlamaCppEngine:
         n_threads: int | None = None,
         pool_size: int = 1,
         default_max_tokens: int = 768,
+        repeat_penalty: float = 1.0,
     ) -> None:
         self.model_path = resolve_model_path(model_path)
         self.n_ctx = n_ctx
         self.n_threads = n_threads or os.cpu_count() or 1
         self.pool_size = pool_size
         self.default_max_tokens = default_max_tokens
+        self.repeat_penalty = repeat_penalty
         self._pool: queue.Queue[Llama] = queue.Queue()
         self._created = 0
         self._create_lock = threading.Lock()
@@ -83,6 +85,7 @@ class LlamaCppEngine:
             "top_p": 1.0 if config.top_p is None else config.top_p,
             "stop": list(config.stop) or None,
             "seed": config.seed,
+            "repeat_penalty": self.repeat_penalty,
         }
         if gbnf is not None:
             kwargs["grammar"] = compiled_grammar(gbnf)
@@ -120,12 +123,14 @@ class LlamaCppEngine:
 
     def dump_state(self) -> dict[str, Any]:
         """JSON-serializable, secret-free description of this engine."""
-        return {"model_path": str(self.model_path), "n_ctx": self.n_ctx, "pool_size": self.pool_size}
+        return {"model_path": str(self.model_path), "n_ctx": self.n_ctx, "pool_size": self.pool_size,
+                "repeat_penalty": self.repeat_penalty}
 
     @classmethod
     def load_state(cls, state: dict[str, Any]) -> LlamaCppEngine:
         """Rebuild an engine from ``dump_state``."""
-        return cls(Path(state["model_path"]), n_ctx=state["n_ctx"], pool_size=state["pool_size"])
+        return cls(Path(state["model_path"]), n_ctx=state["n_ctx"], pool_size=state["pool_size"],
+                   repeat_penalty=state.get("repeat_penalty", 1.0))
 
     # --- text completion for `flywheel lm serve` ------------------------------------------
 

@@ -26,7 +26,7 @@ def embedded_engine(settings: LMSettings) -> LlamaCppEngine:
     """The process-wide engine for these settings (one model load per process)."""
     from flywheel.lm.embedded import LlamaCppEngine
 
-    key = (settings.model_path, settings.n_ctx, settings.n_threads, settings.pool_size)
+    key = (settings.model_path, settings.n_ctx, settings.n_threads, settings.pool_size, settings.repeat_penalty)
     with _engines_lock:
         engine = _engines.get(key)
         if engine is None:
@@ -36,6 +36,7 @@ def embedded_engine(settings: LMSettings) -> LlamaCppEngine:
                 n_threads=settings.n_threads,
                 pool_size=settings.pool_size,
                 default_max_tokens=settings.max_tokens,
+                repeat_penalty=settings.repeat_penalty,
             )
             _engines[key] = engine
         return engine

@@ -84,6 +84,7 @@ def create_app(engine: LlamaCppEngine, *, model_name: str, default_max_tokens: i
             "stop": [body.stop] if isinstance(body.stop, str) else body.stop,
             "seed": body.seed,
             "grammar": grammar,
+            "repeat_penalty": engine.repeat_penalty,
         }
         if body.stream:
             return StreamingResponse(_sse(engine, kwargs, model_name), media_type="text/event-stream")

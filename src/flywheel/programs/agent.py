@@ -4,19 +4,28 @@ The choice is a class-based signature whose ``tool`` field is narrowed, per call
 of the tools the calling principal may use plus ``finish`` — so a constrained LM can only name a
 real tool. A choice that is still unknown (an unconstrained remote LM) becomes an observation and
 costs a step. The answer cites observation numbers, mapped back to the sources the tools returned.
+
+Tools are offered in order of relevance to the question (tool retrieval: embedding similarity of
+the question to each tool's description and examples), and once a tool has answered, ``finish``
+is offered first. A capable LM chooses freely among them; a small one leans on the order, which is
+what keeps the embedded 135M model on the right tool.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import dspy
+import numpy as np
 from dspy.utils.exceptions import AdapterParseError
 
 from flywheel.access import Principal
 from flywheel.programs.rag import as_history
-from flywheel.tools.registry import ToolContext, ToolRegistry, ToolResult
+from flywheel.tools.registry import Tool, ToolContext, ToolRegistry, ToolResult
+
+ToolRanker = Callable[[str, Sequence[Tool]], list[Tool]]
 
 FINISH = "finish"
 NO_ANSWER = "I could not find the answer with the tools and documents available to you."
@@ -61,16 +70,50 @@ def render_observations(steps: list[Step]) -> str:
     return "\n\n".join(f"[{i}] {s.tool}({s.tool_input!r}) -> {s.result.text}" for i, s in enumerate(steps, 1))
 
 
+def lexical_ranker(question: str, tools: Sequence[Tool]) -> list[Tool]:
+    """Tools ordered by word overlap between the question and each tool's profile (stable)."""
+    words = set(re_words(question))
+    return sorted(tools, key=lambda t: -len(words & set(re_words(t.profile()))))
+
+
+def re_words(text: str) -> list[str]:
+    import re
+
+    return [w for w in re.findall(r"[a-z0-9]+", text.lower()) if len(w) > 2]
+
+
+class EmbeddingToolRanker:
+    """Tools ordered by cosine similarity of the question to each tool's profile (cached vectors)."""
+
+    def __init__(self, embedder: Any) -> None:
+        self.embedder = embedder
+        self._profiles: dict[str, np.ndarray] = {}
+
+    def __call__(self, question: str, tools: Sequence[Tool]) -> list[Tool]:
+        missing = [t for t in tools if t.name not in self._profiles]
+        if missing:
+            # A tool's profile: the mean of its description's and its examples' vectors.
+            for t in missing:
+                vectors = self.embedder.embed([t.description, *t.examples])
+                mean = vectors.mean(axis=0)
+                self._profiles[t.name] = mean / (np.linalg.norm(mean) or 1.0)
+        query = self.embedder.embed([question])[0]
+        return sorted(tools, key=lambda t: -float(query @ self._profiles[t.name]))
+
+
 class ToolAgent(dspy.Module):
     """Bounded tool-use loop with a final cited answer. Services are shared; the principal is per call."""
 
-    def __init__(self, registry: ToolRegistry, services: dict[str, Any] | None = None, *, max_steps: int = 3) -> None:
+    def __init__(self, registry: ToolRegistry, services: dict[str, Any] | None = None, *, max_steps: int = 3,
+                 ranker: ToolRanker | None = None) -> None:
         super().__init__()
         if max_steps < 1:
             raise ValueError("max_steps must be at least 1")
         self.registry = registry
         self.services = services or {}
         self.max_steps = max_steps
+        embedder = getattr(self.services.get("knowledge"), "embedder", None)
+        self.ranker: ToolRanker = ranker or (EmbeddingToolRanker(embedder) if embedder else lexical_ranker)
         self.choose = dspy.Predict(ChooseTool)
         self.respond = dspy.ChainOfThought(WriteAnswer)
 
@@ -78,15 +121,17 @@ class ToolAgent(dspy.Module):
         if not isinstance(principal, Principal):
             raise TypeError("ToolAgent needs the calling Principal (principal=...)")
         turns = as_history(history)
-        tools = self.registry.for_principal(principal)
+        tools = self.ranker(question, self.registry.for_principal(principal))
         names = [t.name for t in tools]
         menu = "\n".join(f"{t.name}: {t.description}" for t in tools) or "(no tools available)"
-        signature = ChooseTool.with_updated_fields(
-            "tool", type_=Literal[tuple([*names, FINISH])], desc="the tool to call next, or 'finish'"
-        )
         context = ToolContext(principal, self.services)
         steps: list[Step] = []
         for _ in range(self.max_steps):
+            useful = any(not s.error for s in steps)
+            options = [FINISH, *names] if useful else [*names, FINISH]
+            signature = ChooseTool.with_updated_fields(
+                "tool", type_=Literal[tuple(options)], desc="the tool to call next, or 'finish'"
+            )
             try:
                 choice = self.choose(signature=signature, question=question, history=turns, tools=menu,
                                      observations=render_observations(steps))
@@ -94,9 +139,11 @@ class ToolAgent(dspy.Module):
                 steps.append(Step("invalid choice", "", ToolResult(f"Unusable tool choice: {exc.lm_response!r:.200}"),
                                   error=True))
                 continue
-            name, tool_input = str(choice.tool).strip(), str(choice.tool_input or question).strip()
-            if name == FINISH:
-                break
+            name, tool_input = str(choice.tool).strip(), str(choice.tool_input or "").strip()
+            if not tool_input or tool_input in names:  # a small LM sometimes echoes a tool name as the input
+                tool_input = question
+            if name == FINISH or any(s.tool == name and s.tool_input == tool_input for s in steps):
+                break  # finishing, or repeating a call whose answer is already in the observations
             steps.append(self._run(name, tool_input, context))
         if not steps or all(s.error for s in steps):
             return dspy.Prediction(answer=NO_ANSWER, citations=[], steps=[_describe(s) for s in steps])

@@ -48,6 +48,11 @@ class Tool:
     description: str
     func: ToolFunction
     required_groups: frozenset[str] = frozenset()  # any of these; empty = everyone
+    examples: tuple[str, ...] = ()  # typical requests, used to rank tools for a question
+
+    def profile(self) -> str:
+        """Text that describes what the tool is for (name, description, examples), for ranking."""
+        return " ".join([self.name.replace("_", " "), self.description, *self.examples])
 
     def allowed(self, principal: Principal) -> bool:
         return not self.required_groups or bool(principal.groups & self.required_groups)
@@ -72,12 +77,13 @@ class ToolRegistry:
         return new
 
     def register(self, name: str | None = None, description: str | None = None,
-                 required_groups: Iterable[str] = ()) -> Callable[[ToolFunction], ToolFunction]:
+                 required_groups: Iterable[str] = (), examples: Iterable[str] = ()
+                 ) -> Callable[[ToolFunction], ToolFunction]:
         """Decorator: register a function as a tool (description defaults to its docstring)."""
 
         def decorate(func: ToolFunction) -> ToolFunction:
             self.add(Tool(name or func.__name__, (description or func.__doc__ or "").strip(), func,
-                          frozenset(required_groups)))
+                          frozenset(required_groups), tuple(examples)))
             return func
 
         return decorate
@@ -99,6 +105,7 @@ default_registry = ToolRegistry()
 
 
 def tool(name: str | None = None, description: str | None = None, required_groups: Iterable[str] = (),
-         registry: ToolRegistry | None = None) -> Callable[[ToolFunction], ToolFunction]:
+         examples: Iterable[str] = (), registry: ToolRegistry | None = None
+         ) -> Callable[[ToolFunction], ToolFunction]:
     """Register a tool in the default registry (or the one given)."""
-    return (registry or default_registry).register(name, description, required_groups)
+    return (registry or default_registry).register(name, description, required_groups, examples)
