@@ -99,11 +99,28 @@ def test_malformed_tool_choice_costs_a_step_and_never_runs_anything(maintenance:
     assert kb.calls == []
 
 
-def test_the_step_bound_holds(maintenance: MaintenanceRecords) -> None:
+def test_the_step_bound_holds() -> None:
+    calls: list[str] = []
+
+    def make(i: int) -> Tool:
+        def run_tool(tool_input: str, context: ToolContext) -> ToolResult:
+            calls.append(f"t{i}")
+            return ToolResult(f"result {i}")
+
+        return Tool(f"t{i}", f"Tool number {i}.", run_tool)
+
+    program = ToolAgent(ToolRegistry([make(i) for i in range(6)]), max_steps=3)
+    choices = [{"tool": f"t{i}", "tool_input": "x"} for i in range(6)]
+    result = run(program, [*choices[:3], FINAL], ALICE)
+    assert calls == ["t0", "t1", "t2"] and len(result.steps) == 3
+
+
+def test_a_tool_is_used_at_most_once_per_question(maintenance: MaintenanceRecords) -> None:
     program, kb = agent(maintenance, max_steps=3)
-    loop = [{"tool": "search_documents", "tool_input": f"query {i}"} for i in range(10)]
-    result = run(program, [*loop[:3], FINAL], ALICE)
-    assert len(kb.calls) == 3 and len(result.steps) == 3
+    again = {"tool": "search_documents", "tool_input": "another query"}
+    result = run(program, [{"tool": "search_documents", "tool_input": "q"}, again, again, FINAL], ALICE)
+    assert len(kb.calls) == 1
+    assert [s["tool"] for s in result.steps] == ["search_documents", "invalid choice", "invalid choice"]
 
 
 def test_finish_without_tools_says_it_could_not_find(maintenance: MaintenanceRecords) -> None:

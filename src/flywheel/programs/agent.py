@@ -6,8 +6,8 @@ real tool. A choice that is still unknown (an unconstrained remote LM) becomes a
 costs a step. The answer cites observation numbers, mapped back to the sources the tools returned.
 
 Tools are offered in order of relevance to the question (tool retrieval: embedding similarity of
-the question to each tool's description and examples), and once a tool has answered, ``finish``
-is offered first. A capable LM chooses freely among them; a small one leans on the order, which is
+the question to each tool's description and examples), each at most once per question, and once a
+tool has answered, ``finish`` is offered first. A capable LM chooses freely among them; a small one leans on the order, which is
 what keeps the embedded 135M model on the right tool.
 """
 
@@ -114,7 +114,8 @@ class ToolAgent(dspy.Module):
         self.max_steps = max_steps
         embedder = getattr(self.services.get("knowledge"), "embedder", None)
         self.ranker: ToolRanker = ranker or (EmbeddingToolRanker(embedder) if embedder else lexical_ranker)
-        self.choose = dspy.Predict(ChooseTool)
+        # A tool choice is a name and a short input: a small token budget bounds a looping LM.
+        self.choose = dspy.Predict(ChooseTool, max_tokens=160)
         self.respond = dspy.ChainOfThought(WriteAnswer)
 
     def forward(self, question: str, principal: Principal, history: Any = None) -> dspy.Prediction:
@@ -127,8 +128,9 @@ class ToolAgent(dspy.Module):
         context = ToolContext(principal, self.services)
         steps: list[Step] = []
         for _ in range(self.max_steps):
-            useful = any(not s.error for s in steps)
-            options = [FINISH, *names] if useful else [*names, FINISH]
+            # Each tool at most once per question; after a useful answer, finishing is offered first.
+            unused = [n for n in names if n not in {s.tool for s in steps}]
+            options = [FINISH, *unused] if any(not s.error for s in steps) else [*unused, FINISH]
             signature = ChooseTool.with_updated_fields(
                 "tool", type_=Literal[tuple(options)], desc="the tool to call next, or 'finish'"
             )
