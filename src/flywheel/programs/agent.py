@@ -7,8 +7,8 @@ costs a step. The answer cites observation numbers, mapped back to the sources t
 
 Tools are offered in order of relevance to the question (tool retrieval: embedding similarity of
 the question to each tool's description and examples), each at most once per question, and once a
-tool has answered, ``finish`` is offered first. A capable LM chooses freely among them; a small one leans on the order, which is
-what keeps the embedded 135M model on the right tool.
+tool has answered, ``finish`` is offered first. A capable LM chooses freely among them; a small one
+leans on the order, which is what keeps the embedded 135M model on the right tool.
 """
 
 from __future__ import annotations
