@@ -25,12 +25,14 @@ _PRIMITIVES = {
     "ws": '[ ]?',
     "char": _CHAR,
     "string": '"\\"" char{0,%d} "\\"" ws',
-    "integer": '"-"? ([0-9] | [1-9] [0-9]{0,15}) ws',
-    "number": '"-"? ([0-9] | [1-9] [0-9]{0,15}) ("." [0-9]{1,12})? ([eE] [-+]? [0-9]{1,3})? ws',
+    "integer": '"-"? ([0-9] | [1-9] [0-9]{0,8}) ws',
+    "number": '"-"? ([0-9] | [1-9] [0-9]{0,8}) ("." [0-9]{1,8})? ([eE] [-+]? [0-9]{1,2})? ws',
     "boolean": '("true" | "false") ws',
     "null": '"null" ws',
 }
-_MAX_ARRAY_ITEMS = 32
+_MAX_ARRAY_ITEMS = 8
+# Worst-case characters of each bounded primitive, value plus trailing space (see _PRIMITIVES).
+_FIXED_CHARS = {"integer": 11, "number": 25, "boolean": 6, "null": 5}
 
 
 class UnsupportedSchema(ValueError):
@@ -111,30 +113,43 @@ class _Converter:
         return f'"{escaped}" ws'
 
 
-def count_string_fields(schema: dict[str, Any]) -> int:
-    """Free-text strings the schema can hold (arrays count as several), for budgeting."""
+def budget_shape(schema: dict[str, Any]) -> tuple[int, int]:
+    """(free-text strings, worst-case characters of everything else) for a schema, for budgeting.
+
+    Arrays count ``_MAX_ARRAY_ITEMS`` times their item; alternatives count their largest option.
+    """
     root = schema
 
-    def walk(node: Any, depth: int = 0) -> int:
+    def walk(node: Any, depth: int = 0) -> tuple[int, int]:
         if depth > 20 or not isinstance(node, dict):
-            return 0
+            return 0, 0
         if "$ref" in node and node["$ref"].startswith("#/"):
             target: Any = root
             for part in node["$ref"][2:].split("/"):
                 target = target.get(part, {})
             return walk(target, depth + 1)
-        if "enum" in node or "const" in node:
-            return 0
-        total = sum(walk(s, depth + 1) for key in ("anyOf", "oneOf") for s in node.get(key, []))
-        if node.get("type") == "string":
-            total += 1
-        if node.get("type") == "array":
-            total += 4 * walk(node.get("items", {}), depth + 1)
-        for sub in (node.get("properties") or {}).values():
-            total += walk(sub, depth + 1)
-        return total
+        if "const" in node:
+            return 0, len(json.dumps(node["const"])) + 1
+        if "enum" in node:
+            return 0, max((len(json.dumps(v)) for v in node["enum"]), default=0) + 1
+        options = [walk(s, depth + 1) for key in ("anyOf", "oneOf") for s in node.get(key, [])]
+        if options:
+            return max(o[0] for o in options), max(o[1] for o in options)
+        kind = node.get("type")
+        if kind == "string":
+            return 1, 3
+        if kind in _FIXED_CHARS:
+            return 0, _FIXED_CHARS[kind]
+        if kind == "array":
+            strings, fixed = walk(node.get("items", {"type": "string"}), depth + 1)
+            return strings * _MAX_ARRAY_ITEMS, (fixed + 2) * _MAX_ARRAY_ITEMS + 3
+        strings, fixed = 0, 3
+        for key, sub in (node.get("properties") or {}).items():
+            sub_strings, sub_fixed = walk(sub, depth + 1)
+            strings, fixed = strings + sub_strings, fixed + sub_fixed + len(json.dumps(key)) + 3
+        return strings, fixed
 
-    return max(walk(schema), 1)
+    return walk(schema)
 
 
 def schema_to_gbnf(schema: dict[str, Any], *, string_budget: int) -> str:
@@ -167,8 +182,10 @@ ws     ::= [ \t\n]{0,4}
 """
 
 
-# Tokens kept back from the string budget for the JSON structure itself (keys, quotes, commas).
-_STRUCTURE_TOKENS = 48
+# Tokens kept back beyond the schema's worst-case structure (a leading space, the end token).
+_SAFETY_TOKENS = 8
+# No string is bounded below this; a schema too large for max_tokens may then still be cut short.
+_MIN_STRING_BUDGET = 8
 
 
 @lru_cache(maxsize=128)
@@ -203,5 +220,6 @@ def grammar_for(response_format: dict[str, Any] | None, max_tokens: int) -> str 
     if schema == "json":
         return JSON_OBJECT_GBNF
     assert isinstance(schema, dict)
-    budget = max((max_tokens - _STRUCTURE_TOKENS) // count_string_fields(schema), 16)
+    strings, fixed = budget_shape(schema)
+    budget = max((max_tokens - fixed - _SAFETY_TOKENS) // max(strings, 1), _MIN_STRING_BUDGET)
     return schema_to_gbnf(schema, string_budget=budget)
