@@ -16,6 +16,7 @@ import argparse
 import json
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -89,7 +90,8 @@ def wiki_chunks(embedder: LocalEmbedder) -> tuple[list[str], np.ndarray, list[st
     return texts, embedder.embed(texts), sources
 
 
-def scale(embedder: LocalEmbedder, sizes: list[int], queries: int) -> list[list[object]]:
+def scale(embedder: LocalEmbedder, sizes: list[int], queries: int,
+          on_row: Callable[[list[list[object]]], None] = lambda rows: None) -> list[list[object]]:
     _, base, _ = wiki_chunks(embedder)
     questions = [json.loads(line)["question"] for line in
                  need(SHARED_DATA / "wiki_qa" / "questions.jsonl").read_text().splitlines()[:queries]]
@@ -139,6 +141,7 @@ def scale(embedder: LocalEmbedder, sizes: list[int], queries: int) -> list[list[
                 f"{np.mean(recalls):.3f}", f"{percentile(exact_lat, 50) / percentile(ann_lat, 50):.1f}×",
             ])
             print(rows_out[-1], flush=True)
+            on_row(rows_out)
     return rows_out
 
 
@@ -184,20 +187,23 @@ def main() -> None:
         "### Ingestion versus the raw embedder (same chunk texts, interleaved)\n\n" + speed
         + "\n\n### Hybrid versus single-mode retrieval: wiki_qa, 917 questions, 35 articles\n\n" + recall
     )
+    write_section("knowledge", "Knowledge base: ingestion, search latency, recall", body, "python -m bench.knowledge")
     if not args.skip_scale:
         sizes = [int(s) for s in args.sizes.split(",")]
-        table = markdown_table(
-            ["chunks", "index build s", "exact p50 ms", "ANN p50 ms", "ANN p95 ms", "ANN recall@10", "speed-up"],
-            scale(embedder, sizes, args.queries),
-        )
-        print(table, flush=True)
-        body += (
-            "\n\n### ACL-filtered vector search at scale (IVF-HNSW-SQ, cosine; ACL prefilter: 2 of 5 groups)\n\n"
-            "Real MiniLM vectors of wiki_qa chunks replicated with Gaussian noise (σ = 0.02 per dimension) and "
-            f"renormalised; {args.queries} wiki_qa questions as queries; recall against exact search with the same "
-            "filter.\n\n" + table
-        )
-    write_section("knowledge", "Knowledge base: ingestion, search latency, recall", body, "python -m bench.knowledge")
+
+        def record(rows: list[list[object]]) -> None:  # rewritten after every size, so a long run keeps its rows
+            table = markdown_table(
+                ["chunks", "index build s", "exact p50 ms", "ANN p50 ms", "ANN p95 ms", "ANN recall@10", "speed-up"],
+                rows,
+            )
+            print(table, flush=True)
+            write_section("knowledge", "Knowledge base: ingestion, search latency, recall", body + (
+                "\n\n### ACL-filtered vector search at scale (IVF-HNSW-SQ, cosine; ACL prefilter: 2 of 5 groups)\n\n"
+                "Real MiniLM vectors of wiki_qa chunks replicated with Gaussian noise (σ = 0.02 per dimension) and "
+                f"renormalised; {args.queries} wiki_qa questions as queries; recall against exact search with the "
+                "same filter.\n\n" + table), "python -m bench.knowledge")
+
+        scale(embedder, sizes, args.queries, on_row=record)
 
 
 if __name__ == "__main__":
