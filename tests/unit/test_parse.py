@@ -401,3 +401,12 @@ def test_size_limit_names_the_size_and_the_limit() -> None:
     with pytest.raises(InvalidInputError, match=r"is 3\.0 MB, over the 2\.0 MB limit"):
         parse_document("big.md", b"x" * (3 << 20), max_bytes=2 << 20)
     assert parse_document("ok.txt", b"x" * 1000, max_bytes=1000).blocks
+
+
+def test_a_flattened_table_of_contents_loses_its_dot_leaders() -> None:
+    """Regression: a TOC page extracted onto one line kept thousands of dots (one token each)."""
+    line = " ".join(f"Section {i} {'.' * 120}1-{i}" for i in range(60))
+    doc = parse_document("toc.txt", line.encode())
+    text = " ".join(b.text for b in doc.blocks)
+    assert "...." not in text
+    assert "Section 59" in text and "1-59" in text

@@ -33,6 +33,7 @@ _CHAPTER_HEADING = re.compile(r"^(?:chapter|part|appendix)\s+(?:\d{1,3}|[IVXLC]{
 _BULLET = re.compile(r"^\s*[-*+•▪◦‣]\s+\S")
 _NUMBERED_ITEM = re.compile(r"^\s*(\d{1,3}|[a-z])[.)]\s+\S")
 _LEADER = re.compile(r"^(.*?\S)\s*(?:\.\s*){4,}(\S.{0,40})$")  # a TOC/index entry: "Title ....... 1-3"
+_DOT_RUN = re.compile(r"(?:\.\s*){4,}")
 _RULE = re.compile(r"[-=_*~#]{3,}")
 _FOLIO = re.compile(r"(?:[Pp]age\s+)?(?:\d{1,4}|[ivxlc]{1,7}|[A-Z]{1,3}-\d{1,4}|\d{1,3}-\d{1,4})"
                     r"(?:\s+of\s+\d{1,4})?")  # a page number line: "12", "iv", "G-3", "10-2", "Page 3 of 9"
@@ -202,6 +203,9 @@ def _starts_list(texts: Sequence[str], i: int) -> bool:
 def text_blocks(text: str, page: int | None = None, *, guess_headings: bool = True) -> list[Block]:
     """Plain text → headings, lists and paragraphs (see :func:`_line_blocks`)."""
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    # Dot leaders inside running text (a table of contents flattened onto one line) carry no meaning
+    # and cost one token per dot; a line that is a single leader entry is kept for line_blocks.
+    lines = [line if len(line) <= 200 and _LEADER.match(line) else _DOT_RUN.sub(" … ", line) for line in lines]
     return line_blocks([(line, 0) for line in lines], page, guess=guess_headings)
 
 
