@@ -175,8 +175,12 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000,100000,1000000")
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--skip-scale", action="store_true")
+    parser.add_argument("--only-scale", action="store_true", help="print the scale table only (no docs update)")
     args = parser.parse_args()
     embedder = LocalEmbedder()
+    if args.only_scale:
+        scale(embedder, [int(s) for s in args.sizes.split(",")], args.queries)
+        return
 
     speed = markdown_table(["corpus", "raw embedder chunks/s", "ingestion chunks/s", "ratio (goal ≥ 0.9)"],
                            ingestion(embedder, args.pages, args.rounds))

@@ -106,12 +106,16 @@ class Hit:
 class ChunkIndex:
     """The LanceDB table of chunks (local path or object-storage URI)."""
 
-    def __init__(self, uri: str, dimensions: int, *, ann_min_rows: int = 50_000) -> None:
+    def __init__(self, uri: str, dimensions: int, *, ann_min_rows: int = 50_000, nprobes: int = 40,
+                 refine_factor: int = 4, ef: int = 80) -> None:
         import lancedb
 
         self.uri = uri
         self.dimensions = dimensions
         self.ann_min_rows = ann_min_rows
+        # ANN search breadth: partitions probed, HNSW list size, and full-precision re-ranking of
+        # refine_factor × k candidates (the index stores 8-bit quantised vectors).
+        self.nprobes, self.refine_factor, self.ef = nprobes, refine_factor, ef
         self._write_lock = threading.Lock()
         try:
             self.db = lancedb.connect(uri)
@@ -224,6 +228,8 @@ class ChunkIndex:
             query = query.distance_type("cosine").where(where, prefilter=True).limit(pool)
             if exact:
                 query = query.bypass_vector_index()
+            else:
+                query = query.nprobes(self.nprobes).refine_factor(self.refine_factor).ef(self.ef)
             ranked["vector"] = query.to_list()
         if mode in ("hybrid", "text") and text and text.strip():
             query = self.table.search(text, query_type="fts", fts_columns="text").where(where, prefilter=True)
