@@ -7,7 +7,6 @@ it is live, so a crashed ingestion can be recognised and finished by the next ru
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -92,21 +91,6 @@ class Document(Base):
     def status(self) -> str:
         latest = self.versions[-1].status if self.versions else "pending"
         return "ready" if latest == "ready" else latest
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "title": self.title,
-            "source": self.source,
-            "owner": self.owner,
-            "groups": list(self.groups),
-            "tags": list(self.tags),
-            "media_type": self.media_type,
-            "size_bytes": self.size_bytes,
-            "version": self.live_version,
-            "status": self.status,
-            "updated_at": self.updated_at.isoformat() if self.updated_at else None,
-        }
 
 
 class DocumentVersion(Base):
@@ -313,8 +297,3 @@ class Catalog:
             doc = s.get(Document, document_id)
             if doc is not None:
                 s.delete(doc)
-
-
-def dumps(value: Any) -> str:
-    """Stable JSON for logs and summaries."""
-    return json.dumps(value, sort_keys=True, default=str)

@@ -158,10 +158,6 @@ class ChunkIndex:
         with self._write_lock:
             self.table.update(where=f"doc_id = {quote(doc_id)}", values={"groups": list(groups)})
 
-    def versions_present(self, doc_id: str) -> set[int]:
-        rows = self.table.search().where(f"doc_id = {quote(doc_id)}").select(["version"]).limit(None).to_arrow()
-        return set(rows.column("version").to_pylist())
-
     def count(self) -> int:
         return self.table.count_rows()
 
