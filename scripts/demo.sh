@@ -14,5 +14,7 @@ echo; echo "== The same search as a mechanic (alice) and as a customer-support a
 $FW search "propeller hub retention bolt torque" --as alice -k 3
 $FW search "propeller hub retention bolt torque" --as carol -k 3
 echo; echo "== The RAG chatbot and the agent:"
-$FW ask "What is the minimum brake wear pin length?" --as alice
-$FW ask "Which deferred defects are open on N401SK?" --as alice --program agent
+# --sources prints the passages the answer may cite (the embedded 135M model is cautious: it often
+# answers "could not find" until a program is optimized; the passages show what it was given).
+$FW ask "What torque do the propeller hub retention bolts need?" --as alice --sources
+$FW ask "When is the next borescope inspection due on N417SK?" --as erin --program agent --sources
