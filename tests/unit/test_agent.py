@@ -154,3 +154,11 @@ def test_user_tools_register_with_the_decorator() -> None:
         registry.add(Tool("finish", "x", weather))
     with pytest.raises(ValueError, match="description"):
         registry.add(Tool("silent", " ", weather))
+
+
+def test_maintenance_inspections_are_narrowed_to_the_task_asked_about(maintenance: MaintenanceRecords) -> None:
+    text = maintenance.answer("When is the next borescope inspection due on N417SK?").text
+    lines = [line for line in text.splitlines() if line.startswith("Inspection")]
+    assert lines and all("borescope" in line.lower() for line in lines)
+    everything = maintenance.answer("Which inspections are due on N417SK?").text
+    assert len([line for line in everything.splitlines() if line.startswith("Inspection")]) > len(lines)

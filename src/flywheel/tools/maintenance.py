@@ -74,12 +74,25 @@ class MaintenanceRecords:
                               "ORDER BY due_by", (tail, *statuses))
         return self._rows(f"SELECT * FROM deferred_defects WHERE status IN ({marks}) ORDER BY due_by", statuses)
 
-    def inspections(self, tail: str | None, statuses: tuple[str, ...]) -> list[dict[str, Any]]:
-        marks = ", ".join("?" * len(statuses))
+    def inspections(self, tail: str | None, statuses: tuple[str, ...], task_words: tuple[str, ...] = ()
+                    ) -> list[dict[str, Any]]:
+        """Inspections by status, optionally for one aircraft and tasks containing any of ``task_words``."""
+        where = [f"status IN ({', '.join('?' * len(statuses))})"]
+        params: list[Any] = list(statuses)
         if tail:
-            return self._rows(f"SELECT * FROM inspections WHERE tail_number = ? AND status IN ({marks}) "
-                              "ORDER BY next_due", (tail, *statuses))
-        return self._rows(f"SELECT * FROM inspections WHERE status IN ({marks}) ORDER BY next_due", statuses)
+            where.append("tail_number = ?")
+            params.append(tail)
+        if task_words:
+            where.append("(" + " OR ".join("lower(task) LIKE ?" for _ in task_words) + ")")
+            params += [f"%{w}%" for w in task_words]
+        return self._rows(f"SELECT * FROM inspections WHERE {' AND '.join(where)} ORDER BY next_due", tuple(params))
+
+    def task_words(self, text: str) -> tuple[str, ...]:
+        """Words of ``text`` that name inspection tasks in the log (e.g. 'borescope', 'brake')."""
+        with sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True) as db:
+            vocabulary = {w for (task,) in db.execute("SELECT DISTINCT lower(task) FROM inspections")
+                          for w in re.findall(r"[a-z0-9-]{4,}", task)} - {"check", "test", "inspection", "change"}
+        return tuple(sorted(set(re.findall(r"[a-z0-9-]{4,}", text)) & vocabulary))
 
     def components(self, tail: str) -> list[dict[str, Any]]:
         return self._rows("SELECT * FROM components WHERE tail_number = ? ORDER BY position", (tail,))
@@ -114,7 +127,7 @@ class MaintenanceRecords:
                 sources += [{"record": r["defect_id"], "table": "deferred_defects"} for r in rows]
             if wants_inspections:
                 statuses = ("overdue",) if "overdue" in text else ("overdue", "due soon", "scheduled")
-                rows = self.inspections(tail, statuses)
+                rows = self.inspections(tail, statuses, self.task_words(text))
                 sections += [f"Inspection {r['inspection_id']} on {r['tail_number']}: {r['task']} "
                              f"next due {r['next_due']} ({r['status']})" for r in rows] or ["No such inspections."]
                 sources += [{"record": r["inspection_id"], "table": "inspections"} for r in rows]
