@@ -225,7 +225,9 @@ class ChunkIndex:
             if exact:
                 query = query.bypass_vector_index()
             else:
-                query = query.nprobes(self.nprobes).refine_factor(self.refine_factor).ef(self.ef)
+                # HNSW's list size must cover every candidate it hands to the re-ranking.
+                ef = max(self.ef, pool * self.refine_factor)
+                query = query.nprobes(self.nprobes).refine_factor(self.refine_factor).ef(ef)
             ranked["vector"] = query.to_list()
         if mode in ("hybrid", "text") and text and text.strip():
             query = self.table.search(text, query_type="fts", fts_columns="text").where(where, prefilter=True)
