@@ -31,6 +31,19 @@ CONFIG_FILE_ENV = "FLYWHEEL_CONFIG"
 CONFIG_FILE_NAME = "flywheel.toml"
 
 
+def read_api_key(env_name: str | None, endpoint: str) -> str | None:
+    """The key held by the environment variable ``env_name`` (None when no variable is named)."""
+    if not env_name:
+        return None
+    key = os.environ.get(env_name)
+    if not key:
+        raise ConfigError(
+            f"{endpoint} needs an API key, but ${env_name} is not set.",
+            hint=f"export {env_name}=<your key> (Flywheel never stores keys in files).",
+        )
+    return key
+
+
 class LMSettings(BaseModel):
     """One language model: the embedded llama.cpp model or an OpenAI-compatible endpoint."""
 
@@ -77,15 +90,7 @@ class LMSettings(BaseModel):
 
     def api_key(self) -> str | None:
         """Read the key from the environment at call time; it is never stored in settings."""
-        if not self.api_key_env:
-            return None
-        key = os.environ.get(self.api_key_env)
-        if not key:
-            raise ConfigError(
-                f"The LM endpoint {self.api_base} needs an API key, but ${self.api_key_env} is not set.",
-                hint=f"export {self.api_key_env}=<your key> (Flywheel never stores keys in files).",
-            )
-        return key
+        return read_api_key(self.api_key_env, f"The LM endpoint {self.api_base}")
 
 
 class EmbedderSettings(BaseModel):
@@ -103,7 +108,7 @@ class EmbedderSettings(BaseModel):
 
     def api_key(self) -> str | None:
         """Read the key from the environment at call time."""
-        return LMSettings.api_key(self)  # type: ignore[arg-type]
+        return read_api_key(self.api_key_env, f"The embeddings endpoint {self.api_base}")
 
 
 class KnowledgeSettings(BaseModel):
