@@ -21,7 +21,7 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && .venv/bin/python -c 'im
 fi
 echo "Installing Flywheel and its pinned dependencies into .venv…"
 .venv/bin/python -m pip install --quiet --upgrade "pip>=25" 2>&1 | grep -v "^WARNING: Location" || true
-.venv/bin/python -m pip install --quiet -c constraints.txt -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
+.venv/bin/python -m pip install --quiet -c constraints.txt -e ".[dev,bench]" 2>&1 | grep -v "^WARNING: Location" || true
 .venv/bin/python -c 'import flywheel, llama_cpp, dspy, lancedb, sentence_transformers' \
   || { echo "Installation failed: see the pip output above." >&2; exit 1; }
 echo "$want" > "$stamp"

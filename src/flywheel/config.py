@@ -145,6 +145,62 @@ class ProgramSettings(BaseModel):
     maintenance_db: Path | None = Field(None, description="Maintenance log (default FLYWHEEL_HOME/maintenance.db).")
 
 
+class TrackingSettings(BaseModel):
+    """MLflow tracking and model registry (runs, traces, registered program versions)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    uri: str | None = Field(None, description="MLflow tracking URI (default sqlite:///FLYWHEEL_HOME/mlflow.db).")
+    artifact_root: str | None = Field(None, description="Where run artifacts go (default FLYWHEEL_HOME/mlartifacts).")
+    experiment: str = Field("flywheel", description="MLflow experiment for eval/optimize runs.")
+    model_prefix: str = Field("flywheel-", description="Registered model name = prefix + program name.")
+
+
+class OptimizeSettings(BaseModel):
+    """Optimization defaults and the promotion gate."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    margin: float = Field(0.01, ge=0, le=1, description="A candidate must beat the champion's score by this much.")
+    guards: dict[str, float] = Field(
+        default_factory=lambda: {"faithfulness": 0.02, "safety": 0.0},
+        description="Guard metrics and the largest drop allowed against the champion, e.g. {faithfulness = 0.02}.",
+    )
+    composites: dict[str, dict[str, float]] = Field(
+        default_factory=lambda: {"rag_quality": {"answer_f1": 0.6, "recall": 0.4},
+                                 "classifier_quality": {"accuracy": 0.5, "macro_f1": 0.5}},
+        description="Weighted composite metrics by name: {name = {metric = weight, …}}.",
+    )
+    threads: int = Field(2, ge=1, le=64, description="Parallel program calls during evaluation.")
+    max_lm_calls: int | None = Field(None, ge=1, description="Default budget: stop optimizing after this many LM calls.")
+    max_minutes: float | None = Field(None, gt=0, description="Default budget: stop optimizing after this many minutes.")
+    dev_fraction: float = Field(0.3, gt=0, lt=1, description="Held-out share when no dev split is given.")
+    seed: int = 0
+
+
+class ServeSettings(BaseModel):
+    """The REST service and web chat page."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = Field("127.0.0.1", description="Interface to listen on (0.0.0.0 to expose it).")
+    port: int = Field(8000, ge=1, le=65535)
+    alias: str = Field("champion", description="Registry alias whose program version is served.")
+    reload_interval_s: float = Field(5.0, ge=0, description="How often to look for a newly promoted champion.")
+    workers: int = Field(8, ge=1, le=256, description="Program calls that run at once (threads off the event loop).")
+    request_timeout_s: float = Field(120.0, gt=0, description="A program call running longer than this is a 504.")
+
+
+class ClassifySettings(BaseModel):
+    """The customer-feedback classifier."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    labels: Path | None = Field(None, description="Label set YAML (default: the airline feedback taxonomy).")
+    threads: int = Field(2, ge=1, le=64, description="Parallel LM calls in batch runs.")
+    checkpoint_rows: int = Field(50, ge=1, description="Rows per checkpoint in batch runs.")
+
+
 class Settings(BaseSettings):
     """Everything Flywheel reads from the environment and flywheel.toml."""
 
@@ -161,6 +217,10 @@ class Settings(BaseSettings):
     embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
     knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)
     programs: ProgramSettings = Field(default_factory=ProgramSettings)
+    tracking: TrackingSettings = Field(default_factory=TrackingSettings)
+    optimize: OptimizeSettings = Field(default_factory=OptimizeSettings)
+    serve: ServeSettings = Field(default_factory=ServeSettings)
+    classify: ClassifySettings = Field(default_factory=ClassifySettings)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
 
     @field_validator("home")
@@ -202,6 +262,14 @@ class Settings(BaseSettings):
     @cached_property
     def maintenance_db(self) -> Path:
         return self.programs.maintenance_db or self.home / "maintenance.db"
+
+    @cached_property
+    def tracking_uri(self) -> str:
+        return self.tracking.uri or f"sqlite:///{self.home / 'mlflow.db'}"
+
+    @cached_property
+    def artifact_root(self) -> str:
+        return self.tracking.artifact_root or (self.home / "mlartifacts").as_uri()
 
     def ensure_dirs(self) -> None:
         """Create the state directories, with a clear error when that is impossible."""
