@@ -9,6 +9,9 @@ the documents do not contain the answer without calling the LM at all.
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -31,6 +34,8 @@ class Passage:
 
 
 Retriever = Callable[[str, Principal, int], Sequence[Passage]]
+# Which of these document ids may the principal read now? (checked against the catalog per request)
+ReadableCheck = Callable[[Principal, Sequence[str]], set[str]]
 
 
 def knowledge_retriever(kb: Any) -> Retriever:
@@ -40,6 +45,16 @@ def knowledge_retriever(kb: Any) -> Retriever:
         return [Passage(h.chunk_id, h.doc_id, h.citation(), h.text) for h in kb.search(principal, query, k=k)]
 
     return retrieve
+
+
+def knowledge_readable(kb: Any) -> ReadableCheck:
+    """The documents among ``doc_ids`` that ``principal`` may read, from the catalog's current groups."""
+
+    def readable(principal: Principal, doc_ids: Sequence[str]) -> set[str]:
+        wanted = set(doc_ids)
+        return {d.id for d in kb.catalog.list_documents() if d.id in wanted and principal.can_read(d.groups)}
+
+    return readable
 
 
 class CondenseQuestion(dspy.Signature):
@@ -78,9 +93,11 @@ def as_history(history: Any) -> dspy.History:
 class RAGChatbot(dspy.Module):
     """Retrieval-augmented chatbot over the knowledge base, with citations and honest refusals."""
 
-    def __init__(self, retriever: Retriever | None = None, *, k: int = 4) -> None:
+    def __init__(self, retriever: Retriever | None = None, *, k: int = 4,
+                 readable: ReadableCheck | None = None) -> None:
         super().__init__()
         self.retriever = retriever
+        self.readable = readable
         self.k = k
         self.condense = dspy.ChainOfThought(CondenseQuestion)
         self.respond = dspy.ChainOfThought(AnswerFromPassages)
@@ -96,7 +113,10 @@ class RAGChatbot(dspy.Module):
         passages = list(self.retriever(query, principal, self.k))
         if not passages:
             return dspy.Prediction(answer=NOT_FOUND, citations=[], passages=[], found=False, query=query)
-        reply = self.respond(passages=format_passages(passages), history=turns, question=question)
+        context = format_passages(passages)
+        remember_sources(context, [p.doc_id for p in passages])
+        reply = self.respond(passages=context, history=turns, question=question,
+                             demos=visible_demos(self.respond.predict.demos, principal, self.readable))
         cited = cited_passages(reply.citations, passages)
         found = bool(reply.found) and bool(reply.answer.strip())
         return dspy.Prediction(
@@ -120,3 +140,69 @@ def cited_passages(numbers: Any, passages: Sequence[Passage]) -> list[Passage]:
         if 1 <= index <= len(passages) and passages[index - 1] not in chosen:
             chosen.append(passages[index - 1])
     return chosen
+
+
+# --- ACL-safe few-shot demos -----------------------------------------------------------------------
+#
+# An optimizer's bootstrapped demos for the answer step embed the passages of a training question.
+# Each demo is annotated (after compiling) with the ids of the documents behind its passages, and
+# at request time a demo is shown only to a principal who may read every one of those documents
+# *now* (the catalog's current groups, not those at compile time). Demos with passages but no
+# provenance are never shown: the check fails closed.
+
+_SOURCES: OrderedDict[str, tuple[str, ...]] = OrderedDict()
+_SOURCES_LOCK = threading.Lock()
+_SOURCES_MAX = 4096
+SOURCE_FIELD = "source_doc_ids"
+
+
+def remember_sources(passages_text: str, doc_ids: Sequence[str]) -> None:
+    """Record which documents a formatted passage block came from (bounded, process-local)."""
+    key = hashlib.sha256(passages_text.encode()).hexdigest()
+    with _SOURCES_LOCK:
+        _SOURCES[key] = tuple(dict.fromkeys(doc_ids))
+        _SOURCES.move_to_end(key)
+        while len(_SOURCES) > _SOURCES_MAX:
+            _SOURCES.popitem(last=False)
+
+
+def sources_of(passages_text: str) -> tuple[str, ...] | None:
+    with _SOURCES_LOCK:
+        return _SOURCES.get(hashlib.sha256(passages_text.encode()).hexdigest())
+
+
+def annotate_demo_sources(program: dspy.Module) -> int:
+    """Attach document provenance to every demo that embeds passages; drop demos whose passages
+    cannot be attributed. Returns the number of demos dropped."""
+    dropped = 0
+    for _, predictor in program.named_predictors():
+        kept = []
+        for demo in predictor.demos:
+            passages = demo.get("passages") if hasattr(demo, "get") else None
+            if not passages or demo.get(SOURCE_FIELD) is not None:
+                kept.append(demo)
+                continue
+            sources = sources_of(str(passages))
+            if sources is None:
+                dropped += 1
+                continue
+            demo[SOURCE_FIELD] = list(sources)
+            kept.append(demo)
+        predictor.demos = kept
+    return dropped
+
+
+def visible_demos(demos: Sequence[Any], principal: Principal, readable: ReadableCheck | None) -> list[Any]:
+    """The demos this principal may see: those without passages, and those whose source documents
+    the principal can read now."""
+    needed = {d for demo in demos if demo.get("passages") for d in (demo.get(SOURCE_FIELD) or [])}
+    allowed = readable(principal, sorted(needed)) if (needed and readable is not None) else set()
+    shown = []
+    for demo in demos:
+        if not demo.get("passages"):
+            shown.append(demo)
+            continue
+        sources = demo.get(SOURCE_FIELD)
+        if sources and set(sources) <= allowed:
+            shown.append(demo)
+    return shown

@@ -1,0 +1,1 @@
+"""Evaluation: datasets, metrics (incl. LLM judges), the parallel runner and reports."""

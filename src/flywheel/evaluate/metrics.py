@@ -1,0 +1,229 @@
+"""Metrics as plain functions: retrieval, answers, classification, and weighted composites.
+
+Every per-example metric has the DSPy optimizer signature ``metric(example, prediction, trace=None)
+-> float`` so the same function scores an evaluation run and drives ``BootstrapFewShot``/MIPROv2.
+Inputs are read defensively: a missing gold field makes a metric *not applicable* (``None``), which
+the runner leaves out of that metric's mean instead of counting it as a zero.
+
+Corpus-level classification metrics (accuracy, macro-F1) are computed over all predictions by
+:func:`classification_report`; their per-example form (``label_match``) is what optimizers use.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import string
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from flywheel.errors import ConfigError
+
+Metric = Callable[..., float | None]
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCT = str.maketrans("", "", string.punctuation)
+
+
+def normalize_answer(text: str) -> str:
+    """SQuAD normalisation: lower case, no punctuation, no articles, single spaces."""
+    text = _ARTICLES.sub(" ", str(text).lower().translate(_PUNCT))
+    return " ".join(text.split())
+
+
+def _field(obj: Any, name: str, default: Any = None) -> Any:
+    if obj is None:
+        return default
+    if isinstance(obj, Mapping):
+        return obj.get(name, default)
+    try:
+        value = obj[name] if hasattr(obj, "keys") and name in obj else getattr(obj, name, default)
+    except (KeyError, AttributeError):
+        return default
+    return default if value is None else value
+
+
+def _gold_answers(example: Any) -> list[str]:
+    gold = _field(example, "answer")
+    if gold is None or gold == "":
+        return []
+    return [str(g) for g in gold] if isinstance(gold, list | tuple) else [str(gold)]
+
+
+# --- answers -----------------------------------------------------------------------------------
+
+
+def exact_match(example: Any, prediction: Any, trace: Any = None) -> float | None:
+    """1.0 if the normalised answer equals a normalised gold answer."""
+    golds = _gold_answers(example)
+    if not golds:
+        return None
+    answer = normalize_answer(_field(prediction, "answer", ""))
+    return float(any(answer == normalize_answer(g) for g in golds))
+
+
+def _f1(predicted: str, gold: str) -> float:
+    pred_tokens, gold_tokens = normalize_answer(predicted).split(), normalize_answer(gold).split()
+    if not pred_tokens or not gold_tokens:
+        return float(pred_tokens == gold_tokens)
+    common = Counter(pred_tokens) & Counter(gold_tokens)
+    overlap = sum(common.values())
+    if overlap == 0:
+        return 0.0
+    precision, recall = overlap / len(pred_tokens), overlap / len(gold_tokens)
+    return 2 * precision * recall / (precision + recall)
+
+
+def token_f1(example: Any, prediction: Any, trace: Any = None) -> float | None:
+    """SQuAD token F1 against the best-matching gold answer."""
+    golds = _gold_answers(example)
+    if not golds:
+        return None
+    answer = str(_field(prediction, "answer", ""))
+    return max(_f1(answer, g) for g in golds)
+
+
+def answer_contains(example: Any, prediction: Any, trace: Any = None) -> float | None:
+    """1.0 if the normalised gold answer appears inside the normalised answer (short gold facts)."""
+    golds = _gold_answers(example)
+    if not golds:
+        return None
+    answer = normalize_answer(_field(prediction, "answer", ""))
+    return float(any(normalize_answer(g) and normalize_answer(g) in answer for g in golds))
+
+
+# --- retrieval ---------------------------------------------------------------------------------
+
+
+def _gold_ids(example: Any) -> tuple[str, set[str]] | None:
+    """Which id field to compare (chunk ids take precedence over document ids) and the gold set."""
+    for key, passage_key in (("gold_chunk_ids", "chunk_id"), ("gold_doc_ids", "doc_id")):
+        gold = _field(example, key)
+        if gold:
+            return passage_key, {str(g) for g in (gold if isinstance(gold, list | tuple | set) else [gold])}
+    return None
+
+
+def _ranked_ids(prediction: Any, key: str) -> list[str]:
+    ranked: list[str] = []
+    for passage in _field(prediction, "passages", []) or []:
+        value = _field(passage, key)
+        if value is not None and str(value) not in ranked:
+            ranked.append(str(value))
+    return ranked
+
+
+def recall_at_k(k: int = 5) -> Metric:
+    """Share of gold ids among the first k retrieved (unique) ids."""
+
+    def recall(example: Any, prediction: Any, trace: Any = None) -> float | None:
+        gold = _gold_ids(example)
+        if gold is None:
+            return None
+        key, ids = gold
+        return len(ids & set(_ranked_ids(prediction, key)[:k])) / len(ids)
+
+    recall.__name__ = f"recall@{k}"
+    return recall
+
+
+def mrr(example: Any, prediction: Any, trace: Any = None) -> float | None:
+    """Reciprocal rank of the first gold id among the retrieved ids."""
+    gold = _gold_ids(example)
+    if gold is None:
+        return None
+    key, ids = gold
+    for rank, value in enumerate(_ranked_ids(prediction, key), 1):
+        if value in ids:
+            return 1.0 / rank
+    return 0.0
+
+
+def ndcg_at_k(k: int = 5) -> Metric:
+    """Binary-relevance nDCG over the first k retrieved ids."""
+
+    def ndcg(example: Any, prediction: Any, trace: Any = None) -> float | None:
+        gold = _gold_ids(example)
+        if gold is None:
+            return None
+        key, ids = gold
+        dcg = sum(1.0 / math.log2(rank + 1) for rank, v in enumerate(_ranked_ids(prediction, key)[:k], 1) if v in ids)
+        ideal = sum(1.0 / math.log2(rank + 1) for rank in range(1, min(len(ids), k) + 1))
+        return dcg / ideal if ideal else 0.0
+
+    ndcg.__name__ = f"ndcg@{k}"
+    return ndcg
+
+
+# --- classification ----------------------------------------------------------------------------
+
+
+def label_match(*fields: str) -> Metric:
+    """Per-example classification score: the share of the named label fields predicted exactly.
+
+    A gold field that is empty (e.g. no complaint reason on positive feedback) is skipped.
+    """
+
+    def match(example: Any, prediction: Any, trace: Any = None) -> float | None:
+        scores = []
+        for name in fields:
+            gold = _field(example, name)
+            if gold is None or gold == "":
+                continue
+            scores.append(float(str(_field(prediction, name, "")).strip().lower() == str(gold).strip().lower()))
+        return sum(scores) / len(scores) if scores else None
+
+    match.__name__ = "match_" + "_".join(fields)
+    return match
+
+
+def classification_report(gold: Sequence[str], predicted: Sequence[str]) -> dict[str, Any]:
+    """Accuracy, macro-F1 and per-class precision/recall/F1/support over paired label lists."""
+    if len(gold) != len(predicted):
+        raise ValueError("gold and predicted labels must have the same length")
+    pairs = [(str(g), "" if p is None else str(p)) for g, p in zip(gold, predicted, strict=True)]
+    labels = sorted({g for g, _ in pairs})
+    per_class: dict[str, dict[str, float]] = {}
+    for label in labels:
+        tp = sum(1 for g, p in pairs if g == label and p == label)
+        fp = sum(1 for g, p in pairs if g != label and p == label)
+        fn = sum(1 for g, p in pairs if g == label and p != label)
+        precision = tp / (tp + fp) if tp + fp else 0.0
+        recall = tp / (tp + fn) if tp + fn else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_class[label] = {"precision": precision, "recall": recall, "f1": f1, "support": tp + fn}
+    accuracy = sum(1 for g, p in pairs if g == p) / len(pairs) if pairs else 0.0
+    macro_f1 = sum(c["f1"] for c in per_class.values()) / len(per_class) if per_class else 0.0
+    return {"accuracy": accuracy, "macro_f1": macro_f1, "per_class": per_class, "n": len(pairs)}
+
+
+# --- composites --------------------------------------------------------------------------------
+
+
+def composite(weights: Mapping[str, float], metrics: Mapping[str, Metric]) -> Metric:
+    """A weighted mean of named metrics; weights of metrics that are not applicable are renormalised."""
+    unknown = [name for name in weights if name not in metrics]
+    if unknown:
+        raise ConfigError(f"Composite metric uses unknown metric(s): {', '.join(unknown)}.",
+                          hint=f"Known metrics: {', '.join(sorted(metrics))}.")
+    if not weights or any(w < 0 for w in weights.values()) or sum(weights.values()) <= 0:
+        raise ConfigError("Composite metric weights must be non-negative and not all zero.",
+                          hint="Example: optimize.composites.rag_quality = {answer_f1 = 0.6, recall = 0.4}")
+
+    def score(example: Any, prediction: Any, trace: Any = None) -> float | None:
+        total = weight_sum = 0.0
+        for name, weight in weights.items():
+            value = metrics[name](example, prediction, trace)
+            if value is not None:
+                total += weight * float(value)
+                weight_sum += weight
+        return total / weight_sum if weight_sum else None
+
+    return score
+
+
+def mean(values: Iterable[float | None]) -> float | None:
+    """Mean of the applicable values (None when there are none)."""
+    present = [float(v) for v in values if v is not None]
+    return sum(present) / len(present) if present else None

@@ -1,0 +1,1 @@
+"""Optimization: DSPy optimizers under a budget, the promotion gate, feedback datasets."""

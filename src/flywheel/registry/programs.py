@@ -1,0 +1,205 @@
+"""Versioned programs in the MLflow model registry, with a ``champion`` alias, promotion and rollback.
+
+Each version is an MLflow pyfunc model (see :mod:`flywheel.registry.pyfunc`) named
+``<prefix><program>`` (``flywheel-rag``), whose artifact is the program's DSPy state (instructions and
+demos). Metrics and optimizer settings are attached as version tags (``metric.<name>``,
+``param.<name>``); ``status`` is ``candidate``, ``champion`` or ``retired``. Promotions append to a
+``champion_history`` tag on the registered model, which is what ``rollback`` walks back.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flywheel.config import Settings
+from flywheel.errors import NotFoundError
+from flywheel.registry.tracking import use_tracking
+
+CHAMPION = "champion"
+STATE_FILE = "program_state.json"
+
+
+@dataclass
+class ProgramVersion:
+    name: str
+    version: int
+    aliases: list[str]
+    status: str
+    metrics: dict[str, float]
+    params: dict[str, str]
+    run_id: str | None
+    created_at: int
+    description: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def is_champion(self) -> bool:
+        return CHAMPION in self.aliases
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, "aliases": self.aliases, "status": self.status,
+                "metrics": self.metrics, "params": self.params, "run_id": self.run_id,
+                "created_at": self.created_at, "description": self.description}
+
+
+def _version(name: str, mv: Any) -> ProgramVersion:
+    tags = dict(mv.tags or {})
+    metrics = {k[7:]: float(v) for k, v in tags.items() if k.startswith("metric.")}
+    params = {k[6:]: v for k, v in tags.items() if k.startswith("param.")}
+    return ProgramVersion(name, int(mv.version), sorted(getattr(mv, "aliases", []) or []),
+                          tags.get("status", "candidate"), metrics, params, mv.run_id,
+                          int(mv.creation_timestamp or 0), mv.description or "", tags)
+
+
+class ProgramRegistry:
+    """Register, list, load, promote and roll back program versions."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._states: dict[tuple[str, int], dict[str, Any]] = {}
+        self._lock = threading.Lock()
+
+    def model_name(self, name: str) -> str:
+        return f"{self.settings.tracking.model_prefix}{name}"
+
+    def model_uri(self, name: str, ref: str | int = CHAMPION) -> str:
+        ref = str(ref)
+        return f"models:/{self.model_name(name)}/{ref}" if ref.isdigit() else f"models:/{self.model_name(name)}@{ref}"
+
+    @property
+    def client(self) -> Any:
+        return use_tracking(self.settings)
+
+    # --- writing ---------------------------------------------------------------------------------
+
+    def register(self, name: str, program: Any, *, metrics: dict[str, float | None] | None = None,
+                 params: dict[str, Any] | None = None, description: str = "", run_id: str | None = None,
+                 config: dict[str, Any] | None = None) -> ProgramVersion:
+        """Log ``program`` as a pyfunc model and register it as a new (candidate) version."""
+        import mlflow
+
+        from flywheel.registry.pyfunc import save_program_model
+
+        client = self.client
+        with tempfile.TemporaryDirectory() as tmp:
+            model_dir = Path(tmp) / "program"
+            save_program_model(model_dir, name, program, self.settings, config=config)
+            active = mlflow.active_run()
+            if run_id is None and active is None:
+                with mlflow.start_run(run_name=f"register-{name}") as run:
+                    mlflow.log_artifacts(str(model_dir), artifact_path="program")
+                    run_id = run.info.run_id
+            else:
+                run_id = run_id or active.info.run_id
+                client.log_artifacts(run_id, str(model_dir), artifact_path="program")
+        model = self.model_name(name)
+        try:
+            client.get_registered_model(model)
+        except Exception:
+            client.create_registered_model(model, description=f"Flywheel program {name!r}")
+        mv = client.create_model_version(model, f"runs:/{run_id}/program", run_id=run_id, description=description)
+        client.set_model_version_tag(model, mv.version, "status", "candidate")
+        for key, value in (metrics or {}).items():
+            if value is not None:
+                client.set_model_version_tag(model, mv.version, f"metric.{key}", f"{float(value):.6f}")
+        for key, value in (params or {}).items():
+            client.set_model_version_tag(model, mv.version, f"param.{key}", str(value)[:4000])
+        return self.get(name, int(mv.version))  # type: ignore[return-value]
+
+    def promote(self, name: str, version: int, *, reason: str = "") -> ProgramVersion:
+        """Make ``version`` the champion (the previous one is remembered for rollback)."""
+        client = self.client
+        model = self.model_name(name)
+        target = self._require(name, version)
+        previous = self.get(name, CHAMPION)
+        if previous is not None and previous.version == target.version:
+            return target
+        history = self._history(name)
+        history.append(target.version)
+        client.set_registered_model_tag(model, "champion_history", json.dumps(history[-50:]))
+        client.set_registered_model_alias(model, CHAMPION, str(target.version))
+        client.set_model_version_tag(model, str(target.version), "status", "champion")
+        if reason:
+            client.set_model_version_tag(model, str(target.version), "promotion_reason", reason[:4000])
+        if previous is not None:
+            client.set_model_version_tag(model, str(previous.version), "status", "retired")
+        return self._require(name, target.version)
+
+    def rollback(self, name: str) -> ProgramVersion:
+        """Give the champion alias back to the version that held it before the current one."""
+        client = self.client
+        model = self.model_name(name)
+        current = self.get(name, CHAMPION)
+        history = [v for v in self._history(name) if current is None or v != current.version]
+        if current is None or not history:
+            raise NotFoundError(f"Program {name!r} has no earlier champion to roll back to.",
+                                hint=f"See `flywheel programs show {name}`; promote a version explicitly.")
+        target = history[-1]
+        client.set_registered_model_tag(model, "champion_history", json.dumps(history))
+        client.set_registered_model_alias(model, CHAMPION, str(target))
+        client.set_model_version_tag(model, str(target), "status", "champion")
+        client.set_model_version_tag(model, str(current.version), "status", "rolled-back")
+        return self._require(name, target)
+
+    def _history(self, name: str) -> list[int]:
+        try:
+            tags = self.client.get_registered_model(self.model_name(name)).tags or {}
+        except Exception:
+            return []
+        return [int(v) for v in json.loads(tags.get("champion_history", "[]"))]
+
+    # --- reading ---------------------------------------------------------------------------------
+
+    def names(self) -> list[str]:
+        prefix = self.settings.tracking.model_prefix
+        return sorted(m.name[len(prefix):] for m in self.client.search_registered_models()
+                      if m.name.startswith(prefix))
+
+    def versions(self, name: str) -> list[ProgramVersion]:
+        client = self.client
+        found = client.search_model_versions(f"name='{self.model_name(name)}'")
+        return sorted((self._with_aliases(name, mv) for mv in found), key=lambda v: v.version, reverse=True)
+
+    def _with_aliases(self, name: str, mv: Any) -> ProgramVersion:
+        if not getattr(mv, "aliases", None):
+            mv = self.client.get_model_version(mv.name, mv.version)
+        return _version(name, mv)
+
+    def get(self, name: str, ref: str | int = CHAMPION) -> ProgramVersion | None:
+        """A version by number or alias; None when it does not exist."""
+        client = self.client
+        model = self.model_name(name)
+        try:
+            mv = (client.get_model_version(model, str(ref)) if str(ref).isdigit()
+                  else client.get_model_version_by_alias(model, str(ref)))
+        except Exception:
+            return None
+        return _version(name, mv)
+
+    def _require(self, name: str, ref: str | int) -> ProgramVersion:
+        found = self.get(name, ref)
+        if found is None:
+            raise NotFoundError(f"Program {name!r} has no version {ref!r}.",
+                                hint=f"See `flywheel programs show {name}` for its versions.")
+        return found
+
+    def load_state(self, name: str, ref: str | int = CHAMPION) -> tuple[ProgramVersion, dict[str, Any]] | None:
+        """The DSPy state of a version (cached per version), or None when the ref does not exist."""
+        import mlflow
+
+        found = self.get(name, ref)
+        if found is None:
+            return None
+        key = (name, found.version)
+        with self._lock:
+            if key not in self._states:
+                path = mlflow.artifacts.download_artifacts(
+                    run_id=found.run_id, artifact_path=f"program/artifacts/{STATE_FILE}",
+                    tracking_uri=self.settings.tracking_uri)
+                self._states[key] = json.loads(Path(path).read_text())
+            return found, self._states[key]
