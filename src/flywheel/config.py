@@ -214,6 +214,9 @@ class Settings(BaseSettings):
     home: Path = Field(default_factory=lambda: Path("~/.flywheel"), description="Where all state lives.")
     lm: LMSettings = Field(default_factory=LMSettings)
     judge_lm: LMSettings | None = Field(None, description="LM for LLM-as-a-judge metrics (default: lm).")
+    teacher_lm: LMSettings | None = Field(
+        None, description="Stronger LM that bootstraps demos / labels unlabelled data while optimizing (default: lm).")
+    reflection_lm: LMSettings | None = Field(None, description="LM that GEPA uses to reflect and rewrite instructions.")
     embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
     knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)
     programs: ProgramSettings = Field(default_factory=ProgramSettings)

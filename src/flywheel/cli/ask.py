@@ -13,9 +13,10 @@ from flywheel.cli.common import console, settings
 def _assistant() -> Any:
     from flywheel.lm import configure_dspy
     from flywheel.programs.assistant import Assistant
+    from flywheel.registry.programs import registry_if_configured
 
     configure_dspy(settings())
-    return Assistant(settings())
+    return Assistant(settings(), registry=registry_if_configured(settings()))
 
 
 def _render(reply: dict[str, Any], show_sources: bool = False) -> None:

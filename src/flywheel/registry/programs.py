@@ -203,3 +203,11 @@ class ProgramRegistry:
                     tracking_uri=self.settings.tracking_uri)
                 self._states[key] = json.loads(Path(path).read_text())
             return found, self._states[key]
+
+
+def registry_if_configured(settings: Settings) -> ProgramRegistry | None:
+    """The registry when there can be registered versions (a configured URI, or the local store exists);
+    None otherwise, so a plain `flywheel ask` does not create an MLflow database."""
+    if settings.tracking.uri is not None or (settings.home / "mlflow.db").exists():
+        return ProgramRegistry(settings)
+    return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+from contextlib import nullcontext
 from typing import Any
 
 from flywheel.config import Settings
@@ -36,3 +37,26 @@ def use_tracking(settings: Settings) -> Any:
                                hint="Check tracking.uri / FLYWHEEL_TRACKING__URI and that FLYWHEEL_HOME is writable.") \
                 from exc
         return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def log_run_results(settings: Settings, *, run_name: str, params: dict[str, Any], metrics: dict[str, float | None],
+                    report_dir: Any = None, tables: dict[str, Any] | None = None) -> str:
+    """Log one evaluation/optimization run (params, metrics, report files, tables); returns the run id."""
+    import mlflow
+
+    use_tracking(settings)
+    active = mlflow.active_run()
+    context = mlflow.start_run(run_name=run_name) if active is None else nullcontext(active)
+    with context as run:
+        mlflow.log_params({k: str(v)[:500] for k, v in params.items() if v is not None})
+        mlflow.log_metrics({_metric_key(k): float(v) for k, v in metrics.items() if v is not None})
+        if report_dir is not None:
+            mlflow.log_artifacts(str(report_dir), artifact_path="report")
+        for name, table in (tables or {}).items():
+            mlflow.log_table(table, artifact_file=name)
+        return run.info.run_id
+
+
+def _metric_key(name: str) -> str:
+    """MLflow metric names allow letters, digits, _ - . / and spaces; '@' is not one of them."""
+    return name.replace("@", "_at_")

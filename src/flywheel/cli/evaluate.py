@@ -1,0 +1,241 @@
+"""``flywheel eval`` and ``flywheel optimize``: measure a program, and improve it behind the gate."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from flywheel.cli.common import console, settings
+
+
+def _kind(program: str) -> str:
+    return "classifier" if program == "classifier" else "qa"
+
+
+def _runtime(program: str, *, version: str | None = None) -> tuple[Any, Any, Any]:
+    """(assistant, registry, judge LM) with DSPy configured."""
+    from flywheel.lm import configure_dspy
+    from flywheel.lm.factory import build_lm
+    from flywheel.programs.assistant import Assistant
+    from flywheel.registry.programs import ProgramRegistry
+
+    s = settings()
+    configure_dspy(s)
+    registry = ProgramRegistry(s)
+    knowledge = None
+    if _kind(program) == "classifier":
+        knowledge = _NoKnowledge()
+    assistant = Assistant(s, knowledge=knowledge, registry=registry, alias=version or "champion")
+    judge_lm = build_lm(s.judge_lm) if s.judge_lm is not None else None
+    return assistant, registry, judge_lm
+
+
+class _NoKnowledge:
+    """The classifier reads no documents; spare it opening the index."""
+
+    catalog = None
+
+
+def load_examples(path: Path, program: str, *, text_column: str, as_user: str | None, limit: int | None) -> Any:
+    from flywheel.evaluate.datasets import read_rows
+
+    return examples_from_rows(read_rows(path), program, name=path.name, text_column=text_column, as_user=as_user,
+                              limit=limit)
+
+
+def examples_from_rows(rows: list[dict[str, Any]], program: str, *, name: str, text_column: str,
+                       as_user: str | None, limit: int | None) -> Any:
+    """Validated examples for the program's kind; question rows resolve users and documents in the catalog."""
+    from flywheel.evaluate.datasets import dataset_from_rows
+
+    if _kind(program) == "classifier":
+        return dataset_from_rows(rows, "classifier", name=name, text_column=text_column, limit=limit)
+    from flywheel.knowledge.base import KnowledgeBase
+
+    kb = KnowledgeBase(settings())
+    documents = kb.catalog.list_documents()
+
+    def resolve(source: str) -> str | None:
+        return next((d.id for d in documents if source in {d.id, d.source} or d.source.endswith("/" + source)
+                     or source.endswith("/" + d.source)), None)
+
+    return dataset_from_rows(rows, "qa", name=name, principal_for=kb.principal, resolve_document=resolve,
+                             default_user=as_user, limit=limit)
+
+
+@contextmanager
+def progress_bar() -> Iterator[Any]:
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        tasks: dict[str, Any] = {}
+
+        def update(label: str, done: int, total: int | None) -> None:
+            if label not in tasks:
+                tasks[label] = progress.add_task(label, total=total)
+            progress.update(tasks[label], completed=done, total=total)
+
+        yield update
+
+
+def metrics_table(title: str, columns: dict[str, dict[str, float | None]]) -> Table:
+    table = Table(title=title)
+    table.add_column("metric")
+    for name in columns:
+        table.add_column(name, justify="right")
+    names = list(dict.fromkeys(m for values in columns.values() for m in values))
+    for metric in names:
+        table.add_row(metric, *[("–" if v.get(metric) is None else f"{v[metric]:.3f}") for v in columns.values()])
+    return table
+
+
+def evaluate(
+    program: str = typer.Argument(..., help="Program name: rag, agent, classifier, or a custom one."),
+    dataset: Path = typer.Argument(..., help="JSONL/CSV dataset (question[, answer, document, user] or text)."),
+    metric: list[str] = typer.Option([], "--metric", "-m", help="Metric(s) to compute (default: the kind's set)."),
+    version: str | None = typer.Option(None, "--version", help="Registered version or alias (default: champion)."),
+    as_user: str | None = typer.Option(None, "--as", help="Ask as this user where a row has no user."),
+    text_column: str = typer.Option("text", "--text-column", help="Classifier datasets: the text column."),
+    limit: int | None = typer.Option(None, "--limit", help="Only the first N rows."),
+    judge: bool = typer.Option(False, "--judge", help="Also run the LLM judges (faithfulness, relevance, safety)."),
+    report: Path | None = typer.Option(None, "--report", help="Report directory (default under FLYWHEEL_HOME)."),
+    trace: bool = typer.Option(True, "--trace/--no-trace", help="Log a trace per example to MLflow."),
+) -> None:
+    """Run a program over a dataset in parallel; print, save and log (MLflow) the scores."""
+    from flywheel.evaluate.catalog import DEFAULT_METRICS, resolve_metrics
+    from flywheel.evaluate.report import write_report
+    from flywheel.evaluate.runner import evaluate_program
+    from flywheel.registry.tracking import log_run_results, use_tracking
+
+    s = settings()
+    kind = _kind(program)
+    assistant, _registry, judge_lm = _runtime(program, version=version)
+    data = load_examples(dataset, program, text_column=text_column, as_user=as_user, limit=limit)
+    names = metric or list(DEFAULT_METRICS[kind])
+    if judge and kind == "qa":
+        names += ["faithfulness", "relevance", "safety"]
+    metrics = resolve_metrics(names, kind, composites=s.optimize.composites, judge_lm=judge_lm,
+                              k=s.programs.retrieval_k)
+    loaded = assistant.program(program)
+    label = f"{program}@v{assistant.loaded_versions.get(program)}" if assistant.loaded_versions.get(program) \
+        else f"{program} (unregistered)"
+    if trace:
+        import mlflow
+
+        use_tracking(s)
+        mlflow.dspy.autolog(log_traces=True)
+    with progress_bar() as update:
+        result = evaluate_program(loaded, data, metrics, name=label, threads=s.optimize.threads,
+                                  progress=lambda done, total: update("evaluating", done, total))
+    if trace:
+        import mlflow
+
+        mlflow.dspy.autolog(disable=True)
+    directory = report or s.home / "reports" / f"eval-{program}-{time.strftime('%Y%m%d-%H%M%S')}"
+    write_report(result, directory, metric=names[0] if names else None)
+    run_id = log_run_results(s, run_name=f"eval-{program}", metrics=result.metrics, report_dir=directory,
+                             params={"program": program, "version": assistant.loaded_versions.get(program),
+                                     "dataset": str(dataset), "examples": len(data), "lm_calls": result.lm_calls,
+                                     "errors": result.errors, "lm": s.lm.model})
+    console.print(metrics_table(f"{label} on {data.name} ({len(data)} examples)", {"score": result.metrics}))
+    console.print(f"{result.errors} errors · {result.lm_calls} LM calls · {result.wall_s:.1f} s · "
+                  f"report: {directory} · MLflow run {run_id}", highlight=False)
+
+
+def optimize(
+    program: str = typer.Argument(..., help="Program to improve: rag, classifier, or a custom chatbot."),
+    train: Path | None = typer.Option(None, "--train", help="Training dataset (JSONL/CSV)."),
+    dev: Path | None = typer.Option(None, "--dev", help="Held-out dataset for the gate (default: split of --train)."),
+    from_feedback: bool = typer.Option(False, "--from-feedback", help="Train on production feedback as well."),
+    optimizer: str = typer.Option("bootstrap", "--optimizer", "-o",
+                                  help="bootstrap, random-search, mipro, knn or gepa."),
+    metric: str | None = typer.Option(None, "--metric", "-m", help="Objective (default rag_quality / accuracy)."),
+    max_lm_calls: int | None = typer.Option(None, "--max-lm-calls", help="Budget: LM calls while compiling."),
+    max_minutes: float | None = typer.Option(None, "--max-minutes", help="Budget: minutes while compiling."),
+    train_limit: int | None = typer.Option(None, "--train-limit", help="Use the first N training rows."),
+    dev_limit: int | None = typer.Option(None, "--dev-limit", help="Use the first N held-out rows."),
+    max_demos: int = typer.Option(4, "--max-demos", help="Few-shot demos per predictor."),
+    as_user: str | None = typer.Option(None, "--as", help="Ask as this user where a row has no user."),
+    text_column: str = typer.Option("text", "--text-column", help="Classifier datasets: the text column."),
+    margin: float | None = typer.Option(None, "--margin", help="Gate: required improvement (default from config)."),
+    promote: bool = typer.Option(True, "--promote/--no-promote", help="Promote if the gate passes."),
+) -> None:
+    """Compile a candidate with a DSPy optimizer, evaluate it next to the champion, register it, gate it."""
+    import mlflow
+
+    from flywheel.evaluate.catalog import DEFAULT_OBJECTIVE
+    from flywheel.lm.factory import build_lm
+    from flywheel.optimize.compile import Budget
+    from flywheel.optimize.workflow import OptimizeRequest, optimize_program
+    from flywheel.registry.tracking import log_run_results, use_tracking
+
+    s = settings()
+    kind = _kind(program)
+    train_set = _training_set(program, train, from_feedback, text_column=text_column, as_user=as_user,
+                              limit=train_limit)
+    if dev is not None:
+        dev_set = load_examples(dev, program, text_column=text_column, as_user=as_user, limit=dev_limit)
+    else:
+        train_set, dev_set = train_set.split(s.optimize.dev_fraction, seed=s.optimize.seed)
+        dev_set = dev_set.head(dev_limit)
+    assistant, registry, judge_lm = _runtime(program)
+    request = OptimizeRequest(
+        program=program, optimizer=optimizer, objective=metric or DEFAULT_OBJECTIVE[kind], train=train_set,
+        dev=dev_set, budget=Budget(max_lm_calls or s.optimize.max_lm_calls, max_minutes or s.optimize.max_minutes),
+        threads=s.optimize.threads, seed=s.optimize.seed, max_demos=max_demos,
+        margin=s.optimize.margin if margin is None else margin, guards=dict(s.optimize.guards),
+        composites=dict(s.optimize.composites), promote=promote, judge_lm=judge_lm,
+        teacher_lm=build_lm(s.teacher_lm) if s.teacher_lm else None,
+        reflection_lm=build_lm(s.reflection_lm) if s.reflection_lm else None, retrieval_k=s.programs.retrieval_k)
+    report_dir = s.home / "reports" / f"optimize-{program}-{time.strftime('%Y%m%d-%H%M%S')}"
+    use_tracking(s)
+    started = time.perf_counter()
+    with mlflow.start_run(run_name=f"optimize-{program}-{optimizer}"), progress_bar() as update:
+        outcome = optimize_program(assistant, registry, request, report_dir=report_dir, progress=update)
+        summary = outcome.summary()
+        log_run_results(s, run_name="", report_dir=report_dir,
+                        params={**outcome.compiled.params, "program": program, "objective": request.objective,
+                                "promoted": outcome.decision.promote, "version": summary["version"]},
+                        metrics={**{f"candidate.{k}": v for k, v in outcome.candidate.metrics.items()},
+                                 **{f"champion.{k}": v for k, v in outcome.baseline.metrics.items()},
+                                 "compile_lm_calls": outcome.compiled.lm_calls})
+    console.print(metrics_table(f"{program}: held-out {dev_set.name} ({len(dev_set)} examples)",
+                                {"champion": outcome.baseline.metrics, "candidate": outcome.candidate.metrics}))
+    promoted = outcome.decision.promote and promote
+    verdict = "[green]promoted to champion[/]" if promoted else "[yellow]kept as candidate[/]"
+    console.print(f"Version {summary['version']} {verdict}: {'; '.join(outcome.decision.reasons)}")
+    for note in outcome.compiled.notes:
+        console.print(f"[dim]{note}[/]")
+    console.print(f"Compile: {outcome.compiled.lm_calls} LM calls, {outcome.compiled.wall_s:.1f} s, "
+                  f"{outcome.compiled.demos} demos · total {time.perf_counter() - started:.1f} s · "
+                  f"report: {report_dir}", highlight=False)
+
+
+def _training_set(program: str, train: Path | None, from_feedback: bool, *, text_column: str,
+                  as_user: str | None, limit: int | None) -> Any:
+    from flywheel.errors import InvalidInputError
+    from flywheel.evaluate.datasets import read_rows
+
+    if train is None and not from_feedback:
+        raise InvalidInputError("No training data.", hint="Pass --train FILE and/or --from-feedback.")
+    rows: list[dict[str, Any]] = read_rows(train) if train is not None else []
+    if from_feedback:
+        if _kind(program) == "classifier":
+            raise InvalidInputError("Feedback is collected on chat answers, not on classifications.",
+                                    hint="Use --train with labelled feedback texts for the classifier.")
+        from flywheel.feedback import FeedbackStore
+        from flywheel.optimize.feedback import feedback_rows
+
+        extra, counts = feedback_rows(FeedbackStore(settings().catalog_url).list_feedback(program=program))
+        console.print(f"Feedback: {len(extra)} training rows ({counts['corrections']} corrections, "
+                      f"{counts['thumbs_up']} thumbs-up; {counts['skipped_down_without_correction']} thumbs-down "
+                      "without a correction skipped)", highlight=False)
+        rows += extra
+    return examples_from_rows(rows, program, name=train.name if train else "feedback", text_column=text_column,
+                              as_user=as_user, limit=limit)
