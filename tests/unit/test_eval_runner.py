@@ -97,3 +97,19 @@ def test_feedback_becomes_training_rows(tmp_path) -> None:
     assert summary["rows"] == 2 and len((tmp_path / "fb.jsonl").read_text().splitlines()) == 2
     data = dataset_from_rows(rows, "qa", name="feedback", principal_for=lambda u: u)
     assert [e.principal for e in data.examples] == ["bob", "alice"]
+
+
+def test_teacher_labels_the_pool_and_failures_are_dropped() -> None:
+    from flywheel.optimize.pseudo_label import label_pool
+
+    pool = dataset_from_rows([{"text": "late again"}, {"text": "boom"}, {"text": "great crew"}], "classifier",
+                             name="pool")
+    assert not pool.labelled
+    teacher = DummyLM([{"sentiment": "negative"}, {"sentiment": "positive"}], adapter=dspy.JSONAdapter())
+    student_lm = DummyLM([], adapter=dspy.JSONAdapter())
+    with dspy.context(lm=student_lm, adapter=dspy.JSONAdapter()):
+        labelled, dropped = label_pool(Flaky(), pool, teacher_lm=teacher, threads=1, fields=("sentiment",))
+    assert dropped == 1 and student_lm.history == []
+    assert [(e.text, e.sentiment) for e in labelled.examples] == [("late again", "negative"),
+                                                                 ("great crew", "positive")]
+    assert set(labelled.examples[0].inputs().keys()) == {"text"}

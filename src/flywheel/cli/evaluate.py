@@ -151,6 +151,8 @@ def evaluate(
 def optimize(
     program: str = typer.Argument(..., help="Program to improve: rag, classifier, or a custom chatbot."),
     train: Path | None = typer.Option(None, "--train", help="Training dataset (JSONL/CSV)."),
+    unlabelled: Path | None = typer.Option(None, "--unlabelled",
+                                           help="Classifier: texts for the teacher LM to label as training data."),
     dev: Path | None = typer.Option(None, "--dev", help="Held-out dataset for the gate (default: split of --train)."),
     from_feedback: bool = typer.Option(False, "--from-feedback", help="Train on production feedback as well."),
     optimizer: str = typer.Option("bootstrap", "--optimizer", "-o",
@@ -177,8 +179,11 @@ def optimize(
 
     s = settings()
     kind = _kind(program)
-    train_set = _training_set(program, train, from_feedback, text_column=text_column, as_user=as_user,
-                              limit=train_limit)
+    if unlabelled is not None:
+        train_set = _teacher_labelled(program, unlabelled, text_column=text_column, limit=train_limit)
+    else:
+        train_set = _training_set(program, train, from_feedback, text_column=text_column, as_user=as_user,
+                                  limit=train_limit)
     if dev is not None:
         dev_set = load_examples(dev, program, text_column=text_column, as_user=as_user, limit=dev_limit)
     else:
@@ -239,3 +244,26 @@ def _training_set(program: str, train: Path | None, from_feedback: bool, *, text
         rows += extra
     return examples_from_rows(rows, program, name=train.name if train else "feedback", text_column=text_column,
                               as_user=as_user, limit=limit)
+
+
+def _teacher_labelled(program: str, pool_path: Path, *, text_column: str, limit: int | None) -> Any:
+    """Label an unlabelled pool with the teacher LM (``[teacher_lm]``, else the task LM)."""
+    from flywheel.errors import InvalidInputError
+    from flywheel.lm.factory import build_lm
+    from flywheel.optimize.pseudo_label import label_pool
+
+    if _kind(program) != "classifier":
+        raise InvalidInputError("--unlabelled is for the classifier.",
+                                hint="For chatbots use --train (gold answers optional) or --from-feedback.")
+    s = settings()
+    pool = load_examples(pool_path, program, text_column=text_column, as_user=None, limit=limit)
+    assistant, _registry, _judge = _runtime(program)
+    teacher = build_lm(s.teacher_lm) if s.teacher_lm else None
+    with progress_bar() as update:
+        update("teacher labelling the pool", 0, len(pool))
+        labelled, dropped = label_pool(assistant.program(program), pool, teacher_lm=teacher,
+                                       threads=s.optimize.threads)
+        update("teacher labelling the pool", len(pool), len(pool))
+    who = s.teacher_lm.model if s.teacher_lm else f"{s.lm.model} (no [teacher_lm] configured: the task LM)"
+    console.print(f"Teacher {who} labelled {len(labelled)} rows ({dropped} failed and were dropped).", highlight=False)
+    return labelled
