@@ -97,3 +97,21 @@ def test_optimize_registers_a_candidate_and_the_gate_decides() -> None:
         outcome = optimize_program(assistant, registry, request)
     assert not outcome.decision.promote and outcome.version.version == 3
     assert registry.get("classifier").version == 2 and registry.get("classifier", 3).status == "candidate"
+
+
+def test_versions_registered_in_one_run_keep_their_own_state() -> None:
+    """Regression: two versions registered inside one MLflow run shared an artifact path, so the
+    unoptimized baseline (v1) silently became a copy of the candidate (v2)."""
+    import mlflow
+
+    from flywheel.registry.tracking import use_tracking
+
+    settings = load_settings()
+    registry = ProgramRegistry(settings)
+    use_tracking(settings)
+    with mlflow.start_run():
+        registry.register("classifier", classifier_with_demo("first"))
+        registry.register("classifier", classifier_with_demo("second"))
+    fresh = ProgramRegistry(settings)
+    assert fresh.load_state("classifier", 1)[1]["classify"]["demos"][0]["text"] == "first"
+    assert fresh.load_state("classifier", 2)[1]["classify"]["demos"][0]["text"] == "second"

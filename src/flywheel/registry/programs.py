@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import tempfile
 import threading
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,13 @@ class ProgramVersion:
     created_at: int
     description: str = ""
     tags: dict[str, str] = field(default_factory=dict)
+    source: str = ""
+
+    @property
+    def artifact_path(self) -> str:
+        """The model's path inside its run (from the version's ``runs:/<run>/<path>`` source)."""
+        prefix = f"runs:/{self.run_id}/"
+        return self.source[len(prefix):] if self.source.startswith(prefix) else "program"
 
     @property
     def is_champion(self) -> bool:
@@ -53,7 +61,7 @@ def _version(name: str, mv: Any) -> ProgramVersion:
     params = {k[6:]: v for k, v in tags.items() if k.startswith("param.")}
     return ProgramVersion(name, int(mv.version), sorted(getattr(mv, "aliases", []) or []),
                           tags.get("status", "candidate"), metrics, params, mv.run_id,
-                          int(mv.creation_timestamp or 0), mv.description or "", tags)
+                          int(mv.creation_timestamp or 0), mv.description or "", tags, mv.source or "")
 
 
 class ProgramRegistry:
@@ -86,23 +94,27 @@ class ProgramRegistry:
         from flywheel.registry.pyfunc import save_program_model
 
         client = self.client
+        # One run may register several versions (the unoptimized baseline and the candidate): each
+        # gets its own artifact path, or the second would overwrite the first's files.
+        artifact_path = f"programs/{name}-{uuid.uuid4().hex[:12]}"
         with tempfile.TemporaryDirectory() as tmp:
             model_dir = Path(tmp) / "program"
             save_program_model(model_dir, name, program, self.settings, config=config)
             active = mlflow.active_run()
             if run_id is None and active is None:
                 with mlflow.start_run(run_name=f"register-{name}") as run:
-                    mlflow.log_artifacts(str(model_dir), artifact_path="program")
+                    mlflow.log_artifacts(str(model_dir), artifact_path=artifact_path)
                     run_id = run.info.run_id
             else:
                 run_id = run_id or active.info.run_id
-                client.log_artifacts(run_id, str(model_dir), artifact_path="program")
+                client.log_artifacts(run_id, str(model_dir), artifact_path=artifact_path)
         model = self.model_name(name)
         try:
             client.get_registered_model(model)
         except Exception:
             client.create_registered_model(model, description=f"Flywheel program {name!r}")
-        mv = client.create_model_version(model, f"runs:/{run_id}/program", run_id=run_id, description=description)
+        mv = client.create_model_version(model, f"runs:/{run_id}/{artifact_path}", run_id=run_id,
+                                         description=description)
         client.set_model_version_tag(model, mv.version, "status", "candidate")
         for key, value in (metrics or {}).items():
             if value is not None:
@@ -199,7 +211,7 @@ class ProgramRegistry:
         with self._lock:
             if key not in self._states:
                 path = mlflow.artifacts.download_artifacts(
-                    run_id=found.run_id, artifact_path=f"program/artifacts/{STATE_FILE}",
+                    run_id=found.run_id, artifact_path=f"{found.artifact_path}/artifacts/{STATE_FILE}",
                     tracking_uri=self.settings.tracking_uri)
                 self._states[key] = json.loads(Path(path).read_text())
             return found, self._states[key]
