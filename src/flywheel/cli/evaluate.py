@@ -100,6 +100,7 @@ def evaluate(
     dataset: Path = typer.Argument(..., help="JSONL/CSV dataset (question[, answer, document, user] or text)."),
     metric: list[str] = typer.Option([], "--metric", "-m", help="Metric(s) to compute (default: the kind's set)."),
     version: str | None = typer.Option(None, "--version", help="Registered version or alias (default: champion)."),
+    baseline: str | None = typer.Option(None, "--baseline", help="Also evaluate this version/alias: before/after."),
     as_user: str | None = typer.Option(None, "--as", help="Ask as this user where a row has no user."),
     text_column: str = typer.Option("text", "--text-column", help="Classifier datasets: the text column."),
     limit: int | None = typer.Option(None, "--limit", help="Only the first N rows."),
@@ -130,7 +131,19 @@ def evaluate(
 
         use_tracking(s)
         mlflow.dspy.autolog(log_traces=True)
+    before = None
     with progress_bar() as update:
+        if baseline is not None:
+            other, _, _ = _runtime(program, version=baseline)
+            other.program(program)  # loads the registered state, recording its version
+            if other.loaded_versions.get(program) is None:
+                from flywheel.errors import NotFoundError
+
+                raise NotFoundError(f"Program {program!r} has no registered version {baseline!r}.",
+                                    hint=f"See `flywheel programs show {program}`.")
+            before = evaluate_program(other.program(program), data, metrics, name=f"{program}@{baseline}",
+                                      threads=s.optimize.threads,
+                                      progress=lambda done, total: update(f"evaluating {baseline}", done, total))
         result = evaluate_program(loaded, data, metrics, name=label, threads=s.optimize.threads,
                                   progress=lambda done, total: update("evaluating", done, total))
     if trace:
@@ -138,12 +151,14 @@ def evaluate(
 
         mlflow.dspy.autolog(disable=True)
     directory = report or s.home / "reports" / f"eval-{program}-{time.strftime('%Y%m%d-%H%M%S')}"
-    write_report(result, directory, metric=names[0] if names else None)
+    write_report(result, directory, metric=names[0] if names else None, baseline=before)
     run_id = log_run_results(s, run_name=f"eval-{program}", metrics=result.metrics, report_dir=directory,
                              params={"program": program, "version": assistant.loaded_versions.get(program),
                                      "dataset": str(dataset), "examples": len(data), "lm_calls": result.lm_calls,
                                      "errors": result.errors, "lm": s.lm.model})
-    console.print(metrics_table(f"{label} on {data.name} ({len(data)} examples)", {"score": result.metrics}))
+    columns = {f"{program}@{baseline}": before.metrics} if before is not None else {}
+    console.print(metrics_table(f"{label} on {data.name} ({len(data)} examples)",
+                                {**columns, label: result.metrics}))
     console.print(f"{result.errors} errors · {result.lm_calls} LM calls · {result.wall_s:.1f} s · "
                   f"report: {directory} · MLflow run {run_id}", highlight=False)
 
