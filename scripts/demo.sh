@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set everything up and run the main job: check the installation, load the sample knowledge base
 # (users, groups, documents) and maintenance log, search as two users with different groups, and
-# answer questions with the RAG chatbot and the agent on the embedded LM.
+# answer questions with the RAG chatbot and the agent on the embedded LM, then serve the chatbot
+# (web chat page + REST API) until Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -18,3 +19,10 @@ echo; echo "== The RAG chatbot and the agent:"
 # answers "could not find" until a program is optimized; the passages show what it was given).
 $FW ask "What torque do the propeller hub retention bolts need?" --as alice --sources
 $FW ask "When is the next borescope inspection due on N417SK?" --as erin --program agent --sources
+echo; echo "== Serving the chatbot (web page + REST API; Ctrl-C stops it)"
+KEY=$($FW keys create alice | tail -1)
+echo "Open http://${FLYWHEEL_SERVE__HOST:-127.0.0.1}:${FLYWHEEL_SERVE__PORT:-8000}/ and sign in with alice's API key:"
+echo "  $KEY"
+echo "or: curl -s http://127.0.0.1:${FLYWHEEL_SERVE__PORT:-8000}/v1/chat/completions -H \"Authorization: Bearer $KEY\" \\"
+echo "      -H 'Content-Type: application/json' -d '{\"model\": \"rag\", \"messages\": [{\"role\": \"user\", \"content\": \"What is the checked baggage allowance?\"}]}'"
+exec $FW serve

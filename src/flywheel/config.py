@@ -172,8 +172,8 @@ class OptimizeSettings(BaseModel):
         description="Weighted composite metrics by name: {name = {metric = weight, …}}.",
     )
     threads: int = Field(2, ge=1, le=64, description="Parallel program calls during evaluation.")
-    max_lm_calls: int | None = Field(None, ge=1, description="Default budget: stop optimizing after this many LM calls.")
-    max_minutes: float | None = Field(None, gt=0, description="Default budget: stop optimizing after this many minutes.")
+    max_lm_calls: int | None = Field(None, ge=1, description="Default budget: LM calls while compiling.")
+    max_minutes: float | None = Field(None, gt=0, description="Default budget: minutes while compiling.")
     dev_fraction: float = Field(0.3, gt=0, lt=1, description="Held-out share when no dev split is given.")
     seed: int = 0
 

@@ -18,7 +18,7 @@ from flywheel.access import Principal
 from flywheel.config import Settings
 from flywheel.errors import ConfigError, NotFoundError
 
-BUILTIN_PROGRAMS = ("rag", "agent")
+BUILTIN_PROGRAMS = ("rag", "agent", "classifier")
 
 
 def load_program_class(spec: str) -> type[dspy.Module]:
@@ -42,10 +42,17 @@ def load_program_class(spec: str) -> type[dspy.Module]:
 class Assistant:
     """Programs by name over shared services; every call carries its principal."""
 
-    def __init__(self, settings: Settings, *, knowledge: Any = None, services: dict[str, Any] | None = None) -> None:
+    def __init__(self, settings: Settings, *, knowledge: Any = None, services: dict[str, Any] | None = None,
+                 registry: Any = None, alias: str = "champion", labels: dict[str, Any] | None = None) -> None:
+        """``registry`` (a ProgramRegistry, or any object with ``load_state(name, alias)``) makes every
+        program start from its registered ``alias`` version; ``labels`` overrides the classifier's label set."""
         from flywheel.programs.conversations import ConversationStore
 
         self.settings = settings
+        self.registry = registry
+        self.alias = alias
+        self.labels = labels
+        self.loaded_versions: dict[str, int | None] = {}
         if knowledge is None:
             from flywheel.knowledge.base import KnowledgeBase
 
@@ -67,8 +74,39 @@ class Assistant:
         name = name or self.settings.programs.default
         with self._lock:
             if name not in self._programs:
-                self._programs[name] = self._build(name)
+                program = self._build(name)
+                self.loaded_versions[name] = self._apply_registered_state(name, program)
+                self._programs[name] = program
             return self._programs[name]
+
+    def _apply_registered_state(self, name: str, program: dspy.Module) -> int | None:
+        """Load the registry's ``alias`` version into ``program``; its version number, or None."""
+        if self.registry is None:
+            return None
+        found = self.registry.load_state(name, self.alias)
+        if found is None:
+            return None
+        version, state = found
+        program.load_state(state)
+        return version.version
+
+    def refresh(self) -> list[str]:
+        """Swap in programs whose registered ``alias`` moved (e.g. a new champion). In-flight calls
+        keep the object they started with; the next call gets the new one."""
+        if self.registry is None:
+            return []
+        changed = []
+        for name in list(self._programs):
+            current = self.registry.get(name, self.alias)
+            number = current.version if current is not None else None
+            if number != self.loaded_versions.get(name):
+                program = self._build(name)
+                loaded = self._apply_registered_state(name, program)
+                with self._lock:
+                    self._programs[name] = program
+                    self.loaded_versions[name] = loaded
+                changed.append(name)
+        return changed
 
     def set_program(self, name: str, program: dspy.Module) -> None:
         """Install a program object (e.g. an optimized one loaded from a state file)."""
@@ -77,14 +115,23 @@ class Assistant:
 
     def _build(self, name: str) -> dspy.Module:
         if name == "rag":
-            from flywheel.programs.rag import RAGChatbot, knowledge_retriever
+            from flywheel.programs.rag import RAGChatbot, knowledge_readable, knowledge_retriever
 
-            return RAGChatbot(knowledge_retriever(self.knowledge), k=self.settings.programs.retrieval_k)
+            return RAGChatbot(knowledge_retriever(self.knowledge), k=self.settings.programs.retrieval_k,
+                              readable=knowledge_readable(self.knowledge))
         if name == "agent":
             from flywheel.programs.agent import ToolAgent
             from flywheel.tools.builtin import default_tools
 
             return ToolAgent(default_tools(), self.services, max_steps=self.settings.programs.agent_max_steps)
+        if name == "classifier":
+            from flywheel.programs.classify import FeedbackClassifier, load_labels
+
+            if self.labels is not None:
+                from flywheel.programs.classify import LabelSet
+
+                return FeedbackClassifier(LabelSet.parse(self.labels, "the registered label set"))
+            return FeedbackClassifier(load_labels(self.settings.classify.labels))
         spec = self.settings.programs.custom.get(name)
         if spec is None:
             raise NotFoundError(f"Unknown program {name!r}.", hint=f"Known programs: {', '.join(self.names())}.")
@@ -93,13 +140,15 @@ class Assistant:
         return cls(services=self.services) if accepts_services else cls()
 
     def ask(self, question: str, principal: Principal, *, program: str | None = None,
-            conversation_id: str | None = None) -> dict[str, Any]:
-        """Answer one question; with a conversation id, use and extend its history."""
+            conversation_id: str | None = None, history: list[dict[str, str]] | None = None) -> dict[str, Any]:
+        """Answer one question; with a conversation id, use and extend its history (or use the
+        ``history`` given, e.g. from OpenAI-style messages)."""
         from flywheel.errors import InvalidInputError
 
         if not question or not question.strip():
             raise InvalidInputError("The question is empty.", hint="Ask something.")
-        history = self.conversations.history(principal, conversation_id) if conversation_id else []
+        if history is None:
+            history = self.conversations.history(principal, conversation_id) if conversation_id else []
         conversation_id = conversation_id or self.conversations.start(principal)
         result = self.program(program)(question=question, principal=principal, history=history)
         citations = list(getattr(result, "citations", []) or [])

@@ -1,0 +1,28 @@
+"""``flywheel serve``: the REST service and web chat page (FastAPI + uvicorn)."""
+
+from __future__ import annotations
+
+import typer
+
+from flywheel.cli.common import console, settings
+
+
+def serve(
+    host: str | None = typer.Option(None, help="Interface to listen on (default serve.host, loopback)."),
+    port: int | None = typer.Option(None, help="TCP port (default serve.port, 8000)."),
+    tracing: bool = typer.Option(True, "--tracing/--no-tracing", help="Record every request as an MLflow trace."),
+) -> None:
+    """Serve the champion programs: /v1/chat/completions, /invocations, documents, feedback and the web page."""
+    import uvicorn
+
+    from flywheel.serve.app import create_app
+
+    config = settings()
+    host = host or config.serve.host
+    port = port or config.serve.port
+    with console.status("Loading the programs…"):
+        app = create_app(config, tracing=tracing)
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    console.print(f"Flywheel is serving on http://{shown}:{port}/  (web chat page; API docs at /docs; Ctrl-C to stop)")
+    console.print("Sign in with an API key: flywheel keys create USER", style="dim")
+    uvicorn.run(app, host=host, port=port, log_level=config.log_level.lower(), timeout_graceful_shutdown=10)

@@ -1,0 +1,179 @@
+"""The FastAPI app: ``create_app(settings)`` wires the assistant, stores, auth, routes and the web page.
+
+Every error is JSON ``{"error": {"error": <type>, "message": …, "hint": …}}`` with a 4xx/5xx status:
+Flywheel errors carry their own status, invalid requests are 422, unknown routes 404, and
+anything unexpected is a 500 whose details go to the log only.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.to_thread
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from flywheel.config import Settings
+from flywheel.errors import FlywheelError
+
+log = logging.getLogger("flywheel.serve")
+STATIC = Path(__file__).parent / "static"
+
+
+def error_body(kind: str, message: str, hint: str | None = None, **extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"error": kind, "message": message}
+    if hint:
+        body["hint"] = hint
+    return {"error": {**body, **extra}}
+
+
+def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
+    details = []
+    for item in exc.errors()[:20]:
+        where = ".".join(str(p) for p in item.get("loc", ()))
+        details.append({"field": where, "problem": str(item.get("msg", ""))[:300], "type": str(item.get("type", ""))})
+    return details
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(FlywheelError)
+    async def flywheel_error(_request: Request, exc: FlywheelError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+        return JSONResponse({"error": exc.to_dict()}, status_code=exc.status_code, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        details = _validation_details(exc)
+        if any(d["type"] == "json_invalid" for d in details):
+            body = error_body("InvalidInputError", "The request body is not valid JSON.",
+                              "Send a JSON object with Content-Type: application/json.", details=details)
+        else:
+            fields = ", ".join(f"{d['field']}: {d['problem']}" for d in details[:5])
+            body = error_body("InvalidInputError", f"The request does not match the API schema ({fields}).",
+                              "See /docs for the expected request format.", details=details)
+        return JSONResponse(body, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        hint = "See /docs for the API." if exc.status_code in (404, 405) else None
+        return JSONResponse(error_body("HTTPError", str(exc.detail), hint), status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("Unexpected error while handling a request")
+        return JSONResponse(error_body("InternalError", f"Unexpected server error ({type(exc).__name__}).",
+                                       "This is a bug: check the service log and report it."), status_code=500)
+
+
+def _install_metrics_middleware(app: FastAPI) -> None:
+    @app.middleware("http")
+    async def measure(request: Request, call_next: Any) -> Any:
+        metrics = request.app.state.flywheel.metrics
+        started = time.perf_counter()
+        metrics.in_flight.inc()
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            return response
+        finally:
+            metrics.in_flight.dec()
+            route = request.scope.get("route")
+            path = getattr(route, "path", None) or "unmatched"
+            metrics.requests.labels(request.method, path, str(status)).inc()
+            metrics.latency.labels(request.method, path).observe(time.perf_counter() - started)
+
+
+def _build_assistant(settings: Settings, registry: Any) -> Any:
+    import inspect
+
+    from flywheel.programs.assistant import Assistant
+
+    if registry is not None and "registry" in inspect.signature(Assistant.__init__).parameters:
+        return Assistant(settings, registry=registry)
+    return Assistant(settings)
+
+
+def _default_registry(settings: Settings) -> Any:
+    try:
+        from flywheel.registry.programs import ProgramRegistry
+    except ImportError:
+        return None
+    try:
+        return ProgramRegistry(settings)
+    except FlywheelError as exc:
+        log.warning("Serving the programs as built, without the registry: %s", exc)
+        return None
+
+
+def create_app(settings: Settings, *, assistant: Any = None, lm: Any = None, registry: Any = None,
+               tracing: bool = True, use_registry: bool = True) -> FastAPI:
+    """The Flywheel service.
+
+    ``assistant`` defaults to one over the configured knowledge base (with the registry's champion
+    programs when the registry is available); ``lm`` defaults to the configured LM (made DSPy's
+    default). Tests pass a DummyLM and ``tracing=False``.
+    """
+    from flywheel.feedback import FeedbackStore
+    from flywheel.keys import ApiKeyStore
+    from flywheel.serve.metrics import Metrics
+    from flywheel.serve.routes import chat, documents, feedback, health, invocations
+    from flywheel.serve.runtime import Service
+    from flywheel.serve.tracing import Tracer
+
+    settings.ensure_dirs()
+    if lm is None:
+        from flywheel.lm import configure_dspy
+
+        lm = configure_dspy(settings)
+    if assistant is None:
+        if registry is None and use_registry:
+            registry = _default_registry(settings)
+        assistant = _build_assistant(settings, registry)
+    service = Service(settings, assistant=assistant, keys=ApiKeyStore(settings.catalog_url),
+                      feedback=FeedbackStore(settings.catalog_url), lm=lm, tracer=Tracer(settings, enabled=tracing),
+                      metrics=Metrics(), registry=registry)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        def warm_up() -> None:
+            """Build the default program and import the pyfunc row logic before the first request."""
+            import flywheel.registry.pyfunc  # noqa: F401  (MLflow + pandas: seconds to import)
+
+            service.assistant.program(None)
+
+        try:
+            await anyio.to_thread.run_sync(warm_up)
+            service.ready = True
+        except Exception as exc:
+            log.warning("The service started, but is not ready: %s", exc)
+        yield
+
+    app = FastAPI(
+        title="Flywheel",
+        version="1",
+        summary="Self-improving DSPy pipelines: chat, MLflow-compatible invocations, documents and feedback.",
+        lifespan=lifespan,
+    )
+    app.state.flywheel = service
+    _install_error_handlers(app)
+    _install_metrics_middleware(app)
+    for module in (health, invocations, chat, documents, feedback):
+        app.include_router(module.router)
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app

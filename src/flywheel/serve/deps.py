@@ -1,0 +1,85 @@
+"""Request dependencies: the service state and the authenticated caller (API key → user → principal)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import anyio
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from flywheel.access import Principal
+from flywheel.errors import AccessDeniedError, FlywheelError, InvalidInputError, NotFoundError
+
+if TYPE_CHECKING:
+    from flywheel.serve.runtime import Service
+
+
+class AuthenticationError(FlywheelError):
+    """No API key, or one that is unknown or revoked."""
+
+    status_code = 401
+
+
+class RequestTimeoutError(FlywheelError):
+    """A program call ran longer than serve.request_timeout_s."""
+
+    status_code = 504
+
+
+class PayloadTooLargeError(InvalidInputError):
+    """An upload over knowledge.max_file_mb."""
+
+    status_code = 413
+
+
+class UnsupportedMediaError(InvalidInputError):
+    """An upload of a file type the knowledge base cannot parse."""
+
+    status_code = 415
+
+
+bearer_scheme = HTTPBearer(auto_error=False, description="An API key from `flywheel keys create USER`.")
+api_key_scheme = APIKeyHeader(name="X-API-Key", auto_error=False, description="The same API key, as a header.")
+
+
+def get_service(request: Request) -> Service:
+    return request.app.state.flywheel
+
+
+async def current_principal(
+    request: Request,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+    api_key: Annotated[str | None, Depends(api_key_scheme)],
+) -> Principal:
+    """The caller, with their groups as stored now (group changes apply to the next request)."""
+    service = get_service(request)
+    key = (bearer.credentials if bearer else None) or api_key
+    if not key:
+        raise AuthenticationError(
+            "This endpoint needs an API key.",
+            hint="Send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'; "
+            "create one with `flywheel keys create USER`.",
+        )
+    user = await anyio.to_thread.run_sync(service.keys.authenticate, key)
+    if user is None:
+        raise AuthenticationError("The API key is unknown or has been revoked.",
+                                  hint="Ask an admin for a new key (`flywheel keys create USER`).")
+    try:
+        principal = await anyio.to_thread.run_sync(service.knowledge.principal, user)
+    except NotFoundError:
+        raise AuthenticationError(f"The API key belongs to {user!r}, who is no longer a user.",
+                                  hint="Ask an admin to re-create the user or issue a new key.") from None
+    request.state.user = principal.user
+    return principal
+
+
+async def admin_principal(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+    if not principal.is_admin:
+        raise AccessDeniedError(f"{principal.user} is not an admin.",
+                                hint="Ask an admin (`flywheel users add NAME --admin`).")
+    return principal
+
+
+Caller = Annotated[Principal, Depends(current_principal)]
+Admin = Annotated[Principal, Depends(admin_principal)]

@@ -1,0 +1,176 @@
+"""What the service holds: the assistant, stores, LM, tracer and metrics; program calls off the event loop.
+
+Program calls run in worker threads bounded by ``serve.workers`` and limited to
+``serve.request_timeout_s`` (a 504 after that; the thread finishes on its own and its result is
+dropped). Every answered call gets a trace id and is recorded as an interaction, so feedback can
+attach to it. A newly promoted champion is picked up by ``Assistant.refresh`` at most every
+``serve.reload_interval_s``; in-flight calls keep the program object they started with.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import anyio
+import anyio.to_thread
+
+from flywheel.access import Principal
+from flywheel.config import Settings
+from flywheel.errors import FlywheelError, InvalidInputError, NotFoundError
+from flywheel.feedback import FeedbackStore
+from flywheel.keys import ApiKeyStore
+from flywheel.serve.deps import RequestTimeoutError
+from flywheel.serve.metrics import Metrics
+from flywheel.serve.tracing import Tracer
+
+log = logging.getLogger("flywheel.serve")
+T = TypeVar("T")
+MAX_QUESTION_CHARS = 8_000
+DEFAULT_MODEL = "flywheel"
+
+
+class Service:
+    """Shared by every request of one app."""
+
+    def __init__(self, settings: Settings, *, assistant: Any, keys: ApiKeyStore, feedback: FeedbackStore,
+                 lm: Any, tracer: Tracer, metrics: Metrics, registry: Any = None) -> None:
+        self.settings = settings
+        self.assistant = assistant
+        self.knowledge = assistant.knowledge
+        self.keys = keys
+        self.feedback = feedback
+        self.lm = lm
+        self.tracer = tracer
+        self.metrics = metrics
+        self.registry = registry
+        self.ready = False
+        self.started = time.time()
+        self._limiter: anyio.CapacityLimiter | None = None
+        self._last_refresh = time.monotonic()
+        self._refresh_lock = threading.Lock()
+
+    # --- running work off the event loop -------------------------------------------------------
+
+    @property
+    def limiter(self) -> anyio.CapacityLimiter:
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(self.settings.serve.workers)
+        return self._limiter
+
+    async def run(self, func: Callable[..., T], *args: Any, timeout: bool = True) -> T:
+        """Run ``func(*args)`` in a worker thread; a 504 error when it exceeds the request timeout."""
+        await self.maybe_refresh()
+        limit = self.settings.serve.request_timeout_s if timeout else None
+        try:
+            with anyio.fail_after(limit):
+                return await anyio.to_thread.run_sync(func, *args, limiter=self.limiter, abandon_on_cancel=True)
+        except TimeoutError:
+            raise RequestTimeoutError(
+                f"The request did not finish within {self.settings.serve.request_timeout_s:g} s.",
+                hint="Retry later, ask a shorter question, or raise FLYWHEEL_SERVE__REQUEST_TIMEOUT_S.",
+            ) from None
+
+    async def maybe_refresh(self) -> None:
+        """Pick up newly promoted champions, at most every reload_interval_s, without blocking requests."""
+        interval = self.settings.serve.reload_interval_s
+        refresh = getattr(self.assistant, "refresh", None)
+        if not interval or refresh is None or time.monotonic() - self._last_refresh < interval:
+            return
+        if not self._refresh_lock.acquire(blocking=False):
+            return
+        self._last_refresh = time.monotonic()
+
+        def work() -> None:
+            try:
+                swapped = refresh()
+                if swapped:
+                    log.warning("Serving newly promoted program version(s): %s", ", ".join(swapped))
+            except Exception as exc:  # a broken registry must not take the service down
+                log.warning("Could not look for new champions: %s", exc)
+            finally:
+                self._refresh_lock.release()
+
+        threading.Thread(target=work, name="flywheel-refresh", daemon=True).start()
+
+    # --- programs -----------------------------------------------------------------------------
+
+    def program_names(self) -> list[str]:
+        return list(self.assistant.names())
+
+    def resolve_model(self, model: str | None) -> str:
+        """``rag``, ``agent@champion`` or ``flywheel`` (the default program) → a program name."""
+        name = (model or DEFAULT_MODEL).strip()
+        name, _, alias = name.partition("@")
+        if alias and alias != self.settings.serve.alias:
+            raise NotFoundError(
+                f"This service serves the '{self.settings.serve.alias}' version of each program, not '{alias}'.",
+                hint=f"Use model '{name}' or '{name}@{self.settings.serve.alias}'.",
+            )
+        if name in ("", DEFAULT_MODEL):
+            name = self.settings.programs.default
+        if name not in self.program_names():
+            raise NotFoundError(f"Unknown program {name!r}.",
+                                hint=f"Known programs: {', '.join(self.program_names())} (GET /v1/models).")
+        return name
+
+    def lm_context(self) -> Any:
+        import dspy
+
+        if self.lm is None:
+            from contextlib import nullcontext
+
+            return nullcontext()
+        return dspy.context(lm=self.lm, adapter=dspy.JSONAdapter())
+
+    def answer(self, principal: Principal, program_name: str, question: str,
+               history: list[dict[str, str]] | None = None) -> dict[str, Any]:
+        """Run one program call as ``principal`` (in a worker thread): traced, recorded, errors explained."""
+        question = (question or "").strip()
+        if not question:
+            raise InvalidInputError("The question is empty.", hint="Ask something.")
+        if len(question) > MAX_QUESTION_CHARS:
+            raise InvalidInputError(f"The question is longer than {MAX_QUESTION_CHARS} characters.",
+                                    hint="Shorten it.")
+        program = self.assistant.program(program_name)  # the current champion; a swap does not affect this call
+        started = time.perf_counter()
+        outcome = "error"
+
+        def call() -> Any:
+            with self.lm_context():
+                return program(question=question, principal=principal, history=list(history or []))
+
+        try:
+            inputs = {"question": question, "user": principal.user, "program": program_name,
+                      "history_turns": len(history or [])}
+            prediction, trace_id = self.tracer.run(f"flywheel.{program_name}", inputs, call)
+            outcome = "ok"
+        except FlywheelError:
+            raise
+        except Exception as exc:
+            raise self.explain(exc) from exc
+        finally:
+            self.metrics.program_calls.labels(program_name, outcome).inc()
+            self.metrics.program_latency.labels(program_name).observe(time.perf_counter() - started)
+        answer = str(getattr(prediction, "answer", "") or "")
+        citations = [dict(c) for c in (getattr(prediction, "citations", None) or []) if isinstance(c, dict)]
+        self.feedback.record_interaction(trace_id, principal.user, program_name, question, answer, citations,
+                                         groups=sorted(principal.groups))
+        return {
+            "answer": answer,
+            "citations": citations,
+            "passages": list(getattr(prediction, "passages", None) or []),
+            "steps": list(getattr(prediction, "steps", None) or []),
+            "trace_id": trace_id,
+            "program": program_name,
+        }
+
+    def explain(self, exc: BaseException) -> FlywheelError:
+        """Any failure inside a program call as a Flywheel error (LM failures → 502/503)."""
+        from flywheel.lm import lm_failure
+
+        log.warning("Program call failed: %s: %s", type(exc).__name__, str(exc)[:300])
+        return lm_failure(exc, self.settings.lm)

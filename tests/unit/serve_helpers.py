@@ -1,0 +1,83 @@
+"""Shared pieces of the service's unit tests: a hashing embedder, test programs and an app factory."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import dspy
+import numpy as np
+from dspy.utils import DummyLM
+from fastapi.testclient import TestClient
+
+from flywheel.access import Principal
+from flywheel.config import Settings, load_settings
+from flywheel.knowledge.base import KnowledgeBase
+from flywheel.programs.assistant import Assistant
+from flywheel.serve.app import create_app
+
+OIL = b"# Oil servicing\n\nCheck the engine oil level 5 to 30 minutes after engine shutdown.\n"
+FUEL = b"# Fuel policy\n\nCarry 45 minutes of final reserve fuel on every IFR flight.\n"
+ANSWER = {"reasoning": "r", "answer": "Check it 5 to 30 minutes after shutdown.", "citations": [1], "found": True}
+
+
+class HashEmbedder:
+    """Deterministic bag-of-words vectors: fast, offline, good enough to rank a few test chunks."""
+
+    name = "hash"
+    dimensions = 64
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dimensions), dtype=np.float32)
+        for i, text in enumerate(texts):
+            for word in re.findall(r"[a-z0-9]+", text.lower()):
+                out[i, int(hashlib.md5(word.encode()).hexdigest(), 16) % self.dimensions] += 1.0
+            out[i] /= np.linalg.norm(out[i]) or 1.0
+        return out
+
+
+class SlowProgram(dspy.Module):
+    def forward(self, question: str, principal: Principal, history: Any = None) -> dspy.Prediction:
+        time.sleep(1.5)
+        return dspy.Prediction(answer="late", citations=[])
+
+
+class BrokenProgram(dspy.Module):
+    def forward(self, question: str, principal: Principal, history: Any = None) -> dspy.Prediction:
+        return dspy.Predict("question -> answer")(question=question)
+
+
+@dataclass
+class Env:
+    client: TestClient
+    settings: Settings
+    kb: KnowledgeBase
+    keys: dict[str, str]
+    lm: Any
+
+    def auth(self, user: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.keys[user]}"}
+
+
+def make_settings(**overrides: Any) -> Settings:
+    custom = {"slow": "tests.unit.serve_helpers:SlowProgram", "broken": "tests.unit.serve_helpers:BrokenProgram"}
+    serve = {"reload_interval_s": 0, "request_timeout_s": 1.0, **overrides.pop("serve", {})}
+    return load_settings(programs={"custom": custom}, serve=serve, **overrides)
+
+
+def make_env(settings: Settings | None = None, lm: Any = None) -> tuple[Any, Settings, KnowledgeBase, dict[str, str]]:
+    settings = settings or make_settings()
+    kb = KnowledgeBase(settings, embedder=HashEmbedder())
+    kb.catalog.add_user("alice", ["mechanics"])
+    kb.catalog.add_user("bob", ["pilots"])
+    kb.catalog.add_user("root", [], is_admin=True)
+    kb.ingest_files(kb.principal("alice"), [("oil.md", OIL)], groups=["mechanics"])
+    kb.ingest_files(kb.principal("bob"), [("fuel.md", FUEL)], groups=["pilots"])
+    lm = lm or DummyLM([ANSWER] * 200, adapter=dspy.JSONAdapter())
+    app = create_app(settings, assistant=Assistant(settings, knowledge=kb), lm=lm, tracing=False)
+    store = app.state.flywheel.keys
+    keys = {user: store.create(user)[1] for user in ("alice", "bob", "root")}
+    return app, settings, kb, keys
