@@ -187,7 +187,7 @@ class ServeSettings(BaseModel):
     port: int = Field(8000, ge=1, le=65535)
     alias: str = Field("champion", description="Registry alias whose program version is served.")
     reload_interval_s: float = Field(5.0, ge=0, description="How often to look for a newly promoted champion.")
-    workers: int = Field(8, ge=1, le=256, description="Program calls that run at once (threads off the event loop).")
+    workers: int = Field(32, ge=1, le=256, description="Program calls that run at once (threads off the event loop).")
     request_timeout_s: float = Field(120.0, gt=0, description="A program call running longer than this is a 504.")
 
 

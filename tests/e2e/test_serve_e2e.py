@@ -106,9 +106,17 @@ def test_answers_are_traced_and_take_feedback(service: str, keys: dict[str, str]
                      json={"trace_id": trace_id, "rating": "down"})
     assert bob.status_code == 403
 
+    import time
+
     from mlflow import MlflowClient
 
-    trace = MlflowClient(tracking_uri=served_settings.tracking_uri).get_trace(trace_id)
+    client = MlflowClient(tracking_uri=served_settings.tracking_uri)
+    for _ in range(60):  # traces are exported asynchronously, off the request path
+        try:
+            trace = client.get_trace(trace_id)
+            break
+        except Exception:
+            time.sleep(1)
     names = {span.name for span in trace.data.spans}
     assert "flywheel.rag" in names and len(names) > 2  # DSPy module and LM spans under the root
     metrics = httpx.get(f"{service}/metrics", headers=headers, timeout=30).text

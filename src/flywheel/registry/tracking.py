@@ -16,7 +16,12 @@ _READY: set[tuple[str, str]] = set()
 
 def use_tracking(settings: Settings) -> Any:
     """Point MLflow at Flywheel's tracking store and experiment; return an ``MlflowClient``."""
-    os.environ.setdefault("MLFLOW_ENABLE_ASYNC_TRACE_LOGGING", "false")
+    # Traces are exported by MLflow's background queue, off the request path, and the SQLite store
+    # gets a connection pool large enough for a serving process's concurrent writers (the
+    # default 5 + 10 ran out at 32 concurrent requests and blocked them for 30 s each).
+    os.environ.setdefault("MLFLOW_ENABLE_ASYNC_TRACE_LOGGING", "true")
+    os.environ.setdefault("MLFLOW_SQLALCHEMYSTORE_POOL_SIZE", "32")
+    os.environ.setdefault("MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW", "32")
     import mlflow
     from mlflow import MlflowClient
 
