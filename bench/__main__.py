@@ -1,0 +1,147 @@
+"""``python -m bench``: the whole benchmark suite, then a closing summary in docs/benchmarks.md.
+
+Each benchmark runs as its own process (``python -m bench.<name> …``, with a time limit), prints its
+table and rewrites its own section of docs/benchmarks.md; a failing or over-time step is reported and
+the suite goes on. The closing section quotes the headline ratios of this run next to the limits
+(raw LM tokens/s, raw embedder chunks/s, the stub LM's capacity).
+
+    python -m bench            # default: < 30 min on 2 cores
+    python -m bench --quick    # a smoke run (~10 min): smaller sets, no real-LM serving, no optimization
+    python -m bench --full     # every benchmark at its own defaults (1M-row index, 50 prompts, …): hours
+    python -m bench --only serve,compare
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench.report import BENCHMARKS_MD, REPO, markdown_table, write_section
+from bench.services import SUMMARIES, load_summary
+
+HERE = Path(__file__).parent
+
+# name → (args for --quick, default args, args for --full, time limit in s for the default run)
+PLAN: dict[str, tuple[list[str] | None, list[str], list[str], int]] = {
+    "lm": (["--prompts", "4"], ["--prompts", "10"], [], 600),
+    "knowledge": (["--pages", "20", "--rounds", "1", "--skip-scale"],
+                  ["--pages", "40", "--rounds", "1", "--sizes", "10000,100000", "--queries", "50"], [], 600),
+    "programs": (["--requests", "30"], ["--requests", "100"], [], 300),
+    "serve": (["--quick", "--latencies", "50"], [], [], 600),
+    "compare": (["--quick", "--skip-real"], [], ["--full"], 900),
+    "classify": (None, ["--quick"], [], 600),
+    "optimize": (None, ["--quick"], [], 900),
+}
+
+
+def run_step(name: str, args: list[str], limit: int) -> tuple[str, float]:
+    command = [sys.executable, "-m", f"bench.{name}", *args]
+    print(f"\n=== {' '.join(command[1:])}", flush=True)
+    started = time.perf_counter()
+    process = subprocess.Popen(command, cwd=REPO)
+    try:
+        code = process.wait(timeout=limit)
+        status = "ok" if code == 0 else f"failed (exit {code})"
+    except subprocess.TimeoutExpired:
+        process.terminate()  # SIGTERM: the step stops its own servers and keeps what it has written
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        status = f"stopped after {limit} s"
+    return status, time.perf_counter() - started
+
+
+def section(name: str) -> str:
+    text = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else ""
+    match = re.search(rf"<!-- bench:{name} -->(.*?)<!-- /bench:{name} -->", text, re.S)
+    return match.group(1) if match else ""
+
+
+def number(pattern: str, text: str) -> float | None:
+    match = re.search(pattern, text)
+    return float(match.group(1)) if match else None
+
+
+def closing_note(steps: list[list[object]]) -> str:
+    decode = number(r"\| decode \(generation\) \| ([\d.]+)", section("lm"))
+    prefill = number(r"\| prefill \(prompt eval\) \| ([\d.]+)", section("lm"))
+    ingest = re.search(r"\| [^|]*chunks \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|", section("knowledge"))
+    overhead = number(r"\| RAG chatbot[^|]*\| [\d.]+ \| \d+ \| ([\d.]+)%", section("programs"))
+    serve, compare = load_summary("serve") or {}, load_summary("compare") or {}
+    lines = ["### Limits on this machine, and how close each Flywheel path comes"]
+    rows: list[list[object]] = []
+    if decode:
+        rows.append(["embedded LM (SmolLM2, llama.cpp)", f"{decode:.0f} tokens/s decode, {prefill or 0:.0f} prefill",
+                     _lm_share(compare)])
+    if ingest:
+        rows.append(["embedder (MiniLM)", f"{ingest.group(1)} chunks/s", f"ingestion {ingest.group(2)} chunks/s = "
+                     f"{ingest.group(3)} of the raw embedder"])
+    if overhead is not None:
+        rows.append(["one LM call", "—", f"RAG program overhead {overhead}% of one embedded LM call"])
+    for latency, ratio in (serve.get("capacity_ratio_c32") or {}).items():  # type: ignore[union-attr]
+        rows.append([f"stub LM, {latency} ms, concurrency 32", "its own measured capacity",
+                     f"Flywheel serving throughput = {ratio:.2f} of it (goal ≥ 0.9)"])
+    lines.append(markdown_table(["resource", "limit", "Flywheel"], rows) if rows else "(no limits measured)")
+    if compare:
+        lines.append("### Headline ratios (Flywheel / LangChain, same run)")
+        over = compare.get("overhead_ratio") or {}
+        plain = compare.get("overhead_ratio_no_tracing") or {}
+        thr = compare.get("throughput_ratio") or {}
+        table = [[level, f"{over[level]:.2f}", f"{plain.get(level, float('nan')):.2f}",  # type: ignore[index,union-attr]
+                  f"{thr.get(level, float('nan')):.2f}"] for level in over]  # type: ignore[union-attr]
+        lines.append(markdown_table(["concurrency (stub LM)", "overhead F/L (goal ≤ 0.5)", "overhead F/L, tracing off",
+                                     "throughput F/L"], table))
+        lines.append(f"Time to deploy F/L: {compare.get('deploy_ratio', float('nan')):.2f} (goal ≤ 1).")
+    lines.append("### Steps of this run")
+    lines.append(markdown_table(["benchmark", "status", "minutes"], steps))
+    return "\n\n".join(lines)
+
+
+def _lm_share(compare: dict[str, object]) -> str:
+    share = (compare.get("lm_share_c1") or {}).get("flywheel")  # type: ignore[union-attr]
+    if share is None:
+        return "see the serving tables"
+    return f"with the real LM at concurrency 1, {share:.0%} of a Flywheel request's latency is LM time"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="a smoke run with small sets")
+    mode.add_argument("--full", action="store_true", help="every benchmark at its own (long) defaults")
+    parser.add_argument("--only", default="", help="comma-separated benchmark names (default: all present)")
+    args = parser.parse_args()
+    wanted = [n.strip() for n in args.only.split(",") if n.strip()] or list(PLAN)
+    steps: list[list[object]] = []
+    for stale in SUMMARIES.glob("*.json"):  # headlines come from this run only
+        stale.unlink()
+    started = time.perf_counter()
+    for name in wanted:
+        if name not in PLAN:
+            raise SystemExit(f"unknown benchmark {name!r}; known: {', '.join(PLAN)}")
+        quick, default, full, limit = PLAN[name]
+        if not (HERE / f"{name}.py").exists():
+            steps.append([name, "absent (not in this tree)", "0"])
+            continue
+        if args.quick and quick is None:
+            steps.append([name, "skipped in --quick", "0"])
+            continue
+        step_args = quick if args.quick else full if args.full else default
+        status, seconds = run_step(name, step_args or [], limit * (6 if args.full else 1))
+        steps.append([f"`{' '.join(['bench.' + name, *(step_args or [])])}`", status, f"{seconds / 60:.1f}"])
+    total = (time.perf_counter() - started) / 60
+    steps.append(["whole suite", "", f"{total:.1f}"])
+    note = closing_note(steps)
+    print("\n" + note)
+    command = "python -m bench" + (" --quick" if args.quick else " --full" if args.full else "")
+    write_section("summary", "Summary: limits and headline ratios", note, command)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,210 @@
+"""Serving throughput and latency of ``flywheel serve`` against a stub LM with a fixed latency.
+
+The service answers the sample questions (each as its labelled user, with that user's API key)
+through ``POST /v1/chat/completions`` (model ``rag``, not streamed) while the stub LM
+(``bench.stub_lm``) waits a fixed time per completion. Next to each figure: the stub's own capacity
+at the same concurrency (the stub loaded directly with the same completion request), so the gap is
+what the service adds. Per request, the LM time is read at the stub, the retrieval time (query
+embedding + LanceDB search) inside the service (``bench.instrument``), and framework overhead =
+mean latency − LM time − retrieval time.
+
+Run: python -m bench.serve [--quick] [--latencies 50,1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from bench import services
+from bench.loadgen import LoadResult, RequestSpec, merge, run_load
+from bench.report import markdown_table, write_section
+
+LEVELS = (1, 8, 32)
+RUN_CAP_S = 30.0  # a run also stops after this long, whatever its request budget (slow services stay bounded)
+SERVICE_WORKERS = 64  # serve.workers: program calls in flight; the default (8) would cap concurrency 32
+
+
+@dataclass
+class Measured:
+    """One load run plus the per-request times read at the LM and inside the service."""
+
+    result: LoadResult
+    lm_s: float  # LM time per request (sum over its LM calls)
+    lm_calls: float  # LM calls per request
+    retrieval_s: float  # embedding + index search per request
+    server_s: float  # the service's own request time (arrival → last byte)
+
+    @property
+    def overhead_s(self) -> float:
+        """Mean latency − LM time − retrieval time."""
+        return self.result.mean - self.lm_s - self.retrieval_s
+
+
+def budget(level: int, quick: bool, stub_latency_ms: float) -> int:
+    """Requests per run: enough for stable percentiles, bounded in time."""
+    if level == 1:
+        return max(10, min(60 if not quick else 20, int(6000 / max(stub_latency_ms, 1))))
+    return max(4 * level, min((200 if not quick else 64), int(level * 8000 / max(stub_latency_ms, 1))))
+
+
+def chat_request(url: str, keys: dict[str, str], rows: list[dict[str, str]], model: str = "rag",
+                 path: str = "/v1/chat/completions") -> Callable[[int], RequestSpec]:
+    """The i-th request: question i (cycling) asked as its user, OpenAI chat shape."""
+
+    def make(i: int) -> RequestSpec:
+        row = rows[i % len(rows)]
+        body = {"model": model, "messages": [{"role": "user", "content": row["question"]}]}
+        return RequestSpec(url + path, body, headers={"Authorization": f"Bearer {keys[row['user']]}"},
+                           check=_has_answer)
+
+    return make
+
+
+def _has_answer(response: httpx.Response) -> bool:
+    try:
+        return bool(response.json()["choices"][0]["message"]["content"].strip())
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        return False
+
+
+async def measure(make: Callable[[int], RequestSpec], concurrency: int, requests: int, *, lm: services.Server,
+                  service: services.Server | None, warmup: int | None = None, keep: bool = False,
+                  cap_s: float | None = RUN_CAP_S) -> Measured:
+    """A warmed-up load run with the LM's and the service's counters zeroed after the warm-up."""
+
+    def reset() -> None:
+        lm.reset()
+        if service is not None:
+            service.reset()
+
+    result = await run_load(make, concurrency=concurrency, requests=requests, keep_responses=keep, duration_s=cap_s,
+                            warmup=concurrency * 2 if warmup is None else warmup, after_warmup=reset)
+    lm_stats = lm.stats()
+    lm_count, lm_busy = _counter(lm_stats)
+    done = max(result.ok + result.errors, 1)
+    if service is None:
+        return Measured(result, lm_busy / max(lm_count, 1), 1.0, 0.0, lm_busy / max(lm_count, 1))
+    stats = service.stats()
+    retrieval = stats.get("retrieval", {}).get("busy_s", 0.0)
+    server = stats.get("http", {}).get("busy_s", 0.0)
+    return Measured(result, lm_busy / done, lm_count / done, retrieval / done, server / done)
+
+
+def _counter(stats: dict[str, Any]) -> tuple[int, float]:
+    """(calls, seconds) from the stub's /stats or an instrumented server's http counter."""
+    if "requests" in stats:
+        return int(stats["requests"]), float(stats["busy_s"])
+    http = stats.get("http", {})
+    return int(http.get("count", 0)), float(http.get("busy_s", 0.0))
+
+
+async def interleaved(runs: dict[str, Callable[[], Any]], rounds: int) -> dict[str, Measured]:
+    """Run each named measurement ``rounds`` times, alternating A B A B …, and merge per name."""
+    collected: dict[str, list[Measured]] = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, run in runs.items():
+            collected[name].append(await run())
+    return {name: combine(items) for name, items in collected.items()}
+
+
+def combine(items: list[Measured]) -> Measured:
+    weights = [max(m.result.ok + m.result.errors, 1) for m in items]
+    total = sum(weights)
+
+    def avg(get: Callable[[Measured], float]) -> float:
+        return sum(get(m) * w for m, w in zip(items, weights, strict=True)) / total
+
+    return Measured(merge([m.result for m in items]), avg(lambda m: m.lm_s), avg(lambda m: m.lm_calls),
+                    avg(lambda m: m.retrieval_s), avg(lambda m: m.server_s))
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f}" if seconds == seconds else "–"
+
+
+async def lm_request_body(lm: services.Server) -> dict[str, Any]:
+    """The completion request the service last sent to the stub (the capacity runs replay it)."""
+    async with httpx.AsyncClient() as client:
+        return (await client.get(lm.url + "/last")).json()
+
+
+def stub_capacity_request(lm: services.Server, body: dict[str, Any]) -> Callable[[int], RequestSpec]:
+    return lambda _i: RequestSpec(lm.url + "/v1/chat/completions", body)
+
+
+async def run(latencies: list[float], quick: bool) -> tuple[str, dict[str, float]]:
+    rows_q = services.questions()
+    home = services.fresh_home()
+    keys = services.create_keys(home, sorted({r["user"] for r in rows_q}))
+    stub = services.stub_lm(latencies[0])
+    table_rows: list[list[Any]] = []
+    with stub:
+        env = services.service_env(home, stub.url + "/v1", "stub", SERVE__WORKERS=str(SERVICE_WORKERS))
+        with services.flywheel_service(env) as service:
+            make = chat_request(service.url, keys, rows_q)
+            for latency in latencies:
+                httpx.post(stub.url + "/config", json={"latency_ms": latency})
+                await measure(make, 1, 3, lm=stub, service=service, warmup=2)
+                body = await lm_request_body(stub)
+                for level in LEVELS:
+                    n = budget(level, quick, latency)
+                    print(f"serve: stub {latency:g} ms, concurrency {level}, {n} requests", flush=True)
+                    both = await interleaved({
+                        "stub": lambda lv=level, n=n, b=body: measure(stub_capacity_request(stub, b), lv, n // 2,
+                                                                      lm=stub, service=None),
+                        "flywheel": lambda lv=level, n=n: measure(make, lv, n // 2, lm=stub, service=service),
+                    }, rounds=2)
+                    cap, fw = both["stub"], both["flywheel"]
+                    table_rows.append(row(latency, level, cap, fw))
+    headers = ["stub LM ms", "concurrency", "stub capacity req/s", "Flywheel req/s", "Flywheel / capacity",
+               "p50 ms", "p95 ms", "p99 ms", "LM ms/req", "retrieval ms/req", "overhead ms/req", "errors"]
+    table = markdown_table(headers, table_rows)
+    print(table)
+    ratios = {str(r[0]): float(r[4]) for r in table_rows if r[1] == LEVELS[-1]}
+    return table, ratios
+
+
+def row(latency: float, level: int, cap: Measured, fw: Measured) -> list[Any]:
+    r = fw.result
+    return [f"{latency:g}", level, f"{cap.result.throughput:.1f}", f"{r.throughput:.1f}",
+            f"{r.throughput / cap.result.throughput:.2f}", ms(r.p50), ms(r.p95), ms(r.p99), ms(fw.lm_s),
+            ms(fw.retrieval_s), ms(fw.overhead_s), r.errors]
+
+
+NOTE = """\
+`flywheel serve` (FastAPI + uvicorn, `serve.workers = {workers}`, DSPy cache off) answers the 60 sample
+questions, each as its labelled user with an API key, on `POST /v1/chat/completions` (model `rag`), against
+`bench.stub_lm`, an OpenAI-compatible stub that waits a fixed time per completion. *Stub capacity* is the stub
+loaded directly with the same completion request at the same concurrency (ideally concurrency / latency).
+Stub and service runs are interleaved (2 rounds each, after a warm-up of 2 × concurrency requests; a run stops
+at its request budget or after {cap:.0f} s); the
+load generator, the stub and the service share the machine's cores. LM ms/req is read at the stub,
+retrieval (query embedding + LanceDB hybrid search) inside the service; overhead = mean latency − LM − retrieval
+(queueing for the CPU under load included)."""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer requests per level")
+    parser.add_argument("--latencies", default="50,1000", help="stub LM latencies in ms, comma-separated")
+    parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    args = parser.parse_args()
+    services.exit_on_sigterm()
+    latencies = [float(x) for x in args.latencies.split(",") if x.strip()]
+    table, ratios = asyncio.run(run(latencies, args.quick))
+    services.save_summary("serve", {"capacity_ratio_c32": ratios})
+    if not args.no_write:
+        body = NOTE.format(workers=SERVICE_WORKERS, cap=RUN_CAP_S) + "\n\n" + table
+        write_section("serve", "Serving: flywheel serve against a fixed-latency stub LM", body,
+                      "python -m bench.serve" + (" --quick" if args.quick else ""))
+
+
+if __name__ == "__main__":
+    main()
+
