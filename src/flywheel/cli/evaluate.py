@@ -279,6 +279,6 @@ def _teacher_labelled(program: str, pool_path: Path, *, text_column: str, limit:
         labelled, dropped = label_pool(assistant.program(program), pool, teacher_lm=teacher,
                                        threads=s.optimize.threads)
         update("teacher labelling the pool", len(pool), len(pool))
-    who = s.teacher_lm.model if s.teacher_lm else f"{s.lm.model} (no [teacher_lm] configured: the task LM)"
+    who = s.teacher_lm.model if s.teacher_lm else f"{s.lm.model} (no teacher_lm configured: the task LM)"
     console.print(f"Teacher {who} labelled {len(labelled)} rows ({dropped} failed and were dropped).", highlight=False)
     return labelled
