@@ -8,11 +8,18 @@ import typer
 from rich.console import Console
 
 from flywheel.cli import ask as ask_cmd
+from flywheel.cli import classify as classify_cmd
+from flywheel.cli import deploy as deploy_cmd
 from flywheel.cli import docs as docs_cmd
 from flywheel.cli import doctor as doctor_cmd
+from flywheel.cli import evaluate as evaluate_cmd
+from flywheel.cli import feedback as feedback_cmd
+from flywheel.cli import keys as keys_cmd
 from flywheel.cli import lm as lm_cmd
 from flywheel.cli import maintenance as maintenance_cmd
+from flywheel.cli import programs as programs_cmd
 from flywheel.cli import search as search_cmd
+from flywheel.cli import serve as serve_cmd
 from flywheel.cli import users as users_cmd
 from flywheel.errors import FlywheelError
 
@@ -28,11 +35,19 @@ app.command("config")(doctor_cmd.show_config)
 app.command("ask")(ask_cmd.ask)
 app.command("chat")(ask_cmd.chat)
 app.command("search")(search_cmd.search)
+app.command("classify")(classify_cmd.classify)
 app.add_typer(docs_cmd.app, name="docs")
 app.add_typer(users_cmd.users_app, name="users")
 app.add_typer(users_cmd.groups_app, name="groups")
 app.add_typer(lm_cmd.app, name="lm")
 app.add_typer(maintenance_cmd.app, name="maintenance")
+app.command("serve")(serve_cmd.serve)
+app.command("deploy")(deploy_cmd.deploy)
+app.add_typer(keys_cmd.app, name="keys")
+app.command("eval")(evaluate_cmd.evaluate)
+app.command("optimize")(evaluate_cmd.optimize)
+app.add_typer(programs_cmd.app, name="programs")
+app.add_typer(feedback_cmd.app, name="feedback")
 
 err_console = Console(stderr=True, soft_wrap=True)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from functools import lru_cache
 
 import dspy
 
@@ -21,18 +21,19 @@ def search_documents(tool_input: str, context: ToolContext) -> ToolResult:
     return ToolResult(text, sources)
 
 
-class FeedbackLabel(dspy.Signature):
-    """Classify a customer's feedback about the airline."""
+@lru_cache(maxsize=1)
+def _default_classifier() -> dspy.Module:
+    from flywheel.programs.classify import FeedbackClassifier
 
-    text: str = dspy.InputField(desc="the customer's message")
-    sentiment: Literal["negative", "neutral", "positive"] = dspy.OutputField()
+    return FeedbackClassifier()
 
 
 def classify_feedback(tool_input: str, context: ToolContext) -> ToolResult:
     """Classify a piece of customer feedback (sentiment). Input: the customer's message."""
-    classifier = context.services.get("classifier") or dspy.Predict(FeedbackLabel)
+    classifier = context.services.get("classifier") or _default_classifier()
     label = classifier(text=tool_input)
-    return ToolResult(f"sentiment: {label.sentiment}")
+    reason = getattr(label, "reason", None)
+    return ToolResult(f"sentiment: {label.sentiment}" + (f"; reason: {reason}" if reason else ""))
 
 
 def builtin_tools() -> list[Tool]:
