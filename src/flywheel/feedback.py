@@ -12,11 +12,11 @@ import json
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import DateTime, ForeignKey, Integer, String, Text, create_engine, event, select
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+from sqlalchemy import DateTime, ForeignKey, Integer, String, Text, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from flywheel.errors import AccessDeniedError, InvalidInputError, NotFoundError, StorageError
+from flywheel.errors import AccessDeniedError, InvalidInputError, NotFoundError
+from flywheel.storage import open_store
 
 Rating = Literal["up", "down"]
 RATINGS = ("up", "down")
@@ -57,28 +57,12 @@ class Feedback(_Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, onupdate=_now)
 
 
-def _pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.close()
-
 
 class FeedbackStore:
     """Record interactions, attach feedback to them, and export both for datasets."""
 
     def __init__(self, catalog_url: str) -> None:
-        try:
-            self.engine = create_engine(catalog_url, future=True)
-            if catalog_url.startswith("sqlite"):
-                event.listen(self.engine, "connect", _pragmas)
-            _Base.metadata.create_all(self.engine)
-        except SQLAlchemyError as exc:
-            raise StorageError(
-                f"Cannot open the feedback tables in {catalog_url}: {exc.__class__.__name__}",
-                hint="Check FLYWHEEL_KNOWLEDGE__CATALOG_URL and that its directory is writable.",
-            ) from exc
-        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.engine, self._sessions = open_store(catalog_url, _Base.metadata, "the feedback tables")
 
     def record_interaction(self, trace_id: str, user: str, program: str, question: str, answer: str,
                            citations: list[dict[str, Any]], *, groups: list[str] | tuple[str, ...] = ()) -> None:

@@ -14,12 +14,12 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, String, create_engine, event, or_, select
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+from sqlalchemy import DateTime, String, or_, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from flywheel.access import check_name
-from flywheel.errors import InvalidInputError, NotFoundError, StorageError
+from flywheel.errors import InvalidInputError, NotFoundError
+from flywheel.storage import open_store
 
 KEY_PREFIX = "fw_"
 VISIBLE_CHARS = 8  # characters of the random part shown in listings (and usable to revoke)
@@ -45,27 +45,12 @@ def hash_key(plaintext: str) -> str:
     return hashlib.sha256(plaintext.encode("utf-8")).hexdigest()
 
 
-def _busy_timeout(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.close()
-
 
 class ApiKeyStore:
     """Create, list, revoke and check API keys (SQLAlchemy; same database as the catalog)."""
 
     def __init__(self, catalog_url: str) -> None:
-        try:
-            self.engine = create_engine(catalog_url, future=True)
-            if catalog_url.startswith("sqlite"):
-                event.listen(self.engine, "connect", _busy_timeout)
-            _Base.metadata.create_all(self.engine)
-        except SQLAlchemyError as exc:
-            raise StorageError(
-                f"Cannot open the API key table in {catalog_url}: {exc.__class__.__name__}",
-                hint="Check FLYWHEEL_KNOWLEDGE__CATALOG_URL and that its directory is writable.",
-            ) from exc
-        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.engine, self._sessions = open_store(catalog_url, _Base.metadata, "the API key table")
 
     def create(self, user: str) -> tuple[str, str]:
         """A new key for ``user``: returns (key id, plaintext). The plaintext is not stored anywhere."""

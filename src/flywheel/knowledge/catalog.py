@@ -22,16 +22,13 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    create_engine,
-    event,
     select,
 )
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
 from flywheel.access import EVERYONE, Principal, check_name
-from flywheel.errors import InvalidInputError, NotFoundError, StorageError
+from flywheel.errors import InvalidInputError, NotFoundError
+from flywheel.storage import open_store
 
 
 def utcnow() -> datetime:
@@ -108,30 +105,13 @@ class DocumentVersion(Base):
     document: Mapped[Document] = relationship(back_populates="versions")
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.close()
-
 
 class Catalog:
     """Access to the catalog database. Methods open short transactions of their own."""
 
     def __init__(self, url: str) -> None:
         self.url = url
-        try:
-            self.engine: Engine = create_engine(url, future=True)
-            if url.startswith("sqlite"):
-                event.listen(self.engine, "connect", _sqlite_pragmas)
-            Base.metadata.create_all(self.engine)
-        except SQLAlchemyError as exc:
-            raise StorageError(
-                f"Cannot open the catalog database {url}: {exc.__class__.__name__}: {exc}",
-                hint="Check FLYWHEEL_KNOWLEDGE__CATALOG_URL and that its directory is writable.",
-            ) from exc
-        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.engine, self._sessions = open_store(url, Base.metadata, "the catalog database")
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -12,11 +12,12 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, ForeignKey, Integer, String, Text, create_engine, event, select
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+from sqlalchemy import DateTime, ForeignKey, Integer, String, Text, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from flywheel.access import Principal
 from flywheel.errors import NotFoundError
+from flywheel.storage import open_store
 
 
 class _Base(DeclarativeBase):
@@ -46,11 +47,7 @@ class ConversationStore:
     """Create conversations and append/read their turns (SQLAlchemy; same database as the catalog)."""
 
     def __init__(self, url: str, *, max_turns: int = 6) -> None:
-        self.engine = create_engine(url, future=True)
-        if url.startswith("sqlite"):
-            event.listen(self.engine, "connect", lambda conn, _: conn.execute("PRAGMA busy_timeout=10000"))
-        _Base.metadata.create_all(self.engine)
-        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.engine, self._sessions = open_store(url, _Base.metadata, "the conversation tables")
         self.max_turns = max_turns
 
     def start(self, principal: Principal) -> str:
