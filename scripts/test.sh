@@ -3,6 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+bash scripts/browser.sh
 export FLYWHEEL_HOME="${FLYWHEEL_TEST_HOME:-$(mktemp -d)}"
 .venv/bin/ruff check src tests bench
 .venv/bin/python -m pytest "$@"
