@@ -16,10 +16,11 @@ _READY: set[tuple[str, str]] = set()
 
 def use_tracking(settings: Settings) -> Any:
     """Point MLflow at Flywheel's tracking store and experiment; return an ``MlflowClient``."""
-    # Traces are exported by MLflow's background queue, off the request path, and the SQLite store
-    # gets a connection pool large enough for a serving process's concurrent writers (the
-    # default 5 + 10 ran out at 32 concurrent requests and blocked them for 30 s each).
-    os.environ.setdefault("MLFLOW_ENABLE_ASYNC_TRACE_LOGGING", "true")
+    # The SQLite store gets a connection pool large enough for a serving process's concurrent
+    # writers (the default 5 + 10 ran out at 32 concurrent requests and blocked them for 30 s
+    # each). Traces are exported synchronously: with MLflow's async queue (3.17) the root span of
+    # a served request was sometimes lost while its DSPy child spans were stored.
+    os.environ.setdefault("MLFLOW_ENABLE_ASYNC_TRACE_LOGGING", "false")
     os.environ.setdefault("MLFLOW_SQLALCHEMYSTORE_POOL_SIZE", "32")
     os.environ.setdefault("MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW", "32")
     import mlflow
