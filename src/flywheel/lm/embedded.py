@@ -14,6 +14,7 @@ import os
 import queue
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -70,6 +71,9 @@ class LlamaCppEngine:
         self._created = 0
         self._create_lock = threading.Lock()
         self._closed = False
+        # Free the contexts before interpreter teardown: llama.cpp's own destructors then find
+        # its module already gone and print "Exception ignored … free_model" at every exit.
+        weakref.finalize(self, _free_pool, self._pool)
 
     # --- DSPy engine contract -------------------------------------------------------------
 
@@ -115,9 +119,7 @@ class LlamaCppEngine:
     def close(self) -> None:
         """Free the llama.cpp contexts."""
         self._closed = True
-        while not self._pool.empty():
-            llm = self._pool.get_nowait()
-            llm.close()
+        _free_pool(self._pool)
 
     # --- saving / loading (dspy.LM.dump_state) --------------------------------------------
 
@@ -198,3 +200,12 @@ class LlamaCppEngine:
             ) from exc
         self.load_seconds = time.perf_counter() - started
         return llm
+
+
+def _free_pool(pool: queue.Queue[Llama]) -> None:
+    while True:
+        try:
+            llm = pool.get_nowait()
+        except queue.Empty:
+            return
+        llm.close()
