@@ -79,3 +79,27 @@ class InvalidInputError(FlywheelError):
     """Input data (a file, a dataset, a request body) is malformed or unsupported."""
 
     status_code = 422
+
+
+class AuthenticationError(FlywheelError):
+    """No API key, or one that is unknown or revoked."""
+
+    status_code = 401
+
+
+class RequestTimeoutError(FlywheelError):
+    """A program call ran longer than serve.request_timeout_s."""
+
+    status_code = 504
+
+
+class PayloadTooLargeError(InvalidInputError):
+    """An upload over knowledge.max_file_mb."""
+
+    status_code = 413
+
+
+class UnsupportedMediaError(InvalidInputError):
+    """An upload of a file type the knowledge base cannot parse."""
+
+    status_code = 415

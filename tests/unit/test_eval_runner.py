@@ -46,6 +46,7 @@ def test_failures_are_recorded_scored_zero_and_the_run_goes_on() -> None:
     assert result.metrics["accuracy"] == 0.5  # 2 of 4 (the crash counts as wrong)
     assert result.lm_calls == 3  # counted across the worker threads
     assert 0 < result.metrics["macro_f1"] < 1
+    assert result.extra["sentiment_report"]["n"] == 4 and "reason_report" not in result.extra
 
 
 def test_report_puts_failures_first_and_draws_plots(tmp_path) -> None:

@@ -144,17 +144,11 @@ def evaluate_program(
 
 def add_classification_metrics(result: EvalResult, dataset: Dataset) -> None:
     """Corpus metrics for classifiers: accuracy and macro-F1 of sentiment and of complaint reason."""
-    pairs = [(ex.sentiment, row.outputs.get("sentiment")) for ex, row in zip(dataset.examples, result.examples,
-                                                                            strict=True) if ex.sentiment]
-    if pairs:
-        report = classification_report([g for g, _ in pairs], [p for _, p in pairs])
-        result.metrics["accuracy"] = report["accuracy"]
-        result.metrics["macro_f1"] = report["macro_f1"]
-        result.extra["sentiment_report"] = report
-    reasons = [(ex.reason, row.outputs.get("reason")) for ex, row in zip(dataset.examples, result.examples,
-                                                                        strict=True) if ex.reason]
-    if reasons:
-        report = classification_report([g for g, _ in reasons], [p for _, p in reasons])
-        result.metrics["reason_accuracy"] = report["accuracy"]
-        result.metrics["reason_macro_f1"] = report["macro_f1"]
-        result.extra["reason_report"] = report
+    for label, prefix in (("sentiment", ""), ("reason", "reason_")):
+        pairs = [(ex[label], row.outputs.get(label)) for ex, row in zip(dataset.examples, result.examples, strict=True)
+                 if ex.get(label)]
+        if pairs:
+            report = classification_report([g for g, _ in pairs], [p for _, p in pairs])
+            result.metrics[f"{prefix}accuracy"] = report["accuracy"]
+            result.metrics[f"{prefix}macro_f1"] = report["macro_f1"]
+            result.extra[f"{label}_report"] = report

@@ -127,7 +127,7 @@ class ProgramRegistry:
         """Make ``version`` the champion (the previous one is remembered for rollback)."""
         client = self.client
         model = self.model_name(name)
-        target = self._require(name, version)
+        target = self.require(name, version)
         previous = self.get(name, CHAMPION)
         if previous is not None and previous.version == target.version:
             return target
@@ -140,7 +140,7 @@ class ProgramRegistry:
             client.set_model_version_tag(model, str(target.version), "promotion_reason", reason[:4000])
         if previous is not None:
             client.set_model_version_tag(model, str(previous.version), "status", "retired")
-        return self._require(name, target.version)
+        return self.require(name, target.version)
 
     def rollback(self, name: str) -> ProgramVersion:
         """Give the champion alias back to the version that held it before the current one."""
@@ -156,7 +156,7 @@ class ProgramRegistry:
         client.set_registered_model_alias(model, CHAMPION, str(target))
         client.set_model_version_tag(model, str(target), "status", "champion")
         client.set_model_version_tag(model, str(current.version), "status", "rolled-back")
-        return self._require(name, target)
+        return self.require(name, target)
 
     def _history(self, name: str) -> list[int]:
         try:
@@ -193,7 +193,8 @@ class ProgramRegistry:
             return None
         return _version(name, mv)
 
-    def _require(self, name: str, ref: str | int) -> ProgramVersion:
+    def require(self, name: str, ref: str | int) -> ProgramVersion:
+        """A version by number or alias; NotFoundError (with where to look) when it does not exist."""
         found = self.get(name, ref)
         if found is None:
             raise NotFoundError(f"Program {name!r} has no version {ref!r}.",

@@ -9,34 +9,18 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from flywheel.access import Principal
-from flywheel.errors import AccessDeniedError, FlywheelError, InvalidInputError, NotFoundError
+from flywheel.errors import (  # noqa: F401  (re-exported for the routes)
+    AccessDeniedError,
+    AuthenticationError,
+    InvalidInputError,
+    NotFoundError,
+    PayloadTooLargeError,
+    RequestTimeoutError,
+    UnsupportedMediaError,
+)
 
 if TYPE_CHECKING:
     from flywheel.serve.runtime import Service
-
-
-class AuthenticationError(FlywheelError):
-    """No API key, or one that is unknown or revoked."""
-
-    status_code = 401
-
-
-class RequestTimeoutError(FlywheelError):
-    """A program call ran longer than serve.request_timeout_s."""
-
-    status_code = 504
-
-
-class PayloadTooLargeError(InvalidInputError):
-    """An upload over knowledge.max_file_mb."""
-
-    status_code = 413
-
-
-class UnsupportedMediaError(InvalidInputError):
-    """An upload of a file type the knowledge base cannot parse."""
-
-    status_code = 415
 
 
 bearer_scheme = HTTPBearer(auto_error=False, description="An API key from `flywheel keys create USER`.")
