@@ -189,6 +189,8 @@ class ServeSettings(BaseModel):
     reload_interval_s: float = Field(5.0, ge=0, description="How often to look for a newly promoted champion.")
     workers: int = Field(32, ge=1, le=256, description="Program calls that run at once (threads off the event loop).")
     request_timeout_s: float = Field(120.0, gt=0, description="A program call running longer than this is a 504.")
+    trace_sample: float = Field(1.0, ge=0, le=1, description="Share of requests recorded as MLflow traces "
+                                "(answers are kept for feedback either way).")
 
 
 class ClassifySettings(BaseModel):

@@ -69,3 +69,55 @@ def test_openai_compatible_embeddings_endpoint_gives_the_same_vectors() -> None:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def test_concurrent_queries_are_encoded_together_with_the_same_vectors() -> None:
+    """Queries waiting while the model is busy share one forward pass, and each gets its own rows."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    embedder = LocalEmbedder()
+    queries = [f"how often is the oil filter of engine {n} inspected" for n in range(8)] + ["refund policy"]
+    alone = [embedder.embed([q])[0] for q in queries]
+    calls: list[int] = []
+    encode = embedder.model.encode
+
+    def counting_encode(texts: list[str], **kwargs: object) -> np.ndarray:
+        calls.append(len(texts))
+        return encode(texts, **kwargs)
+
+    embedder.model.encode = counting_encode  # type: ignore[method-assign]
+    with embedder._lock:  # the model is busy: every query below has to wait
+        pool = ThreadPoolExecutor(len(queries))
+        futures = [pool.submit(embedder.embed, [q]) for q in queries]
+        while len(embedder._waiting) < len(queries):
+            threading.Event().wait(0.01)
+    together = [f.result(timeout=60)[0] for f in futures]
+    pool.shutdown()
+    assert calls == [len(queries)]  # one forward pass for all nine
+    assert np.allclose(together, alone, atol=1e-5)
+
+
+def test_a_failed_forward_pass_reaches_every_waiting_caller() -> None:
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import pytest
+
+    embedder = LocalEmbedder()
+    embedder.embed(["load the model"])
+
+    def broken(texts: list[str], **kwargs: object) -> np.ndarray:
+        raise RuntimeError("out of memory")
+
+    embedder.model.encode = broken  # type: ignore[method-assign]
+    with embedder._lock:
+        pool = ThreadPoolExecutor(3)
+        futures = [pool.submit(embedder.embed, [f"q{n}"]) for n in range(3)]
+        while len(embedder._waiting) < 3:
+            threading.Event().wait(0.01)
+    for future in futures:
+        with pytest.raises(RuntimeError, match="out of memory"):
+            future.result(timeout=60)
+    pool.shutdown()
+    assert embedder._waiting == []

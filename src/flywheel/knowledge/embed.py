@@ -50,19 +50,41 @@ def packaged_embedder_dir() -> Path:
     return path
 
 
+class _Pending:
+    """Texts waiting for the model, and (once encoded by whichever thread got there) their vectors."""
+
+    __slots__ = ("error", "texts", "vectors")
+
+    def __init__(self, texts: list[str]) -> None:
+        self.texts = texts
+        self.vectors: np.ndarray | None = None
+        self.error: BaseException | None = None
+
+
 class LocalEmbedder:
-    """sentence-transformers on the CPU, batched; thread-safe (one model, one lock)."""
+    """sentence-transformers on the CPU, batched; thread-safe (one model, one lock).
+
+    Small requests (a search query) that arrive while the model is busy are coalesced: the next
+    thread to get the model encodes everything waiting in one batch and hands each caller its rows.
+    Under concurrent search load that turns N one-query forward passes into about one N-query pass
+    (docs/benchmarks.md, "serve"); alone, a query is encoded at once, as before.
+    """
 
     def __init__(self, batch_size: int = 64) -> None:
         self.name = "all-MiniLM-L6-v2"
         self.batch_size = batch_size
         self._model: SentenceTransformer | None = None
         self._counter: Any = None
-        self._lock = threading.Lock()
+        self._load_lock = threading.Lock()
+        self._lock = threading.Lock()  # one forward pass at a time
+        self._waiting: list[_Pending] = []
+        self._waiting_lock = threading.Lock()
 
     @property
     def model(self) -> SentenceTransformer:
-        with self._lock:
+        if self._model is not None:
+            return self._model
+        with self._load_lock:
             if self._model is None:
                 from sentence_transformers import SentenceTransformer
                 from transformers.utils import logging as hf_logging
@@ -100,10 +122,32 @@ class LocalEmbedder:
         if not texts:
             return np.zeros((0, self.dimensions), dtype=np.float32)
         model = self.model
+        if len(texts) >= self.batch_size:  # a batch already (ingestion): nothing to gain from waiting
+            with self._lock:
+                return self._encode(model, texts)
+        mine = _Pending(texts)
+        with self._waiting_lock:
+            self._waiting.append(mine)
         with self._lock:
-            vectors = model.encode(
-                texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True
-            )
+            if mine.vectors is None and mine.error is None:  # nobody encoded it while we waited
+                with self._waiting_lock:
+                    batch, self._waiting = self._waiting, []
+                try:
+                    vectors = self._encode(model, [text for pending in batch for text in pending.texts])
+                    start = 0
+                    for pending in batch:
+                        pending.vectors = vectors[start:start + len(pending.texts)]
+                        start += len(pending.texts)
+                except BaseException as exc:  # every caller in the batch sees the failure
+                    for pending in batch:
+                        pending.error = exc
+        if mine.error is not None:
+            raise mine.error
+        assert mine.vectors is not None
+        return mine.vectors
+
+    def _encode(self, model: SentenceTransformer, texts: list[str]) -> np.ndarray:
+        vectors = model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True)
         return np.asarray(vectors, dtype=np.float32)
 
 

@@ -158,6 +158,7 @@ def create_app(settings: Settings, *, assistant: Any = None, lm: Any = None, reg
         except Exception as exc:
             log.warning("The service started, but is not ready: %s", exc)
         yield
+        await anyio.to_thread.run_sync(service.tracer.flush)  # traces still queued for export
 
     app = FastAPI(
         title="Flywheel",

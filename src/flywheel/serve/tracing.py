@@ -1,15 +1,26 @@
 """Request tracing: one MLflow trace per program call (steps, retrieved chunk ids, tokens, latency).
 
-With tracing on, every call runs inside an MLflow root span; ``mlflow.dspy.autolog`` adds the
-DSPy module and LM spans (with token usage) beneath it, in the tracking store of
-``tracking.uri``. The trace id is returned to the caller so feedback can attach to it. With tracing
-off (or MLflow unusable) a random id of the same shape is used instead, and answers are still
-recorded for feedback.
+With tracing on, a sampled call (``serve.trace_sample``, default every call) runs inside an MLflow
+root span; ``mlflow.dspy.autolog`` adds the DSPy module and LM spans (with token usage) beneath it,
+in the tracking store of ``tracking.uri``. The trace id is returned to the caller so feedback can
+attach to it. An unsampled call records no spans at all (the DSPy spans follow their root), and,
+as with tracing off, gets a random id of the same shape; answers are recorded for feedback either
+way.
+
+Export is off the request path: MLflow's asynchronous queue with **one** writer thread. Writing a
+trace costs about as much CPU as a retrieval (one SQLite transaction per span plus the trace row),
+so on the request thread it dominated latency under load. A single writer keeps each trace's writes
+in order (with several writers, MLflow 3.17 sometimes lost a served request's root span) and does
+not compete with request threads for SQLite's one write lock; SQLite serializes writers anyway, so
+more writers would not write faster. If the writer falls behind for long (the queue holds
+``MLFLOW_ASYNC_TRACE_LOGGING_MAX_QUEUE_SIZE`` tasks, 8000 here) MLflow drops traces with a warning:
+lower ``serve.trace_sample`` for sustained loads above the writer's pace (docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -41,6 +52,7 @@ class Tracer:
 
     def __init__(self, settings: Settings, *, enabled: bool = True) -> None:
         self.enabled = False
+        self.sample = settings.serve.trace_sample
         self._mlflow: Any = None
         if enabled:
             try:
@@ -54,7 +66,12 @@ class Tracer:
 
         from flywheel.registry.tracking import use_tracking
 
+        # Read when MLflow builds its exporter, so they are set before the first span of this process.
+        os.environ["MLFLOW_ENABLE_ASYNC_TRACE_LOGGING"] = "true"
+        os.environ["MLFLOW_ASYNC_TRACE_LOGGING_MAX_WORKERS"] = "1"
+        os.environ.setdefault("MLFLOW_ASYNC_TRACE_LOGGING_MAX_QUEUE_SIZE", "8000")
         use_tracking(settings)  # tracking URI and experiment under FLYWHEEL_HOME
+        mlflow.tracing.reset()  # an exporter built earlier in this process would keep exporting synchronously
         try:
             import mlflow.dspy
 
@@ -64,13 +81,24 @@ class Tracer:
         self._mlflow = mlflow
 
     def run(self, name: str, inputs: dict[str, Any], func: Callable[[], T]) -> tuple[T, str]:
-        """``func()`` and the id of the trace recording it."""
+        """``func()`` and the id of the trace recording it (a fresh id when the call is not sampled)."""
         if not self.enabled:
             return func(), new_trace_id()
         mlflow = self._mlflow
-        with mlflow.start_span(name=name, span_type="CHAIN") as span:
-            span.set_inputs(inputs)
-            result = func()
-            span.set_outputs(trace_outputs(result))
-            trace_id = span.trace_id
-        return result, trace_id
+        outcome: dict[str, Any] = {}
+
+        def root() -> dict[str, Any]:  # its return value is the root span's outputs
+            span = mlflow.get_current_active_span()  # None when the sampler dropped this call
+            if span is not None:
+                span.set_inputs(inputs)
+                outcome["trace_id"] = span.trace_id
+            outcome["result"] = func()
+            return trace_outputs(outcome["result"])
+
+        mlflow.trace(root, name=name, span_type="CHAIN", sampling_ratio_override=self.sample)()
+        return outcome["result"], outcome.get("trace_id") or new_trace_id()
+
+    def flush(self) -> None:
+        """Wait until every finished trace is written (tests, shutdown)."""
+        if self.enabled:
+            self._mlflow.flush_trace_async_logging()

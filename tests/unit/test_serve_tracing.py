@@ -1,0 +1,106 @@
+"""The service's request tracer against a real MLflow store (sqlite under a temp FLYWHEEL_HOME):
+every sampled call's trace lands whole (root span and nested spans) through the asynchronous single
+writer, unsampled calls record nothing, and every call gets its own id for feedback."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
+
+import mlflow
+import pytest
+from mlflow import MlflowClient
+
+from flywheel.config import Settings, load_settings
+from flywheel.serve.tracing import Tracer
+
+CALLS = 40
+
+
+@pytest.fixture(autouse=True)
+def isolated_export(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The tracer switches this process to asynchronous export; give later tests a fresh exporter."""
+    for name in ("MLFLOW_ENABLE_ASYNC_TRACE_LOGGING", "MLFLOW_ASYNC_TRACE_LOGGING_MAX_WORKERS",
+                 "MLFLOW_ASYNC_TRACE_LOGGING_MAX_QUEUE_SIZE"):
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+    yield
+    mlflow.flush_trace_async_logging()
+    mlflow.tracing.reset()
+
+
+def program_call(number: int) -> SimpleNamespace:
+    """A stand-in for a program call that makes nested spans, as DSPy's autologging does."""
+    with mlflow.start_span(name="retrieve") as span:
+        span.set_inputs({"number": number})
+        with mlflow.start_span(name="lm"):
+            pass
+    return SimpleNamespace(answer=f"answer {number}", passages=[{"chunk_id": f"c{number}"}], citations=[])
+
+
+def run_concurrently(tracer: Tracer) -> list[str]:
+    def one(number: int) -> str:
+        prediction, trace_id = tracer.run("flywheel.rag", {"question": f"q{number}", "user": "alice"},
+                                          lambda: program_call(number))
+        assert prediction.answer == f"answer {number}"
+        return trace_id
+
+    with ThreadPoolExecutor(16) as pool:
+        return list(pool.map(one, range(CALLS)))
+
+
+def stored_traces(settings: Settings) -> dict[str, list[str]]:
+    client = MlflowClient(tracking_uri=settings.tracking_uri)
+    experiment = client.get_experiment_by_name(settings.tracking.experiment)
+    traces = client.search_traces(locations=[experiment.experiment_id], max_results=1000) if experiment else []
+    return {t.info.trace_id: sorted(s.name for s in t.data.spans) for t in traces}
+
+
+def test_every_sampled_call_is_stored_whole() -> None:
+    settings = load_settings()
+    tracer = Tracer(settings)
+    assert tracer.enabled
+    ids = run_concurrently(tracer)
+    tracer.flush()
+    stored = stored_traces(settings)
+    assert len(set(ids)) == CALLS and set(ids) == set(stored)
+    assert all(names == ["flywheel.rag", "lm", "retrieve"] for names in stored.values())
+    root = MlflowClient(tracking_uri=settings.tracking_uri).get_trace(ids[3]).data.spans
+    first = next(s for s in root if s.name == "flywheel.rag")
+    assert first.inputs == {"question": "q3", "user": "alice"}
+    assert first.outputs["answer"] == "answer 3" and first.outputs["retrieved_chunk_ids"] == ["c3"]
+
+
+def test_unsampled_calls_store_nothing_and_still_get_unique_ids() -> None:
+    settings = load_settings(serve={"trace_sample": 0.0})
+    ids = run_concurrently(Tracer(settings))
+    mlflow.flush_trace_async_logging()
+    assert len(set(ids)) == CALLS and all(i.startswith("tr-") for i in ids)
+    assert stored_traces(settings) == {}  # not even the nested spans, which follow their unsampled root
+
+
+def test_a_sample_of_calls_is_stored() -> None:
+    settings = load_settings(serve={"trace_sample": 0.5})
+    tracer = Tracer(settings)
+    ids = run_concurrently(tracer)
+    tracer.flush()
+    stored = stored_traces(settings)
+    assert len(set(ids)) == CALLS
+    assert 0 < len(stored) < CALLS and set(stored) <= set(ids)  # P(all or none of 40 sampled) ≈ 2e-12
+
+
+def test_a_failing_call_raises_and_its_trace_records_the_error() -> None:
+    settings = load_settings()
+    tracer = Tracer(settings)
+
+    def broken() -> SimpleNamespace:
+        raise RuntimeError("LM down")
+
+    with pytest.raises(RuntimeError, match="LM down"):
+        tracer.run("flywheel.rag", {"question": "q", "user": "alice"}, broken)
+    tracer.flush()
+    client = MlflowClient(tracking_uri=settings.tracking_uri)
+    experiment = client.get_experiment_by_name(settings.tracking.experiment)
+    (trace,) = client.search_traces(locations=[experiment.experiment_id])
+    assert trace.info.state.value == "ERROR"
