@@ -104,3 +104,23 @@ def test_a_failing_call_raises_and_its_trace_records_the_error() -> None:
     experiment = client.get_experiment_by_name(settings.tracking.experiment)
     (trace,) = client.search_traces(locations=[experiment.experiment_id])
     assert trace.info.state.value == "ERROR"
+
+
+def test_a_registry_lookup_during_a_call_keeps_its_trace_whole() -> None:
+    """The champion refresh loop looks up the registry while requests are in flight; that lookup used
+    to call mlflow.set_experiment, which resets MLflow's tracer provider and orphaned the in-flight
+    request's outer spans (its root span never reached the store)."""
+    from flywheel.registry.programs import ProgramRegistry
+
+    settings = load_settings()
+    tracer = Tracer(settings)
+    registry = ProgramRegistry(settings)
+
+    def call_with_refresh() -> SimpleNamespace:
+        with mlflow.start_span(name="outer"):
+            registry.get("rag")  # what Assistant.refresh() does, from another thread, mid-request
+            return program_call(7)
+
+    _, trace_id = tracer.run("flywheel.rag", {"question": "q7", "user": "alice"}, call_with_refresh)
+    tracer.flush()
+    assert stored_traces(settings)[trace_id] == ["flywheel.rag", "lm", "outer", "retrieve"]

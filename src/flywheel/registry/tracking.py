@@ -12,23 +12,27 @@ from flywheel.errors import StorageError
 
 _LOCK = threading.Lock()
 _READY: set[tuple[str, str]] = set()
+_ACTIVE: tuple[str, str] | None = None  # the (tracking URI, experiment) this process last made active
 
 
 def use_tracking(settings: Settings) -> Any:
     """Point MLflow at Flywheel's tracking store and experiment; return an ``MlflowClient``."""
     # The SQLite store gets a connection pool large enough for a serving process's concurrent
     # writers (the default 5 + 10 ran out at 32 concurrent requests and blocked them for 30 s
-    # each). Traces are exported synchronously: with MLflow's async queue (3.17) the root span of
-    # a served request was sometimes lost while its DSPy child spans were stored.
+    # each). Commands export traces synchronously; `flywheel serve` switches to the asynchronous
+    # queue (serve/tracing.py).
     os.environ.setdefault("MLFLOW_ENABLE_ASYNC_TRACE_LOGGING", "false")
     os.environ.setdefault("MLFLOW_SQLALCHEMYSTORE_POOL_SIZE", "32")
     os.environ.setdefault("MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW", "32")
     import mlflow
     from mlflow import MlflowClient
 
+    global _ACTIVE
     settings.ensure_dirs()
     uri = settings.tracking_uri
     with _LOCK:
+        if mlflow.get_tracking_uri() != uri:  # moved by other code: make our experiment active again
+            _ACTIVE = None
         mlflow.set_tracking_uri(uri)
         mlflow.set_registry_uri(uri)
         key = (uri, settings.tracking.experiment)
@@ -37,7 +41,12 @@ def use_tracking(settings: Settings) -> Any:
                 if mlflow.get_experiment_by_name(settings.tracking.experiment) is None:
                     mlflow.create_experiment(settings.tracking.experiment, artifact_location=settings.artifact_root)
                 _READY.add(key)
-            mlflow.set_experiment(settings.tracking.experiment)
+            if key != _ACTIVE:
+                # set_experiment resets MLflow's tracer provider (3.17), which orphans the spans of
+                # every trace in flight: a served request lost its root span whenever the champion
+                # refresh loop ran mid-request. So only when the experiment really changes.
+                mlflow.set_experiment(settings.tracking.experiment)
+                _ACTIVE = key
         except Exception as exc:  # sqlite locked, bad URI, unwritable artifact root …
             raise StorageError(f"Cannot open the MLflow tracking store {uri}: {exc}",
                                hint="Check tracking.uri / FLYWHEEL_TRACKING__URI and that FLYWHEEL_HOME is writable.") \
