@@ -5,9 +5,9 @@ table and rewrites its own section of docs/benchmarks.md; a failing or over-time
 the suite goes on. The closing section quotes the headline ratios of this run next to the limits
 (raw LM tokens/s, raw embedder chunks/s, the stub LM's capacity).
 
-    python -m bench            # default: < 30 min on 2 cores
-    python -m bench --quick    # a smoke run (~10 min): smaller sets, no real-LM serving, no optimization
-    python -m bench --full     # every benchmark at its own defaults (1M-row index, 50 prompts, …): hours
+    python -m bench            # default: limits, serving, deploy, quality; < 30 min on 2 cores
+    python -m bench --quick    # a smoke run (~10 min): smaller sets, no real-LM serving, no quality
+    python -m bench --full     # every benchmark at its own defaults (1M-row index, optimization, …): hours
     python -m bench --only serve,compare
 """
 
@@ -25,16 +25,20 @@ from bench.services import SUMMARIES, load_summary
 
 HERE = Path(__file__).parent
 
-# name → (args for --quick, default args, args for --full, time limit in s for the default run)
-PLAN: dict[str, tuple[list[str] | None, list[str], list[str], int]] = {
-    "lm": (["--prompts", "4"], ["--prompts", "10"], [], 600),
+# name → (args for --quick, default args, args for --full, time limit in s for the default run);
+# None: not part of that run (still runnable with --only NAME, which uses the default or --full args).
+# The default run holds what issue 8 asks for (limits, serving, deploy, quality) and fits 30 minutes
+# on 2 cores; the optimization and batch benchmarks (each ~15 min) join with --full or --only.
+PLAN: dict[str, tuple[list[str] | None, list[str] | None, list[str], int]] = {
+    "lm": (["--prompts", "4"], ["--prompts", "10"], [], 420),
     "knowledge": (["--pages", "20", "--rounds", "1", "--skip-scale"],
-                  ["--pages", "40", "--rounds", "1", "--sizes", "10000,100000", "--queries", "50"], [], 600),
-    "programs": (["--requests", "30"], ["--requests", "100"], [], 300),
-    "serve": (["--quick", "--latencies", "50"], [], [], 600),
-    "compare": (["--quick", "--skip-real"], [], ["--full"], 900),
-    "classify": (None, ["--quick"], [], 600),
-    "optimize": (None, ["--quick"], [], 900),
+                  ["--pages", "40", "--rounds", "1", "--sizes", "10000,100000", "--queries", "50"], [], 420),
+    "programs": (["--requests", "30"], ["--requests", "100"], [], 240),
+    "serve": (["--quick", "--latencies", "50"], ["--latencies", "50"], ["--latencies", "50,1000"], 480),
+    "compare": (["--quick", "--skip-real"], [], ["--full"], 720),
+    "quality": (None, ["--quick"], [], 420),
+    "classify": (None, None, ["--quick"], 900),
+    "optimize": (None, None, ["--quick"], 1200),
 }
 
 
@@ -87,6 +91,11 @@ def closing_note(steps: list[list[object]]) -> str:
     for latency, ratio in (serve.get("capacity_ratio_c32") or {}).items():  # type: ignore[union-attr]
         rows.append([f"stub LM, {latency} ms, concurrency 32", "its own measured capacity",
                      f"Flywheel serving throughput = {ratio:.2f} of it (goal ≥ 0.9)"])
+    ceiling = serve.get("ceiling") or {}
+    if ceiling:
+        rows.append(["retrieval alone (embed + hybrid search), 32 threads",
+                     f"{ceiling['retrieval_qps']:.1f} retrievals/s ({ceiling['retrieval_cpu_ms']:.0f} ms CPU each)",  # type: ignore[index]
+                     f"Flywheel serving at concurrency 32 = {ceiling['ratio']:.2f} of it"])  # type: ignore[index]
     lines.append(markdown_table(["resource", "limit", "Flywheel"], rows) if rows else "(no limits measured)")
     if compare:
         lines.append("### Headline ratios (Flywheel / LangChain, same run)")
@@ -97,10 +106,22 @@ def closing_note(steps: list[list[object]]) -> str:
                   f"{thr.get(level, float('nan')):.2f}"] for level in over]  # type: ignore[union-attr]
         lines.append(markdown_table(["concurrency (stub LM)", "overhead F/L (goal ≤ 0.5)", "overhead F/L, tracing off",
                                      "throughput F/L"], table))
-        lines.append(f"Time to deploy F/L: {compare.get('deploy_ratio', float('nan')):.2f} (goal ≤ 1).")
+        lines.append(f"Time to deploy F/L (`flywheel serve --deploy` vs the LangChain app): "
+                     f"{compare.get('deploy_ratio', float('nan')):.2f} (goal ≤ 1).")
+    quality = load_summary("quality") or {}
+    if quality.get("variants"):
+        lines.append(f"### Quality at equal cost ({quality.get('dev')} dev questions, same LM; "
+                     f"optimized program: {quality.get('demos')} demos)")
+        table = [[name, *(_fmt(v.get(key)) for key in ("answer_f1", "recall", "faithfulness", "lm_s_per_q"))]
+                 for name, v in quality["variants"].items()]  # type: ignore[union-attr]
+        lines.append(markdown_table(["variant", "answer F1", "recall@5", "faithfulness", "LM s/question"], table))
     lines.append("### Steps of this run")
     lines.append(markdown_table(["benchmark", "status", "minutes"], steps))
     return "\n\n".join(lines)
+
+
+def _fmt(value: object) -> str:
+    return f"{value:.3f}" if isinstance(value, int | float) else "–"
 
 
 def _lm_share(compare: dict[str, object]) -> str:
@@ -129,10 +150,15 @@ def main() -> None:
         if not (HERE / f"{name}.py").exists():
             steps.append([name, "absent (not in this tree)", "0"])
             continue
-        if args.quick and quick is None:
-            steps.append([name, "skipped in --quick", "0"])
+        chosen = bool(args.only)
+        if args.quick and quick is None and not chosen:
+            steps.append([name, "not in --quick", "0"])
             continue
-        step_args = quick if args.quick else full if args.full else default
+        if not args.quick and not args.full and default is None and not chosen:
+            steps.append([name, "not in the default run (--full or --only)", "0"])
+            continue
+        step_args = (quick if args.quick and quick is not None else full if args.full or default is None
+                     else default)
         status, seconds = run_step(name, step_args or [], limit * (6 if args.full else 1))
         steps.append([f"`{' '.join(['bench.' + name, *(step_args or [])])}`", status, f"{seconds / 60:.1f}"])
     total = (time.perf_counter() - started) / 60

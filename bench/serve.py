@@ -138,7 +138,7 @@ def stub_capacity_request(lm: services.Server, body: dict[str, Any]) -> Callable
     return lambda _i: RequestSpec(lm.url + "/v1/chat/completions", body)
 
 
-async def run(latencies: list[float], quick: bool) -> tuple[str, dict[str, float]]:
+async def run(latencies: list[float], quick: bool) -> tuple[str, dict[str, float], dict[str, float]]:
     rows_q = services.questions()
     home = services.fresh_home()
     keys = services.create_keys(home, sorted({r["user"] for r in rows_q}))
@@ -165,9 +165,59 @@ async def run(latencies: list[float], quick: bool) -> tuple[str, dict[str, float
     headers = ["stub LM ms", "concurrency", "stub capacity req/s", "Flywheel req/s", "Flywheel / capacity",
                "p50 ms", "p95 ms", "p99 ms", "LM ms/req", "retrieval ms/req", "overhead ms/req", "errors"]
     table = markdown_table(headers, table_rows)
+    ceiling = retrieval_ceiling(home)
+    fw_c32 = max(float(r[3]) for r in table_rows if r[1] == LEVELS[-1])
+    table += (f"\n\n**The limit on this machine.** Retrieval alone (query embedding + hybrid search, no LM, no HTTP, "
+              f"{ceiling['threads']:.0f} threads in a process of its own) costs {ceiling['cpu_ms']:.0f} ms of CPU and "
+              f"tops out at **{ceiling['qps']:.1f} retrievals/s** on these 2 cores, so no service doing this retrieval "
+              f"(Flywheel's or LangChain's) can exceed it, whatever the stub's capacity. Flywheel at concurrency "
+              f"{LEVELS[-1]}: {fw_c32:.1f} req/s = **{fw_c32 / ceiling['qps']:.2f}** of that ceiling, with the stub LM "
+              f"and the load generator on the same cores.")
     print(table)
     ratios = {str(r[0]): float(r[4]) for r in table_rows if r[1] == LEVELS[-1]}
-    return table, ratios
+    return table, ratios, {"retrieval_qps": ceiling["qps"], "retrieval_cpu_ms": ceiling["cpu_ms"],
+                           "flywheel_c32_qps": fw_c32, "ratio": fw_c32 / ceiling["qps"]}
+
+
+def retrieval_ceiling(home: Any, threads: int = 32, rounds: int = 3) -> dict[str, float]:
+    """The machine's limit for any RAG service over this index: retrieval alone (query embedding +
+    LanceDB hybrid search, as the service does it), in a process of its own, with no LM, no HTTP and
+    no framework. Returns CPU ms per retrieval (one thread) and queries/s with ``threads`` threads."""
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "bench.serve", "--retrieval-ceiling", str(home), str(threads),
+                          str(rounds)], env=services.base_env(home), cwd=services.REPO, capture_output=True,
+                         text=True, timeout=600, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def _measure_retrieval(threads: int, rounds: int) -> dict[str, float]:
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from flywheel.config import load_settings
+    from flywheel.knowledge.base import KnowledgeBase
+
+    settings = load_settings()
+    kb = KnowledgeBase(settings)
+    rows = services.questions()
+    people = {r["user"]: kb.principal(r["user"]) for r in rows}
+
+    def one(r: dict[str, str]) -> None:
+        kb.search(people[r["user"]], r["question"], k=settings.programs.retrieval_k)
+
+    for r in rows[:5]:
+        one(r)
+    cpu = time.process_time()
+    for r in rows:
+        one(r)
+    cpu_ms = (time.process_time() - cpu) / len(rows) * 1e3
+    started = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(one, rows * rounds))
+    return {"cpu_ms": cpu_ms, "qps": len(rows) * rounds / (time.perf_counter() - started), "threads": threads}
 
 
 def row(latency: float, level: int, cap: Measured, fw: Measured) -> list[Any]:
@@ -190,6 +240,13 @@ retrieval (query embedding + LanceDB hybrid search) inside the service; overhead
 
 
 def main() -> None:
+    import sys
+
+    if sys.argv[1:2] == ["--retrieval-ceiling"]:  # the child process of retrieval_ceiling()
+        import json
+
+        print(json.dumps(_measure_retrieval(int(sys.argv[3]), int(sys.argv[4]))))
+        return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer requests per level")
     parser.add_argument("--latencies", default="50,1000", help="stub LM latencies in ms, comma-separated")
@@ -197,8 +254,8 @@ def main() -> None:
     args = parser.parse_args()
     services.exit_on_sigterm()
     latencies = [float(x) for x in args.latencies.split(",") if x.strip()]
-    table, ratios = asyncio.run(run(latencies, args.quick))
-    services.save_summary("serve", {"capacity_ratio_c32": ratios})
+    table, ratios, ceiling = asyncio.run(run(latencies, args.quick))
+    services.save_summary("serve", {"capacity_ratio_c32": ratios, "ceiling": ceiling})
     if not args.no_write:
         body = NOTE.format(workers=SERVICE_WORKERS, cap=RUN_CAP_S) + "\n\n" + table
         write_section("serve", "Serving: flywheel serve against a fixed-latency stub LM", body,

@@ -299,3 +299,29 @@ def test_new_champions_are_picked_up_without_a_restart(flywheel_home) -> None:
                             json={"model": "rag", "messages": [{"role": "user", "content": "Oil?"}]})
         assert reply.status_code == 200
     assert refreshed.wait(5)
+
+
+def test_serve_with_deploy_registers_the_champion_once(flywheel_home) -> None:
+    """`flywheel serve --deploy`: program on disk → registered MLflow champion → served, in one start."""
+    import dspy
+    from dspy.utils import DummyLM
+
+    from flywheel.knowledge.base import KnowledgeBase
+    from flywheel.programs.assistant import Assistant
+    from flywheel.registry.programs import ProgramRegistry
+    from flywheel.serve.app import create_app
+    from tests.unit.serve_helpers import HashEmbedder
+
+    settings = make_settings()
+    kb = KnowledgeBase(settings, embedder=HashEmbedder())
+    registry = ProgramRegistry(settings)
+    lm = DummyLM([ANSWER] * 20, adapter=dspy.JSONAdapter())
+    for _ in range(2):  # the second start finds the champion and registers nothing
+        assistant = Assistant(settings, knowledge=kb, registry=registry)
+        app = create_app(settings, assistant=assistant, lm=lm, registry=registry, tracing=False, deploy=True)
+        with TestClient(app) as client:
+            assert client.get("/ready").status_code == 200
+        assert assistant.loaded_versions.get("rag") == 1
+    versions = registry.versions("rag")
+    assert [(v.version, v.is_champion) for v in versions] == [(1, True)]
+    assert registry.model_uri("rag") == "models:/flywheel-rag@champion"

@@ -14,32 +14,34 @@ def deploy(
                                                   "when the alias already points at one."),
 ) -> None:
     """Register the program (with its champion state, if any) and print how to serve it."""
-    from flywheel.errors import NotFoundError
+    from flywheel.errors import InvalidInputError, NotFoundError
     from flywheel.programs.assistant import Assistant
-    from flywheel.registry.programs import CHAMPION, ProgramRegistry
+    from flywheel.registry.programs import CHAMPION, ProgramRegistry, deploy_program
 
     config = settings()
     name = program or config.programs.default
     registry = ProgramRegistry(config)
-    existing = registry.get(name, alias)
-    if existing is None and alias != CHAMPION:
-        raise NotFoundError(f"Program {name!r} has no version with alias {alias!r}.",
-                            hint=f"Deploy the champion (`flywheel deploy -p {name}`) or promote a version first.")
-    uri = registry.model_uri(name, alias)
-    if existing is None or new:
-        assistant = Assistant(config, registry=registry, alias=alias)
-        with console.status(f"Logging {name} as an MLflow pyfunc model…"):
-            version = registry.register(name, assistant.program(name), description="flywheel deploy")
-            if existing is None:
-                version = registry.promote(name, version.version, reason="first deployment")
-        if existing is not None:
-            uri = registry.model_uri(name, version.version)
-            console.print(f"Registered {registry.model_name(name)} version {version.version} as a candidate "
-                          f"({alias} stays at version {existing.version}).")
-        else:
-            console.print(f"Registered {registry.model_name(name)} version {version.version} as {alias}.")
-    else:
+    if alias != CHAMPION:
+        existing = registry.get(name, alias)
+        if existing is None:
+            raise NotFoundError(f"Program {name!r} has no version with alias {alias!r}.",
+                                hint=f"Deploy the champion (`flywheel deploy -p {name}`) or promote a version first.")
+        if new:
+            raise InvalidInputError("--new registers the current program next to the champion, not another alias.",
+                                    hint=f"Drop --alias {alias}, or drop --new.")
         console.print(f"{registry.model_name(name)}@{alias} is version {existing.version}.")
+        uri = registry.model_uri(name, alias)
+    else:
+        with console.status(f"Logging {name} as an MLflow pyfunc model…"):
+            version, registered = deploy_program(registry, Assistant(config, registry=registry), name, new=new)
+        uri = registry.model_uri(name, CHAMPION if version.is_champion else version.version)
+        if not registered:
+            console.print(f"{registry.model_name(name)}@{CHAMPION} is version {version.version}.")
+        elif not version.is_champion:
+            console.print(f"Registered {registry.model_name(name)} version {version.version} as a candidate "
+                          f"({CHAMPION} stays where it is).")
+        else:
+            console.print(f"Registered {registry.model_name(name)} version {version.version} as {CHAMPION}.")
     console.print("Serve it with MLflow (it reads FLYWHEEL_* settings for the LM and the knowledge base):")
     console.print(f"  MLFLOW_TRACKING_URI={config.tracking_uri} mlflow models serve -m {uri} "
                   "--env-manager local --port 5001", highlight=False, soft_wrap=True)

@@ -11,6 +11,8 @@ def serve(
     host: str | None = typer.Option(None, help="Interface to listen on (default serve.host, loopback)."),
     port: int | None = typer.Option(None, help="TCP port (default serve.port, 8000)."),
     tracing: bool = typer.Option(True, "--tracing/--no-tracing", help="Record every request as an MLflow trace."),
+    deploy: bool = typer.Option(False, "--deploy", help="First log and register the default program as the champion "
+                                                        "MLflow model if it has none (as `flywheel deploy` does)."),
 ) -> None:
     """Serve the champion programs: /v1/chat/completions, /invocations, documents, feedback and the web page."""
     import uvicorn
@@ -21,7 +23,7 @@ def serve(
     host = host or config.serve.host
     port = port or config.serve.port
     with console.status("Loading the programs…"):
-        app = create_app(config, tracing=tracing)
+        app = create_app(config, tracing=tracing, deploy=deploy)
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     console.print(f"Flywheel is serving on http://{shown}:{port}/  (web chat page; API docs at /docs; Ctrl-C to stop)")
     console.print("Sign in with an API key: flywheel keys create USER", style="dim")

@@ -218,6 +218,23 @@ class ProgramRegistry:
             return found, self._states[key]
 
 
+def deploy_program(registry: ProgramRegistry, assistant: Any, name: str, *,
+                   new: bool = False) -> tuple[ProgramVersion, bool]:
+    """Make sure ``name`` has a champion logged as an MLflow pyfunc model; ``(version, registered_now)``.
+
+    With no champion yet, the assistant's current program is logged, registered and promoted (the
+    first deployment). With one, nothing changes unless ``new``: then the current program is
+    registered as a candidate next to it (promoting it stays a separate, gated decision).
+    """
+    existing = registry.get(name, CHAMPION)
+    if existing is not None and not new:
+        return existing, False
+    version = registry.register(name, assistant.program(name), description="flywheel deploy")
+    if existing is None:
+        version = registry.promote(name, version.version, reason="first deployment")
+    return version, True
+
+
 def registry_if_configured(settings: Settings) -> ProgramRegistry | None:
     """The registry when there can be registered versions (a configured URI, or the local store exists);
     None otherwise, so a plain `flywheel ask` does not create an MLflow database."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -116,13 +117,23 @@ def _default_registry(settings: Settings) -> Any:
         return None
 
 
+def _load_retrieval(assistant: Any) -> None:
+    """Load the embedder's weights and open the index now rather than on the first question."""
+    knowledge = getattr(assistant, "knowledge", None)
+    if knowledge is not None and hasattr(knowledge, "embedder"):
+        knowledge.embedder.embed(["warm-up"])
+        _ = knowledge.index
+
+
 def create_app(settings: Settings, *, assistant: Any = None, lm: Any = None, registry: Any = None,
-               tracing: bool = True, use_registry: bool = True) -> FastAPI:
+               tracing: bool = True, use_registry: bool = True, deploy: bool = False) -> FastAPI:
     """The Flywheel service.
 
     ``assistant`` defaults to one over the configured knowledge base (with the registry's champion
     programs when the registry is available); ``lm`` defaults to the configured LM (made DSPy's
-    default). Tests pass a DummyLM and ``tracing=False``.
+    default). Tests pass a DummyLM and ``tracing=False``. With ``deploy``, the default program is
+    logged and registered as the champion MLflow model at start-up when it has none (what
+    ``flywheel deploy`` does), so one command goes from a program on disk to a live endpoint.
     """
     from flywheel.feedback import FeedbackStore
     from flywheel.keys import ApiKeyStore
@@ -147,10 +158,22 @@ def create_app(settings: Settings, *, assistant: Any = None, lm: Any = None, reg
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         def warm_up() -> None:
-            """Build the default program and import the pyfunc row logic before the first request."""
-            import flywheel.registry.pyfunc  # noqa: F401  (MLflow + pandas: seconds to import)
+            """Before the first request: the default program (deployed first with ``deploy``), the pyfunc
+            row logic, and the retrieval path (embedder weights, index) loaded alongside."""
+            with ThreadPoolExecutor(2) as pool:
+                retrieval = pool.submit(_load_retrieval, service.assistant)
+                import flywheel.registry.pyfunc  # noqa: F401  (MLflow + pandas: seconds to import)
 
-            service.assistant.program(None)
+                if deploy and service.registry is not None:
+                    from flywheel.registry.programs import deploy_program
+
+                    version, registered = deploy_program(service.registry, service.assistant,
+                                                         settings.programs.default)
+                    log.info("Deployed %s version %s%s", settings.programs.default, version.version,
+                             "" if registered else " (already the champion)")
+                    service.assistant.refresh()
+                service.assistant.program(None)
+                retrieval.result()
 
         try:
             await anyio.to_thread.run_sync(warm_up)
