@@ -260,7 +260,8 @@ def render(out: dict[str, Any], args: argparse.Namespace) -> str:
                   f"The real-LM answers above, scored: answer token-F1 (`flywheel.evaluate.metrics.token_f1`) "
                   f"against the labelled answers of `samples/datasets/rag_questions.jsonl`; recall@5 of the shared "
                   f"retrieval (identical for both by construction): {q['recall@5']['value']:.2f}. The optimized "
-                  "Flywheel program and the faithfulness judge are not part of this run (see the closing note).",
+                  "Flywheel program and the faithfulness judge are measured by `bench.quality` (section "
+                  "'Quality at equal cost' below).",
                   markdown_table(["program", "questions", "answer F1", "answered (not 'could not find')"],
                                  [[name, int(q[name]["answers"]), f"{q[name]['f1']:.3f}",
                                    f"{q[name]['answered']:.2f}"] for name in ("flywheel", "langchain")])]
