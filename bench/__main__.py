@@ -36,7 +36,7 @@ PLAN: dict[str, tuple[list[str] | None, list[str] | None, list[str], int]] = {
     "programs": (["--requests", "30"], ["--requests", "100"], [], 240),
     "serve": (["--quick", "--latencies", "50"], ["--latencies", "50"], ["--latencies", "50,1000"], 480),
     "compare": (["--quick", "--skip-real"], [], ["--full"], 720),
-    "quality": (None, ["--quick"], [], 420),
+    "quality": (None, [], [], 720),
     "classify": (None, None, ["--quick"], 900),
     "optimize": (None, None, ["--quick"], 1200),
 }

@@ -22,7 +22,8 @@ CALLS = 40
 def isolated_export(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """The tracer switches this process to asynchronous export; give later tests a fresh exporter."""
     for name in ("MLFLOW_ENABLE_ASYNC_TRACE_LOGGING", "MLFLOW_ASYNC_TRACE_LOGGING_MAX_WORKERS",
-                 "MLFLOW_ASYNC_TRACE_LOGGING_MAX_QUEUE_SIZE"):
+                 "MLFLOW_ASYNC_TRACE_LOGGING_MAX_QUEUE_SIZE", "MLFLOW_ASYNC_TRACE_LOGGING_MAX_SPAN_BATCH_SIZE",
+                 "MLFLOW_ASYNC_TRACE_LOGGING_MAX_INTERVAL_MILLIS"):
         monkeypatch.setenv(name, "")
         monkeypatch.delenv(name)
     yield
