@@ -172,6 +172,8 @@ def create_app(settings: Settings, *, assistant: Any = None, lm: Any = None, reg
                     log.info("Deployed %s version %s%s", settings.programs.default, version.version,
                              "" if registered else " (already the champion)")
                     service.assistant.refresh()
+                elif deploy:
+                    log.warning("Not deployed: no program registry (MLflow unavailable); serving the program as built.")
                 service.assistant.program(None)
                 retrieval.result()
 
