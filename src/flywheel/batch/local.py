@@ -265,15 +265,12 @@ def registered_predictor(settings: Settings, ref: str) -> tuple[Predictor, str]:
     import mlflow
     import pandas as pd
 
-    from flywheel.errors import NotFoundError
     from flywheel.registry.programs import ProgramRegistry
 
     registry = ProgramRegistry(settings)
-    version = registry.get("classifier", ref)
-    if version is None:
-        raise NotFoundError(f"The classifier has no registered version {ref!r}.",
-                            hint="Omit --program-version to run the zero-shot classifier, or register one "
-                            "(e.g. `flywheel optimize classifier …`); `flywheel programs show classifier` lists them.")
+    version = registry.require("classifier", ref, hint="Omit --program-version to run the zero-shot classifier, or "
+                               "register one (e.g. `flywheel optimize classifier …`); `flywheel programs show "
+                               "classifier` lists them.")
     uri = registry.model_uri("classifier", version.version)
     model = mlflow.pyfunc.load_model(uri)
 

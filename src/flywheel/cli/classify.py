@@ -123,7 +123,7 @@ def _run_spark(input_path: str, out: str, text_column: str, labels: Path | None,
                program_version: str | None, master: str, conf: list[str], partitions: int | None,
                overwrite: bool) -> object:
     from flywheel.batch.spark import classify_spark, parse_conf, spark_session
-    from flywheel.errors import ConfigError, NotFoundError
+    from flywheel.errors import ConfigError
     from flywheel.registry.programs import ProgramRegistry
 
     if labels is not None or program != "classifier":
@@ -136,11 +136,8 @@ def _run_spark(input_path: str, out: str, text_column: str, labels: Path | None,
                                 hint="Choose another --out, or pass --overwrite to replace it.")
     ref = program_version or "champion"
     registry = ProgramRegistry(settings())
-    version = registry.get("classifier", ref)
-    if version is None:
-        raise NotFoundError(f"The classifier has no registered version {ref!r} to run on Spark.",
-                            hint="Register one first (e.g. `flywheel optimize classifier …`), or use --engine local "
-                            "for the zero-shot classifier.")
+    version = registry.require("classifier", ref, hint="Register one first (e.g. `flywheel optimize classifier …`), "
+                               "or use --engine local for the zero-shot classifier.")
     model_uri = registry.model_uri("classifier", version.version)
     with console.status(f"Starting Spark ({master})…"):
         spark = spark_session(master, parse_conf(conf))

@@ -193,12 +193,12 @@ class ProgramRegistry:
             return None
         return _version(name, mv)
 
-    def require(self, name: str, ref: str | int) -> ProgramVersion:
-        """A version by number or alias; NotFoundError (with where to look) when it does not exist."""
+    def require(self, name: str, ref: str | int, *, hint: str | None = None) -> ProgramVersion:
+        """A version by number or alias; NotFoundError (with ``hint``, or where to look) when it does not exist."""
         found = self.get(name, ref)
         if found is None:
             raise NotFoundError(f"Program {name!r} has no version {ref!r}.",
-                                hint=f"See `flywheel programs show {name}` for its versions.")
+                                hint=hint or f"See `flywheel programs show {name}` for its versions.")
         return found
 
     def load_state(self, name: str, ref: str | int = CHAMPION) -> tuple[ProgramVersion, dict[str, Any]] | None:
