@@ -17,6 +17,7 @@ from flywheel.cli import feedback as feedback_cmd
 from flywheel.cli import keys as keys_cmd
 from flywheel.cli import lm as lm_cmd
 from flywheel.cli import maintenance as maintenance_cmd
+from flywheel.cli import mcp as mcp_cmd
 from flywheel.cli import programs as programs_cmd
 from flywheel.cli import search as search_cmd
 from flywheel.cli import serve as serve_cmd
@@ -42,6 +43,7 @@ app.add_typer(users_cmd.groups_app, name="groups")
 app.add_typer(lm_cmd.app, name="lm")
 app.add_typer(maintenance_cmd.app, name="maintenance")
 app.command("serve")(serve_cmd.serve)
+app.command("mcp")(mcp_cmd.mcp)
 app.command("deploy")(deploy_cmd.deploy)
 app.add_typer(keys_cmd.app, name="keys")
 app.command("eval")(evaluate_cmd.evaluate)

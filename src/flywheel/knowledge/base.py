@@ -255,6 +255,16 @@ class KnowledgeBase:
             raise NotFoundError(f"No document with id {document_id!r}.", hint="See `flywheel docs list`.")
         return doc
 
+    def document_text(self, principal: Principal, document_id: str) -> tuple[Document, list[Hit]]:
+        """A readable document and its chunks in order. Reading passages needs one of the document's
+        groups (admins included, as in search); otherwise it is indistinguishable from a missing one."""
+        doc = self.catalog.get_document(document_id)
+        chunks = self.index.read_document(principal, document_id) if principal.can_read(doc.groups) else []
+        if not chunks:
+            raise NotFoundError(f"No document with id {document_id!r} that you may read.",
+                                hint="List your documents with `flywheel docs list` or the list_documents tool.")
+        return doc, chunks
+
     # --- access management -----------------------------------------------------------------------
 
     def set_groups(self, principal: Principal, document_id: str, groups: Sequence[str]) -> Document:

@@ -237,6 +237,17 @@ class ChunkIndex:
                 ranked["text"] = []
         return fuse(ranked, k, fusion=fusion)
 
+    def read_document(self, principal: Principal, doc_id: str, *, limit: int = 5000) -> list[Hit]:
+        """A document's chunks in reading order, only if the principal may read them (ACL in the query)."""
+        if not isinstance(principal, Principal):
+            raise TypeError("read_document requires a Principal")
+        where = AclFilter.combine(AclFilter.for_principal(principal), f"doc_id = {quote(doc_id)}")
+        rows = self.table.search().where(where).limit(limit).to_list()
+        rows.sort(key=lambda row: row["ordinal"])
+        return [Hit(chunk_id=r["chunk_id"], doc_id=r["doc_id"], text=r["text"], title=r.get("title") or "",
+                    source=r.get("source") or "", page=r.get("page"), page_end=r.get("page_end"),
+                    section=r.get("section"), groups=tuple(r.get("groups") or ()), score=0.0) for r in rows]
+
 
 def _relevance(row: dict[str, Any]) -> float:
     """Higher is better: cosine similarity for vector hits, BM25 score for full-text hits."""

@@ -125,20 +125,12 @@ def _load_retrieval(assistant: Any) -> None:
         _ = knowledge.index
 
 
-def create_app(settings: Settings, *, assistant: Any = None, lm: Any = None, registry: Any = None,
-               tracing: bool = True, use_registry: bool = True, deploy: bool = False) -> FastAPI:
-    """The Flywheel service.
-
-    ``assistant`` defaults to one over the configured knowledge base (with the registry's champion
-    programs when the registry is available); ``lm`` defaults to the configured LM (made DSPy's
-    default). Tests pass a DummyLM and ``tracing=False``. With ``deploy``, the default program is
-    logged and registered as the champion MLflow model at start-up when it has none (what
-    ``flywheel deploy`` does), so one command goes from a program on disk to a live endpoint.
-    """
+def build_service(settings: Settings, *, assistant: Any = None, lm: Any = None, registry: Any = None,
+                  tracing: bool = True, use_registry: bool = True) -> Any:
+    """The :class:`~flywheel.serve.runtime.Service` an app (or ``flywheel mcp``) runs on; defaults as in create_app."""
     from flywheel.feedback import FeedbackStore
     from flywheel.keys import ApiKeyStore
     from flywheel.serve.metrics import Metrics
-    from flywheel.serve.routes import chat, documents, feedback, health, invocations
     from flywheel.serve.runtime import Service
     from flywheel.serve.tracing import Tracer
 
@@ -151,9 +143,28 @@ def create_app(settings: Settings, *, assistant: Any = None, lm: Any = None, reg
         if registry is None and use_registry:
             registry = _default_registry(settings)
         assistant = _build_assistant(settings, registry)
-    service = Service(settings, assistant=assistant, keys=ApiKeyStore(settings.catalog_url),
-                      feedback=FeedbackStore(settings.catalog_url), lm=lm, tracer=Tracer(settings, enabled=tracing),
-                      metrics=Metrics(), registry=registry)
+    return Service(settings, assistant=assistant, keys=ApiKeyStore(settings.catalog_url),
+                   feedback=FeedbackStore(settings.catalog_url), lm=lm, tracer=Tracer(settings, enabled=tracing),
+                   metrics=Metrics(), registry=registry)
+
+
+def create_app(settings: Settings, *, assistant: Any = None, lm: Any = None, registry: Any = None,
+               tracing: bool = True, use_registry: bool = True, deploy: bool = False) -> FastAPI:
+    """The Flywheel service.
+
+    ``assistant`` defaults to one over the configured knowledge base (with the registry's champion
+    programs when the registry is available); ``lm`` defaults to the configured LM (made DSPy's
+    default). Tests pass a DummyLM and ``tracing=False``. With ``deploy``, the default program is
+    logged and registered as the champion MLflow model at start-up when it has none (what
+    ``flywheel deploy`` does), so one command goes from a program on disk to a live endpoint.
+    """
+    from flywheel.mcp.http import PATH as MCP_PATH
+    from flywheel.mcp.http import McpEndpoint
+    from flywheel.serve.routes import chat, documents, feedback, health, invocations
+
+    service = build_service(settings, assistant=assistant, lm=lm, registry=registry, tracing=tracing,
+                            use_registry=use_registry)
+    mcp = McpEndpoint(service)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -182,7 +193,8 @@ def create_app(settings: Settings, *, assistant: Any = None, lm: Any = None, reg
             service.ready = True
         except Exception as exc:
             log.warning("The service started, but is not ready: %s", exc)
-        yield
+        async with mcp.run():
+            yield
         await anyio.to_thread.run_sync(service.tracer.flush)  # traces still queued for export
 
     app = FastAPI(
@@ -196,6 +208,7 @@ def create_app(settings: Settings, *, assistant: Any = None, lm: Any = None, reg
     _install_metrics_middleware(app)
     for module in (health, invocations, chat, documents, feedback):
         app.include_router(module.router)
+    app.add_route(MCP_PATH, mcp.app, include_in_schema=False)  # MCP (streamable HTTP), as the key's user
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:

@@ -37,8 +37,17 @@ async def current_principal(
     api_key: Annotated[str | None, Depends(api_key_scheme)],
 ) -> Principal:
     """The caller, with their groups as stored now (group changes apply to the next request)."""
-    service = get_service(request)
     key = (bearer.credentials if bearer else None) or api_key
+    principal = await principal_for_key(get_service(request), key)
+    request.state.user = principal.user
+    return principal
+
+
+async def principal_for_key(service: Service, key: str | None) -> Principal:
+    """API key → user → principal (groups as stored now), or an AuthenticationError saying what to do.
+
+    Shared by the REST routes and the MCP endpoint, so every interface resolves callers the same way.
+    """
     if not key:
         raise AuthenticationError(
             "This endpoint needs an API key.",
@@ -49,13 +58,16 @@ async def current_principal(
     if user is None:
         raise AuthenticationError("The API key is unknown or has been revoked.",
                                   hint="Ask an admin for a new key (`flywheel keys create USER`).")
+    return await principal_for_user(service, user)
+
+
+async def principal_for_user(service: Service, user: str) -> Principal:
+    """The principal of an authenticated user, read from the catalog now."""
     try:
-        principal = await anyio.to_thread.run_sync(service.knowledge.principal, user)
+        return await anyio.to_thread.run_sync(service.knowledge.principal, user)
     except NotFoundError:
         raise AuthenticationError(f"The API key belongs to {user!r}, who is no longer a user.",
                                   hint="Ask an admin to re-create the user or issue a new key.") from None
-    request.state.user = principal.user
-    return principal
 
 
 async def admin_principal(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
