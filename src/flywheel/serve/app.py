@@ -160,7 +160,8 @@ def create_app(settings: Settings, *, assistant: Any = None, lm: Any = None, reg
     """
     from flywheel.mcp.http import PATH as MCP_PATH
     from flywheel.mcp.http import McpEndpoint
-    from flywheel.serve.routes import chat, documents, feedback, health, invocations
+    from flywheel.serve.response_store import ResponseStore
+    from flywheel.serve.routes import chat, documents, feedback, health, invocations, responses
 
     service = build_service(settings, assistant=assistant, lm=lm, registry=registry, tracing=tracing,
                             use_registry=use_registry)
@@ -204,9 +205,10 @@ def create_app(settings: Settings, *, assistant: Any = None, lm: Any = None, reg
         lifespan=lifespan,
     )
     app.state.flywheel = service
+    app.state.responses = ResponseStore(settings.catalog_url)  # what previous_response_id continues from
     _install_error_handlers(app)
     _install_metrics_middleware(app)
-    for module in (health, invocations, chat, documents, feedback):
+    for module in (health, invocations, chat, responses, documents, feedback):
         app.include_router(module.router)
     app.add_route(MCP_PATH, mcp.app, include_in_schema=False)  # MCP (streamable HTTP), as the key's user
 

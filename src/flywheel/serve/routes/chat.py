@@ -118,7 +118,7 @@ async def chat_completions(request: Request, body: ChatRequest, caller: Caller) 
     }, headers=headers)
 
 
-def _pieces(text: str) -> list[str]:
+def pieces(text: str) -> list[str]:
     """Words with their following whitespace: the pieces a streamed answer arrives in."""
     return re.findall(r"\S+\s*|\s+", text) or [""]
 
@@ -131,7 +131,7 @@ async def _stream(completion_id: str, created: int, model: str, answer: str,
         return f"data: {json.dumps(body)}\n\n".encode()
 
     yield chunk({"role": "assistant", "content": ""})
-    for piece in _pieces(answer):
+    for piece in pieces(answer):
         yield chunk({"content": piece})
     yield chunk({}, "stop", flywheel=extra)
     yield b"data: [DONE]\n\n"
