@@ -163,12 +163,17 @@ class StubLM:
                 headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:] if ln)}
                 length = int(headers.get("content-length") or 0)
                 raw = await reader.readexactly(length) if length else b""
-                status, content_type, payload = await self.route(method, path.split("?", 1)[0], raw)
+                status, content_type, payload, *more = await self.route(method, path.split("?", 1)[0], raw)
+                extra: dict[str, Any] = more[0] if more else {}  # {"headers": {...}, "cut": n} (bench.fault_lm)
                 close = headers.get("connection", "").lower() == "close"
-                writer.write(
-                    f"HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {len(payload)}\r\n"
-                    f"connection: {'close' if close else 'keep-alive'}\r\n\r\n".encode() + payload
-                )
+                extra_headers = "".join(f"{k}: {v}\r\n" for k, v in extra.get("headers", {}).items())
+                head = (f"HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {len(payload)}\r\n"
+                        f"{extra_headers}connection: {'close' if close else 'keep-alive'}\r\n\r\n").encode()
+                if extra.get("cut") is not None:  # the connection drops after ``cut`` bytes of the body
+                    writer.write(head + payload[: extra["cut"]])
+                    await writer.drain()
+                    return
+                writer.write(head + payload)
                 await writer.drain()
                 if close:
                     return
@@ -178,7 +183,7 @@ class StubLM:
             with contextlib.suppress(Exception):
                 writer.close()
 
-    async def route(self, method: str, path: str, raw: bytes) -> tuple[str, str, bytes]:
+    async def route(self, method: str, path: str, raw: bytes) -> tuple[Any, ...]:
         if method == "POST" and path.endswith("/chat/completions"):
             return await self.complete(raw)
         if method == "GET" and path in ("/health", "/v1/health"):
@@ -199,7 +204,7 @@ class StubLM:
             return "200 OK", "application/json", b"{}"
         return "404 Not Found", "application/json", b'{"error": {"message": "not found"}}'
 
-    async def complete(self, raw: bytes) -> tuple[str, str, bytes]:
+    async def complete(self, raw: bytes) -> tuple[Any, ...]:
         started = time.perf_counter()
         try:
             body = self.last = json.loads(raw)

@@ -61,6 +61,8 @@ class LMSettings(BaseModel):
     )
     timeout_s: float = Field(60.0, gt=0, description="Per-request timeout for remote endpoints, in seconds.")
     max_retries: int = Field(3, ge=0, le=10, description="Retries with backoff on 429/5xx/timeouts.")
+    max_retry_wait_s: float = Field(10.0, ge=0, description="Longest pause before a retry; a 429 asking for a "
+                                    "longer Retry-After fails at once (503 + Retry-After) instead of holding a worker.")
     temperature: float = Field(0.0, ge=0, le=2)
     max_tokens: int = Field(768, gt=0, le=32768)
     structured_outputs: bool = Field(
@@ -191,6 +193,24 @@ class ServeSettings(BaseModel):
     request_timeout_s: float = Field(120.0, gt=0, description="A program call running longer than this is a 504.")
     trace_sample: float = Field(1.0, ge=0, le=1, description="Share of requests recorded as MLflow traces "
                                 "(answers are kept for feedback either way).")
+    breaker_failures: int = Field(5, ge=1, le=1000, description="LM endpoint faults in a row (timeouts, "
+                                  "connection errors, 5xx, 429 after retries) that open the circuit breaker.")
+    breaker_open_s: float = Field(15.0, gt=0, description="How long an open breaker refuses LM calls (503 + "
+                                  "Retry-After) before one trial call may close it.")
+
+
+class LimitsSettings(BaseModel):
+    """Abuse limits of the REST service, all in one place (0 turns a limit off)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rate_per_minute: float = Field(600.0, ge=0, description="Requests per minute per API key (429 + Retry-After).")
+    burst: int = Field(100, ge=1, description="Requests one key may send at once before the rate applies.")
+    max_concurrent: int = Field(16, ge=0, description="Requests of one API key in flight at once (429 beyond).")
+    upload_quota_mb: float = Field(1024.0, ge=0, description="Document bytes one user may own (413 beyond).")
+    max_body_mb: float = Field(2.0, ge=0, description="Largest request body except uploads (413 beyond).")
+    max_upload_mb: float = Field(200.0, ge=0, description="Largest POST /documents request, all files together.")
+    max_question_chars: int = Field(8000, ge=1, description="Longest question a program is asked (422 beyond).")
 
 
 class ClassifySettings(BaseModel):
@@ -225,6 +245,7 @@ class Settings(BaseSettings):
     tracking: TrackingSettings = Field(default_factory=TrackingSettings)
     optimize: OptimizeSettings = Field(default_factory=OptimizeSettings)
     serve: ServeSettings = Field(default_factory=ServeSettings)
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
     classify: ClassifySettings = Field(default_factory=ClassifySettings)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
 

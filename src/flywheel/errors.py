@@ -103,3 +103,37 @@ class UnsupportedMediaError(InvalidInputError):
     """An upload of a file type the knowledge base cannot parse."""
 
     status_code = 415
+
+
+class RetryLaterError(FlywheelError):
+    """A refusal that clears by itself: the API adds a ``Retry-After`` header with ``retry_after`` seconds."""
+
+    status_code = 503
+
+    def __init__(self, message: str, *, hint: str | None = None, retry_after: int = 1) -> None:
+        super().__init__(message, hint=hint)
+        self.retry_after = max(1, int(retry_after))
+
+
+class LMUnavailableError(RetryLaterError, EndpointUnreachableError):
+    """The LM endpoint's circuit breaker is open: calls are refused until a trial call succeeds."""
+
+    status_code = 503
+
+
+class RateLimitedError(RetryLaterError):
+    """An API key went over its request rate or its concurrent-request limit."""
+
+    status_code = 429
+
+
+class QuotaExceededError(PayloadTooLargeError):
+    """An upload would take a user over limits.upload_quota_mb."""
+
+    status_code = 413
+
+
+class DiskFullError(StorageError):
+    """A write failed because the disk (or volume) under FLYWHEEL_HOME is full."""
+
+    status_code = 507

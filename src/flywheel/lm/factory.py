@@ -61,17 +61,17 @@ def _declare_endpoint_provider(structured_outputs: bool) -> str:
 
 
 def build_lm(settings: LMSettings) -> dspy.LM:
-    """A ``dspy.LM`` for these settings. Remote keys are read from the environment here."""
-    import dspy
+    """A ``dspy.LM`` for these settings (a :class:`~flywheel.lm.bounded.BoundedLM`: deadline-aware, bounded
+    retries). Remote keys are read from the environment here."""
+    from flywheel.lm.bounded import BoundedLM
 
     if settings.provider == "embedded":
-        return dspy.LM(
+        return BoundedLM(
             f"{EMBEDDED_MODEL_PREFIX}/{settings.model}",
             engine=embedded_engine(settings),
             temperature=settings.temperature,
             max_tokens=settings.max_tokens,
             cache=settings.cache,
-            num_retries=0,
         )
     if not settings.api_base:
         raise ConfigError(
@@ -79,12 +79,13 @@ def build_lm(settings: LMSettings) -> dspy.LM:
             hint="Set FLYWHEEL_LM__API_BASE (e.g. http://127.0.0.1:8081/v1) or lm.api_base in flywheel.toml.",
         )
     provider = _declare_endpoint_provider(settings.structured_outputs)
-    return dspy.LM(
+    return BoundedLM(  # Flywheel retries (bounded, deadline-aware); see flywheel.lm.bounded
         f"{provider}/{settings.model}",
         api_base=settings.api_base,
         api_key=settings.api_key() or "none",
         timeout=settings.timeout_s,
-        num_retries=settings.max_retries,
+        max_retries=settings.max_retries,
+        max_retry_wait_s=settings.max_retry_wait_s,
         temperature=settings.temperature,
         max_tokens=settings.max_tokens,
         cache=settings.cache,

@@ -2,8 +2,29 @@
 
 from __future__ import annotations
 
+import math
+
 from flywheel.config import LMSettings
-from flywheel.errors import EndpointUnreachableError, FlywheelError, LMError
+from flywheel.errors import EndpointUnreachableError, FlywheelError, LMError, LMUnavailableError
+
+
+def is_endpoint_fault(exc: BaseException) -> bool:
+    """Whether a failed program call says the LM endpoint is unwell (what the circuit breaker counts):
+    timeouts, connection failures, 5xx, rate limits and replies that are not even JSON; not bad input,
+    authentication, or an answer the adapter could not parse."""
+    from dspy.utils.exceptions import (
+        LMProviderError,
+        LMRateLimitError,
+        LMServerError,
+        LMTimeoutError,
+        LMTransportError,
+        LMUnexpectedError,
+    )
+
+    if isinstance(exc, EndpointUnreachableError) and not isinstance(exc, LMUnavailableError):
+        return True
+    faults = (LMTransportError, LMUnexpectedError, LMTimeoutError, LMServerError, LMRateLimitError)
+    return isinstance(exc, faults) or type(exc) is LMProviderError  # e.g. a reply that is not JSON
 
 
 def lm_failure(exc: BaseException, settings: LMSettings) -> FlywheelError:
@@ -11,6 +32,7 @@ def lm_failure(exc: BaseException, settings: LMSettings) -> FlywheelError:
     if isinstance(exc, FlywheelError):
         return exc
     from dspy.utils.exceptions import (
+        AdapterParseError,
         LMAuthError,
         LMRateLimitError,
         LMServerError,
@@ -27,6 +49,11 @@ def lm_failure(exc: BaseException, settings: LMSettings) -> FlywheelError:
             hint="Check that the server is running and not overloaded, or raise FLYWHEEL_LM__TIMEOUT_S.",
         )
     if isinstance(exc, LMTransportError):
+        if "closed" in detail:
+            return EndpointUnreachableError(
+                f"The LM endpoint {where} closed the connection mid-answer: {detail}",
+                hint="The server crashed or a proxy cut the reply; check the LM server's logs and retry.",
+            )
         return EndpointUnreachableError(
             f"Cannot reach the LM endpoint {where}: {detail}",
             hint="Start the server (e.g. `flywheel lm serve`) or fix FLYWHEEL_LM__API_BASE.",
@@ -37,9 +64,19 @@ def lm_failure(exc: BaseException, settings: LMSettings) -> FlywheelError:
             hint=f"Set a valid key in ${settings.api_key_env or '<the variable named by lm.api_key_env>'}.",
         )
     if isinstance(exc, LMRateLimitError):
+        wait = getattr(exc, "retry_after", None)
+        seconds = max(1, math.ceil(wait)) if isinstance(wait, int | float) else 5
+        return LMUnavailableError(
+            f"The LM endpoint {where} is rate-limiting Flywheel (HTTP 429"
+            + (f", asking to wait {wait:g} s)." if isinstance(wait, int | float) else ")."),
+            hint=f"Retry in {seconds} s, lower the load, or raise the endpoint's quota.",
+            retry_after=seconds,
+        )
+    if isinstance(exc, AdapterParseError):
         return LMError(
-            f"The LM endpoint {where} kept rate-limiting after {settings.max_retries} retries.",
-            hint="Wait and retry, lower the concurrency, or raise FLYWHEEL_LM__MAX_RETRIES.",
+            f"The LM ({where}) answered, but not in the expected format (truncated or invalid JSON).",
+            hint="Retry; if it keeps happening, raise FLYWHEEL_LM__MAX_TOKENS or set "
+            "FLYWHEEL_LM__STRUCTURED_OUTPUTS=false for an endpoint that ignores JSON schemas.",
         )
     if isinstance(exc, LMServerError):
         return LMError(

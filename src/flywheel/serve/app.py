@@ -49,6 +49,8 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(FlywheelError)
     async def flywheel_error(_request: Request, exc: FlywheelError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+        if getattr(exc, "retry_after", None):
+            headers = {"Retry-After": str(exc.retry_after)}  # type: ignore[attr-defined]
         return JSONResponse({"error": exc.to_dict()}, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(RequestValidationError)

@@ -25,6 +25,14 @@ class Metrics:
                                          ("program",), buckets=LATENCY_BUCKETS, registry=self.registry)
         self.feedback = Counter("flywheel_feedback", "Feedback received by rating.", ("rating",),
                                 registry=self.registry)
+        self.lm_circuit = Gauge("flywheel_lm_circuit_state", "LM endpoint circuit breaker: 0 closed, 1 half-open, "
+                                "2 open (calls refused with 503).", registry=self.registry)
+        self.lm_circuit_opened = Counter("flywheel_lm_circuit_opened", "Times the LM circuit breaker opened.",
+                                         registry=self.registry)
+        self.lm_circuit_refused = Counter("flywheel_lm_circuit_refused", "Program calls refused while the LM "
+                                          "circuit breaker was open.", registry=self.registry)
+        self.refused = Counter("flywheel_requests_refused", "Requests refused by the abuse limits, by reason "
+                               "(rate, concurrency, body_size).", ("reason",), registry=self.registry)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

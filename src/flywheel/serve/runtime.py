@@ -1,8 +1,11 @@
 """What the service holds: the assistant, stores, LM, tracer and metrics; program calls off the event loop.
 
 Program calls run in worker threads bounded by ``serve.workers`` and limited to
-``serve.request_timeout_s`` (a 504 after that; the thread finishes on its own and its result is
-dropped). Every answered call gets a trace id and is recorded as an interaction, so feedback can
+``serve.request_timeout_s`` (a 504 after that). The thread inherits that deadline: its next LM call
+raises instead of starting, retries never wait past it, and each HTTP attempt is bounded by
+``lm.timeout_s``, so the thread ends soon after the 504 (``flywheel.lm.bounded``). LM endpoint faults
+feed a circuit breaker (``flywheel.lm.breaker``): while it is open, program calls are refused at once
+with a 503 and ``Retry-After``. Every answered call gets a trace id and is recorded as an interaction, so feedback can
 attach to it. A newly promoted champion is picked up by ``Assistant.refresh`` at most every
 ``serve.reload_interval_s``; in-flight calls keep the program object they started with.
 """
@@ -20,16 +23,18 @@ import anyio.to_thread
 
 from flywheel.access import Principal
 from flywheel.config import Settings
-from flywheel.errors import FlywheelError, InvalidInputError, NotFoundError
+from flywheel.errors import FlywheelError, InvalidInputError, LMUnavailableError, NotFoundError
 from flywheel.feedback import FeedbackStore
 from flywheel.keys import ApiKeyStore
+from flywheel.lm.bounded import deadline
+from flywheel.lm.breaker import STATE_CODES, CircuitBreaker
+from flywheel.lm.failures import is_endpoint_fault
 from flywheel.serve.deps import RequestTimeoutError
 from flywheel.serve.metrics import Metrics
 from flywheel.serve.tracing import Tracer
 
 log = logging.getLogger("flywheel.serve")
 T = TypeVar("T")
-MAX_QUESTION_CHARS = 8_000
 DEFAULT_MODEL = "flywheel"
 
 
@@ -52,6 +57,17 @@ class Service:
         self._limiter: anyio.CapacityLimiter | None = None
         self._last_refresh = time.monotonic()
         self._refresh_lock = threading.Lock()
+        self.breaker = CircuitBreaker(settings.serve.breaker_failures, settings.serve.breaker_open_s,
+                                      where=f"The LM endpoint {settings.lm.api_base or '(embedded)'}",
+                                      on_change=self._breaker_changed)
+
+    def _breaker_changed(self, state: str) -> None:
+        self.metrics.lm_circuit.set(STATE_CODES[state])  # type: ignore[index]
+        if state == "open":
+            self.metrics.lm_circuit_opened.inc()
+            log.warning("LM circuit breaker open: refusing LM calls for %g s", self.settings.serve.breaker_open_s)
+        else:
+            log.warning("LM circuit breaker %s", state.replace("_", "-"))
 
     # --- running work off the event loop -------------------------------------------------------
 
@@ -66,7 +82,8 @@ class Service:
         await self.maybe_refresh()
         limit = self.settings.serve.request_timeout_s if timeout else None
         try:
-            with anyio.fail_after(limit):
+            # The worker thread inherits the deadline: its LM calls stop once the 504 has been sent.
+            with anyio.fail_after(limit), deadline(limit):
                 return await anyio.to_thread.run_sync(func, *args, limiter=self.limiter, abandon_on_cancel=True)
         except TimeoutError:
             raise RequestTimeoutError(
@@ -132,9 +149,10 @@ class Service:
         question = (question or "").strip()
         if not question:
             raise InvalidInputError("The question is empty.", hint="Ask something.")
-        if len(question) > MAX_QUESTION_CHARS:
-            raise InvalidInputError(f"The question is longer than {MAX_QUESTION_CHARS} characters.",
-                                    hint="Shorten it.")
+        limit = self.settings.limits.max_question_chars
+        if len(question) > limit:
+            raise InvalidInputError(f"The question is longer than {limit} characters.",
+                                    hint="Shorten it (the limit is limits.max_question_chars).")
         program = self.assistant.program(program_name)  # the current champion; a swap does not affect this call
         started = time.perf_counter()
         outcome = "error"
@@ -146,8 +164,13 @@ class Service:
         try:
             inputs = {"question": question, "user": principal.user, "program": program_name,
                       "history_turns": len(history or [])}
-            prediction, trace_id = self.tracer.run(f"flywheel.{program_name}", inputs, call)
+            prediction, trace_id = self.breaker.call(
+                lambda: self.tracer.run(f"flywheel.{program_name}", inputs, call), is_endpoint_fault)
             outcome = "ok"
+        except LMUnavailableError:
+            outcome = "refused"
+            self.metrics.lm_circuit_refused.inc()
+            raise
         except FlywheelError:
             raise
         except Exception as exc:
