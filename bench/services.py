@@ -55,8 +55,10 @@ def base_env(home: Path, **settings: str) -> dict[str, str]:
 
 def service_env(home: Path, lm_base: str, model: str, **extra: str) -> dict[str, str]:
     """Settings for a service whose LM is the OpenAI-compatible server at ``lm_base`` (no DSPy cache)."""
-    return base_env(home, LM__PROVIDER="openai", LM__API_BASE=lm_base, LM__MODEL=model, LM__CACHE="false",
-                    LM__MAX_RETRIES="0", **extra)
+    # Benchmarks measure throughput: the per-key rate and concurrency limits are off (they are tested apart).
+    settings = {"LM__PROVIDER": "openai", "LM__API_BASE": lm_base, "LM__MODEL": model, "LM__CACHE": "false",
+                "LM__MAX_RETRIES": "0", "LIMITS__RATE_PER_MINUTE": "0", "LIMITS__MAX_CONCURRENT": "0"}
+    return base_env(home, **{**settings, **extra})
 
 
 def _run(argv: list[str], env: dict[str, str], timeout: float = 600) -> str:

@@ -8,7 +8,7 @@ it is live, so a crashed ingestion can be recognised and finished by the next ru
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    func,
     select,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
@@ -221,6 +222,15 @@ class Catalog:
                 raise NotFoundError(f"No document with id {document_id!r}.", hint="See `flywheel docs list`.")
             _ = doc.versions
             return doc
+
+    def bytes_owned(self, owner: str, *, except_sources: Iterable[str] = ()) -> int:
+        """Total size of ``owner``'s documents (leaving out ``except_sources``, about to be replaced)."""
+        query = select(func.coalesce(func.sum(Document.size_bytes), 0)).where(Document.owner == owner)
+        skip = list(except_sources)
+        if skip:
+            query = query.where(Document.source.not_in(skip))
+        with self.session() as s:
+            return int(s.scalar(query) or 0)
 
     def list_documents(self) -> list[Document]:
         with self.session() as s:

@@ -51,6 +51,8 @@ def _install_error_handlers(app: FastAPI) -> None:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
         if getattr(exc, "retry_after", None):
             headers = {"Retry-After": str(exc.retry_after)}  # type: ignore[attr-defined]
+        if getattr(exc, "retry_after", None):
+            headers = {"Retry-After": str(exc.retry_after)}  # type: ignore[attr-defined]
         return JSONResponse({"error": exc.to_dict()}, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(RequestValidationError)
@@ -209,6 +211,11 @@ def create_app(settings: Settings, *, assistant: Any = None, lm: Any = None, reg
     app.state.flywheel = service
     app.state.responses = ResponseStore(settings.catalog_url)  # what previous_response_id continues from
     _install_error_handlers(app)
+    from flywheel.serve.limits import LimitsMiddleware
+
+    # Added before the metrics middleware, so that requests refused by the limits are counted too.
+    app.add_middleware(LimitsMiddleware, settings=settings.limits,
+                       on_refusal=lambda reason: service.metrics.refused.labels(reason).inc())
     _install_metrics_middleware(app)
     for module in (health, invocations, chat, responses, documents, feedback):
         app.include_router(module.router)

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 
 from flywheel.errors import InvalidInputError
 from flywheel.serve.deps import Caller, PayloadTooLargeError, UnsupportedMediaError
+from flywheel.serve.limits import check_upload_quota
 
 router = APIRouter(tags=["documents"])
 MAX_FILES = 20
@@ -124,6 +125,10 @@ async def upload_documents(
     if len({name for name, _ in items}) != len(items):
         raise InvalidInputError("Two uploaded files have the same name.", hint="Rename one of them.")
     kb = service.knowledge
+    # The per-user quota: what the caller owns now, less the files this upload replaces, plus the upload.
+    used = await service.run(lambda: kb.catalog.bytes_owned(caller.user, except_sources=[n for n, _ in items]),
+                             timeout=False)
+    check_upload_quota(service.settings.limits, used, sum(len(data) for _, data in items))
 
     def ingest() -> tuple[list[Any], list[Any]]:
         results = kb.ingest_files(caller, items, groups=group_names, tags=split_names(tags or []))
