@@ -94,6 +94,10 @@ class LMSettings(BaseModel):
         """Read the key from the environment at call time; it is never stored in settings."""
         return read_api_key(self.api_key_env, f"The LM endpoint {self.api_base}")
 
+    def reasons_well(self) -> bool:
+        """Whether programs should add a reasoning step for this LM by default (not the embedded one)."""
+        return self.provider != "embedded"
+
 
 class EmbedderSettings(BaseModel):
     """The text embedder: local sentence-transformers model or an OpenAI-compatible endpoint."""
@@ -143,6 +147,9 @@ class ProgramSettings(BaseModel):
         "question, principal, history).",
     )
     retrieval_k: int = Field(4, ge=1, le=50, description="Passages retrieved per question.")
+    reasoning: Literal["auto", "on", "off"] = Field(
+        "auto", description="A reasoning step (ChainOfThought) before answers: 'auto' = on for endpoints, off for "
+        "the embedded 135M model (its reasoning crowds out its answer). Optimized versions record their choice.")
     agent_max_steps: int = Field(3, ge=1, le=10, description="Tool calls the agent may make per question.")
     maintenance_db: Path | None = Field(None, description="Maintenance log (default FLYWHEEL_HOME/maintenance.db).")
 

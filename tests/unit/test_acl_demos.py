@@ -56,7 +56,7 @@ def prompts_for(program: RAGChatbot, principal: Principal) -> str:
 
 def test_bootstrapped_demos_carry_their_source_documents() -> None:
     program = compiled_program()
-    demos = program.respond.predict.demos
+    demos = program.answer_predictor(yes_no=False).demos
     assert len(demos) == 2
     sources = sorted(tuple(d[SOURCE_FIELD]) for d in demos)
     assert sources == [("public",), ("secret", "public")]
@@ -73,7 +73,7 @@ def test_outsider_prompts_contain_no_canary_text_but_insiders_get_the_demo() -> 
 
 def test_demos_follow_current_groups_and_fail_closed() -> None:
     program = compiled_program()
-    demos = program.respond.predict.demos
+    demos = program.answer_predictor(yes_no=False).demos
     assert len(visible_demos(demos, GRACE, readable)) == 2
     # the secret document is revoked from management after compiling: the demo disappears
     DOC_GROUPS["secret"] = {"auditors"}

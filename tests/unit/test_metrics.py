@@ -119,3 +119,10 @@ def test_semantic_f1_uses_dspy_semantic_f1() -> None:
     with dspy.context(adapter=dspy.JSONAdapter()):
         value = metric(ex(question="q", answer="Boise Hangar 3"), pred(answer="Boise"))
     assert value == pytest.approx(2 * 0.5 / 1.5)
+
+
+def test_answer_contains_matches_whole_tokens_only() -> None:
+    assert answer_contains({"answer": "no"}, {"answer": "I could not find the answer."}) == 0.0
+    assert answer_contains({"answer": "no"}, {"answer": "No, it is not."}) == 1.0
+    assert answer_contains({"answer": "92 Nm"}, {"answer": "Standard bolts: 92 Nm."}) == 1.0
+    assert answer_contains({"answer": "2 Nm"}, {"answer": "Standard bolts: 92 Nm."}) == 0.0

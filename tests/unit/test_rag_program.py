@@ -8,7 +8,7 @@ import pytest
 from dspy.utils import DummyLM
 
 from flywheel.access import Principal
-from flywheel.programs.rag import NOT_FOUND, Passage, RAGChatbot, cited_passages
+from flywheel.programs.rag import NOT_FOUND, Passage, RAGChatbot, RAGConfig, cited_passages, is_yes_no_question
 
 MECH = Passage("d1:1:0", "d1", "oil.md §2 Procedure", "Check oil 5 to 30 minutes after shutdown.")
 PILOT = Passage("d2:1:0", "d2", "fuel.md", "Carry 45 minutes of final reserve fuel.")
@@ -44,12 +44,73 @@ def test_empty_retrieval_says_not_in_documents_without_calling_the_lm() -> None:
     assert lm.history == []
 
 
-def test_not_found_from_the_lm_drops_invented_citations() -> None:
-    lm = DummyLM([{"reasoning": "r", "answer": "Probably 10", "citations": [1], "found": False}],
-                 adapter=dspy.JSONAdapter())
+def test_refuses_without_calling_the_lm_when_no_passage_is_relevant_enough() -> None:
+    weak = Passage("d1:1:0", "d1", "oil.md", "Check oil 5 to 30 minutes after shutdown.", relevance=0.2)
+    lm = DummyLM([], adapter=dspy.JSONAdapter())
+    program = RAGChatbot(lambda q, p, k: [weak], config=RAGConfig(min_relevance=0.35))
     with dspy.context(lm=lm, adapter=dspy.JSONAdapter()):
-        result = RAGChatbot(fake_retriever)(question="What is the APU limit?", principal=ALICE)
-    assert result.answer == NOT_FOUND and result.citations == []
+        result = program(question="What is the APU limit?", principal=ALICE)
+    assert result.answer == NOT_FOUND and result.citations == [] and not result.found
+    assert result.relevance == 0.2 and lm.history == []
+
+
+def test_the_lm_cannot_hide_its_answer_behind_a_found_flag() -> None:
+    # The old design let a `found=false` from a 135M model replace a correct answer with a refusal.
+    lm = DummyLM([{"answer": "5 to 30 minutes", "citations": [1], "found": False}], adapter=dspy.JSONAdapter())
+    with dspy.context(lm=lm, adapter=dspy.JSONAdapter()):
+        result = RAGChatbot(fake_retriever)(question="When do I check oil?", principal=ALICE)
+    assert result.answer == "5 to 30 minutes" and result.found
+
+
+def test_yes_no_questions_get_a_typed_answer() -> None:
+    lm = DummyLM([{"answer": "yes", "citations": [1]}], adapter=dspy.JSONAdapter())
+    with dspy.context(lm=lm, adapter=dspy.JSONAdapter()):
+        result = RAGChatbot(fake_retriever)(question="Do I check oil after shutdown?", principal=ALICE)
+    assert result.answer == "Yes"
+    schema = str(lm.history[-1]["messages"])
+    assert "yes" in schema and "no" in schema
+    assert [c["chunk_id"] for c in result.citations] == ["d1:1:0"]
+
+
+@pytest.mark.parametrize(("question", "expected"), [
+    ("Is the leopard an Old World mammal?", True),
+    ("Can polar bears be seen under infrared photography?", True),
+    ("Does the APU need a borescope?", True),
+    ("Is it a cat or a dog?", False),
+    ("What torque do the bolts need?", False),
+    ("Island nations: which is largest?", False),
+])
+def test_yes_no_detection(question: str, expected: bool) -> None:
+    assert is_yes_no_question(question) is expected
+
+
+def test_an_uncited_answer_cites_the_passage_that_holds_it() -> None:
+    lm = DummyLM([{"answer": "45 minutes", "citations": []}], adapter=dspy.JSONAdapter())
+    both = Principal("pat", frozenset({"mechanics", "pilots"}))
+    with dspy.context(lm=lm, adapter=dspy.JSONAdapter()):
+        result = RAGChatbot(fake_retriever)(question="How much reserve fuel?", principal=both)
+    assert [c["chunk_id"] for c in result.citations] == ["d2:1:0"]
+
+
+def test_config_and_demos_round_trip_and_reasoning_is_a_setting(tmp_path) -> None:
+    program = RAGChatbot(fake_retriever, config=RAGConfig(reasoning=True, min_relevance=0.42, max_demos=3,
+                                                           demo_selection="knn"))
+    assert isinstance(program.respond, dspy.ChainOfThought)
+    program.answer_predictor(yes_no=False).demos = [dspy.Example(question="q", answer="a")]
+    path = tmp_path / "rag.json"
+    program.save(str(path))
+    loaded = RAGChatbot(fake_retriever)  # built with the defaults (no reasoning) ...
+    loaded.load(str(path))  # ... takes the saved design with the state
+    assert loaded.config == program.config
+    assert isinstance(loaded.respond, dspy.ChainOfThought)
+    assert loaded.answer_predictor(yes_no=False).demos[0]["answer"] == "a"
+
+
+def test_lean_program_sends_no_reasoning_field() -> None:
+    lm = DummyLM([{"answer": "5 to 30 minutes", "citations": [1]}], adapter=dspy.JSONAdapter())
+    with dspy.context(lm=lm, adapter=dspy.JSONAdapter()):
+        RAGChatbot(fake_retriever)(question="When do I check oil?", principal=ALICE)
+    assert "reasoning" not in str(lm.history[-1]["messages"])
 
 
 def test_follow_up_questions_are_condensed_with_history() -> None:
@@ -100,11 +161,9 @@ def test_cited_passages_ignores_garbage() -> None:
     assert cited_passages(["2", "x", None, 0, -1, 2], [MECH, PILOT]) == [PILOT]
 
 
-def test_program_state_round_trips_through_a_json_file(tmp_path) -> None:
-    program = RAGChatbot(fake_retriever)
-    program.respond.predict.demos = [dspy.Example(question="q", answer="a")]
-    path = tmp_path / "rag.json"
-    program.save(str(path))
+def test_a_version_saved_before_rag_config_keeps_its_demos() -> None:
+    legacy = {"condense.predict": {}, "respond.predict": {"demos": [{"question": "q", "answer": "a"}], "traces": [],
+                                                          "train": [], "signature": None, "lm": None}}
     loaded = RAGChatbot(fake_retriever)
-    loaded.load(str(path))
-    assert loaded.respond.predict.demos[0]["answer"] == "a"
+    loaded.load_state(legacy)
+    assert loaded.answer_predictor(yes_no=False).demos[0]["answer"] == "a"

@@ -85,12 +85,13 @@ def token_f1(example: Any, prediction: Any, trace: Any = None) -> float | None:
 
 
 def answer_contains(example: Any, prediction: Any, trace: Any = None) -> float | None:
-    """1.0 if the normalised gold answer appears inside the normalised answer (short gold facts)."""
+    """1.0 if the normalised gold answer appears, as whole tokens, inside the normalised answer (short gold
+    facts): gold "no" is not found in "I could not find…"."""
     golds = _gold_answers(example)
     if not golds:
         return None
-    answer = normalize_answer(_field(prediction, "answer", ""))
-    return float(any(normalize_answer(g) and normalize_answer(g) in answer for g in golds))
+    answer = f" {normalize_answer(_field(prediction, 'answer', ''))} "
+    return float(any(normalize_answer(g) and f" {normalize_answer(g)} " in answer for g in golds))
 
 
 # --- retrieval ---------------------------------------------------------------------------------

@@ -232,6 +232,14 @@ class Catalog:
         with self.session() as s:
             return int(s.scalar(query) or 0)
 
+    def document_groups(self, document_ids: Iterable[str]) -> dict[str, tuple[str, ...]]:
+        """The current groups of each of these documents (one query; unknown ids are left out)."""
+        ids = list(dict.fromkeys(document_ids))
+        if not ids:
+            return {}
+        with self.session() as s:
+            return {doc.id: tuple(doc.groups) for doc in s.scalars(select(Document).where(Document.id.in_(ids)))}
+
     def list_documents(self) -> list[Document]:
         with self.session() as s:
             docs = list(s.scalars(select(Document).order_by(Document.source)))

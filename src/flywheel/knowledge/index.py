@@ -64,6 +64,7 @@ class MetadataFilter:
     tags: tuple[str, ...] = ()  # any of these tags
     documents: tuple[str, ...] = ()  # any of these document ids
     sources: tuple[str, ...] = ()  # any of these file names
+    exclude_documents: tuple[str, ...] = ()  # none of these document ids
 
     def sql(self) -> str | None:
         parts = []
@@ -73,6 +74,8 @@ class MetadataFilter:
             parts.append(f"doc_id IN ({', '.join(quote(d) for d in self.documents)})")
         if self.sources:
             parts.append(f"source IN ({', '.join(quote(s) for s in self.sources)})")
+        if self.exclude_documents:
+            parts.append(f"doc_id NOT IN ({', '.join(quote(d) for d in self.exclude_documents)})")
         return " AND ".join(parts) or None
 
 
@@ -91,6 +94,8 @@ class Hit:
     groups: tuple[str, ...]
     score: float
     ranks: dict[str, int] = field(default_factory=dict)
+    # Raw, comparable-across-queries signals per list: cosine similarity ("vector"), BM25 ("text").
+    relevance: dict[str, float] = field(default_factory=dict)
 
     def citation(self) -> str:
         """e.g. ``manual.pdf p. 12 §3.2 Oil servicing``."""
@@ -267,6 +272,7 @@ def fuse(ranked: dict[str, list[dict[str, Any]]], k: int, weights: dict[str, flo
     scores: dict[str, float] = {}
     rows: dict[str, dict[str, Any]] = {}
     ranks: dict[str, dict[str, int]] = {}
+    raw: dict[str, dict[str, float]] = {}
     for name, results in ranked.items():
         if not results:
             continue
@@ -276,6 +282,7 @@ def fuse(ranked: dict[str, list[dict[str, Any]]], k: int, weights: dict[str, flo
             chunk_id = row["chunk_id"]
             rows.setdefault(chunk_id, row)
             ranks.setdefault(chunk_id, {})[name] = rank
+            raw.setdefault(chunk_id, {})[name] = value
             if fusion == "rank":
                 contribution = 1.0 / (RRF_K + rank)
             else:
@@ -295,6 +302,7 @@ def fuse(ranked: dict[str, list[dict[str, Any]]], k: int, weights: dict[str, flo
             groups=tuple(rows[cid].get("groups") or ()),
             score=scores[cid],
             ranks=ranks[cid],
+            relevance=raw[cid],
         )
         for cid in best
     ]

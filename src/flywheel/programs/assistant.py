@@ -115,10 +115,9 @@ class Assistant:
 
     def _build(self, name: str) -> dspy.Module:
         if name == "rag":
-            from flywheel.programs.rag import RAGChatbot, knowledge_readable, knowledge_retriever
+            from flywheel.programs.rag import rag_program
 
-            return RAGChatbot(knowledge_retriever(self.knowledge), k=self.settings.programs.retrieval_k,
-                              readable=knowledge_readable(self.knowledge))
+            return rag_program(self.knowledge, self.settings)
         if name == "agent":
             from flywheel.programs.agent import ToolAgent
             from flywheel.tools.builtin import default_tools

@@ -3,24 +3,54 @@
 The principal is an argument of every call (never global state), and retrieval goes through the
 ACL-bound knowledge base, so the passages a prompt can contain are exactly those the caller may
 read. Citations are passage numbers chosen by the LM, mapped back to real chunk ids; numbers that
-point at no retrieved passage are dropped. With no passage retrieved, the program answers that
-the documents do not contain the answer without calling the LM at all.
+point at no retrieved passage are dropped, and an answer the LM gave without a usable citation
+cites the passage that holds it.
+
+The design follows the model it runs on (:class:`RAGConfig`, recorded with every program version):
+
+- **a lean answer step**: answer and citations only; a reasoning field (``ChainOfThought``) only
+  where the LM is strong enough to use it (``reasoning``: on for endpoints, off for the embedded
+  135M model, whose reasoning crowds out its answer);
+- **the answer's form follows the question**: a yes/no question gets a typed ``yes``/``no`` answer
+  (a ``Literal``, so a constrained decoder can only say one of them); other questions get a short
+  phrase taken from the passages;
+- **a measured refusal**: the program answers "not in the documents" when the best passage's
+  similarity to the query is below ``min_relevance``, a threshold calibrated on labelled data by
+  ``flywheel optimize`` (answerable questions vs the same questions with their documents removed),
+  not a raw flag set by the LM;
+- **few, short demos**: at most ``max_demos`` of the demos the caller may see, the nearest to the
+  question when ``demo_selection`` is ``knn`` (see :mod:`flywheel.programs.demos`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import threading
-from collections import OrderedDict
+import re
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, Literal
 
 import dspy
 
 from flywheel.access import Principal
+from flywheel.programs.demos import (
+    SOURCE_FIELD,
+    DemoSelection,
+    DemoSelector,
+    Embed,
+    ReadableCheck,
+    annotate_demo_sources,
+    remember_sources,
+    visible_demos,
+)
+
+__all__ = ["NOT_FOUND", "SOURCE_FIELD", "Passage", "RAGChatbot", "RAGConfig", "annotate_demo_sources",
+           "cited_passages", "is_yes_no_question", "knowledge_readable", "knowledge_retriever", "visible_demos"]
 
 NOT_FOUND = "I could not find the answer in the documents available to you."
+# Below this cosine similarity between the query and the best passage, the documents are taken not to
+# hold the answer. Conservative until `flywheel optimize` calibrates it on the user's own data.
+DEFAULT_MIN_RELEVANCE = 0.3
+CONFIG_STATE_KEY = "rag_config"
 
 
 @dataclass(frozen=True)
@@ -31,30 +61,67 @@ class Passage:
     doc_id: str
     citation: str
     text: str
+    relevance: float | None = None  # cosine similarity of the query to this chunk, when known
 
 
 Retriever = Callable[[str, Principal, int], Sequence[Passage]]
-# Which of these document ids may the principal read now? (checked against the catalog per request)
-ReadableCheck = Callable[[Principal, Sequence[str]], set[str]]
+
+
+@dataclass(frozen=True)
+class RAGConfig:
+    """The RAG program's design choices: chosen per LM, searched by the optimizer, saved with the version."""
+
+    k: int = 4
+    reasoning: bool = False
+    min_relevance: float = DEFAULT_MIN_RELEVANCE
+    max_demos: int = 2
+    demo_selection: DemoSelection = "fixed"
+    typed_yes_no: bool = True
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RAGConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 def knowledge_retriever(kb: Any) -> Retriever:
     """A retriever over a :class:`~flywheel.knowledge.base.KnowledgeBase` (ACL applied inside the query)."""
 
     def retrieve(query: str, principal: Principal, k: int) -> list[Passage]:
-        return [Passage(h.chunk_id, h.doc_id, h.citation(), h.text) for h in kb.search(principal, query, k=k)]
+        return [Passage(h.chunk_id, h.doc_id, h.citation(), h.text, h.relevance.get("vector"))
+                for h in kb.search(principal, query, k=k)]
 
     return retrieve
 
 
 def knowledge_readable(kb: Any) -> ReadableCheck:
-    """The documents among ``doc_ids`` that ``principal`` may read, from the catalog's current groups."""
+    """The documents among ``doc_ids`` that ``principal`` may read, from the catalog's current groups
+    (one query for just these ids)."""
 
     def readable(principal: Principal, doc_ids: Sequence[str]) -> set[str]:
-        wanted = set(doc_ids)
-        return {d.id for d in kb.catalog.list_documents() if d.id in wanted and principal.can_read(d.groups)}
+        groups = kb.catalog.document_groups(doc_ids)
+        return {doc_id for doc_id, doc_groups in groups.items() if principal.can_read(doc_groups)}
 
     return readable
+
+
+def knowledge_embedder(kb: Any) -> Embed | None:
+    """The knowledge base's embedder as a function (for KNN demo selection), if it has one."""
+    embedder = getattr(kb, "embedder", None)
+    return None if embedder is None else (lambda texts: embedder.embed(list(texts)))
+
+
+def default_config(settings: Any) -> RAGConfig:
+    """The design a new user gets for the configured LM (before any optimization)."""
+    choice = settings.programs.reasoning
+    reasoning = settings.lm.reasons_well() if choice == "auto" else choice == "on"
+    return RAGConfig(k=settings.programs.retrieval_k, reasoning=reasoning)
+
+
+def rag_program(kb: Any, settings: Any) -> RAGChatbot:
+    """The RAG chatbot over ``kb`` with the default design for the configured LM."""
+    return RAGChatbot(knowledge_retriever(kb), readable=knowledge_readable(kb), embed=knowledge_embedder(kb),
+                      config=default_config(settings))
 
 
 class CondenseQuestion(dspy.Signature):
@@ -67,16 +134,38 @@ class CondenseQuestion(dspy.Signature):
 
 
 class AnswerFromPassages(dspy.Signature):
-    """Answer the question using only the numbered passages. Cite the numbers of the passages that
-    support the answer. If the passages do not contain the answer, set found to false and say so
-    instead of guessing."""
+    """Answer the question with a short phrase taken from the numbered passages: the name, number,
+    value, date or phrase that answers it. Cite the numbers of the passages that contain it."""
 
     passages: str = dspy.InputField(desc="numbered passages, e.g. [1] text…")
     history: dspy.History = dspy.InputField(desc="earlier turns of the conversation")
     question: str = dspy.InputField()
-    answer: str = dspy.OutputField(desc="a concise answer grounded in the passages")
-    citations: list[int] = dspy.OutputField(desc="numbers of the passages that support the answer")
-    found: bool = dspy.OutputField(desc="true if the passages contain the answer")
+    answer: str = dspy.OutputField(desc="a short phrase from the passages")
+    citations: list[int] = dspy.OutputField(desc="numbers of the passages that contain the answer")
+
+
+class AnswerYesNo(dspy.Signature):
+    """Answer the yes/no question from the numbered passages. Cite the numbers of the passages that
+    decide it."""
+
+    passages: str = dspy.InputField(desc="numbered passages, e.g. [1] text…")
+    history: dspy.History = dspy.InputField(desc="earlier turns of the conversation")
+    question: str = dspy.InputField()
+    answer: Literal["yes", "no"] = dspy.OutputField()
+    citations: list[int] = dspy.OutputField(desc="numbers of the passages that decide the answer")
+
+
+_YES_NO = re.compile(
+    r"^\s*(is|isn't|are|aren't|was|wasn't|were|weren't|do|don't|does|doesn't|did|didn't|can|can't|could|"
+    r"couldn't|has|hasn't|have|haven't|had|hadn't|will|won't|would|wouldn't|should|shouldn't|shall|may|"
+    r"might|must)\b", re.IGNORECASE)
+_ALTERNATIVE = re.compile(r"\bor\b", re.IGNORECASE)
+
+
+def is_yes_no_question(question: str) -> bool:
+    """An English question that starts with an auxiliary verb and offers no alternatives ("… or …")."""
+    last = question.strip().split("\n")[-1]
+    return bool(_YES_NO.match(last)) and not _ALTERNATIVE.search(last)
 
 
 def format_passages(passages: Sequence[Passage]) -> str:
@@ -90,17 +179,57 @@ def as_history(history: Any) -> dspy.History:
     return dspy.History(messages=list(history or []))
 
 
-class RAGChatbot(dspy.Module):
-    """Retrieval-augmented chatbot over the knowledge base, with citations and honest refusals."""
+def _predictor(signature: type[dspy.Signature], reasoning: bool, max_tokens: int) -> dspy.Module:
+    return dspy.ChainOfThought(signature) if reasoning else dspy.Predict(signature, max_tokens=max_tokens)
 
-    def __init__(self, retriever: Retriever | None = None, *, k: int = 4,
-                 readable: ReadableCheck | None = None) -> None:
+
+class RAGChatbot(dspy.Module):
+    """Retrieval-augmented chatbot over the knowledge base, with citations and measured refusals."""
+
+    def __init__(self, retriever: Retriever | None = None, *, k: int | None = None,
+                 readable: ReadableCheck | None = None, config: RAGConfig | None = None,
+                 embed: Embed | None = None) -> None:
         super().__init__()
         self.retriever = retriever
         self.readable = readable
-        self.k = k
-        self.condense = dspy.ChainOfThought(CondenseQuestion)
-        self.respond = dspy.ChainOfThought(AnswerFromPassages)
+        self.embed = embed
+        config = config or RAGConfig()
+        self.configure(replace(config, k=k) if k is not None else config)
+
+    def configure(self, config: RAGConfig) -> None:
+        """Apply a design (rebuilds the answer steps when reasoning changes; demos are kept)."""
+        previous: RAGConfig | None = getattr(self, "config", None)
+        self.config = config
+        self.selector = DemoSelector(self.embed, selection=config.demo_selection, max_demos=config.max_demos)
+        if previous is not None and previous.reasoning == config.reasoning:
+            return
+        demos = {name: list(p.demos) for name, p in self.named_predictors()} if previous else {}
+        self.condense = dspy.ChainOfThought(CondenseQuestion) if config.reasoning else dspy.Predict(CondenseQuestion)
+        self.respond = _predictor(AnswerFromPassages, config.reasoning, max_tokens=160)
+        self.respond_yes_no = _predictor(AnswerYesNo, config.reasoning, max_tokens=64)
+        for name, predictor in self.named_predictors():
+            predictor.demos = demos.get(name, demos.get(_twin(name), []))
+
+    @property
+    def k(self) -> int:
+        return self.config.k
+
+    def dump_state(self, json_mode: bool = True) -> dict[str, Any]:
+        state = super().dump_state(json_mode=json_mode)
+        state[CONFIG_STATE_KEY] = asdict(self.config)
+        return state
+
+    def load_state(self, state: dict[str, Any], **kwargs: Any) -> None:
+        if CONFIG_STATE_KEY in state:
+            self.configure(RAGConfig.from_dict(state[CONFIG_STATE_KEY]))
+            super().load_state(state, **kwargs)
+        else:  # a version saved before RAGConfig: keep its demos (its old signature is replaced)
+            legacy = state.get("respond.predict") or state.get("respond") or {}
+            self.answer_predictor(yes_no=False).demos = [dspy.Example(**d) for d in legacy.get("demos", [])]
+
+    def answer_predictor(self, *, yes_no: bool) -> dspy.Predict:
+        module = self.respond_yes_no if yes_no else self.respond
+        return module.predict if isinstance(module, dspy.ChainOfThought) else module
 
     def forward(self, question: str, principal: Principal, history: Any = None) -> dspy.Prediction:
         if self.retriever is None:
@@ -110,23 +239,37 @@ class RAGChatbot(dspy.Module):
         turns = as_history(history)
         # The first turn is already standalone; a rewrite would only cost a call and add noise.
         query = self.condense(history=turns, question=question).query if turns.messages else question
-        passages = list(self.retriever(query, principal, self.k))
-        if not passages:
-            return dspy.Prediction(answer=NOT_FOUND, citations=[], passages=[], found=False, query=query)
+        passages = list(self.retriever(query, principal, self.config.k))
+        relevance = max((p.relevance for p in passages if p.relevance is not None), default=None)
+        if not passages or (relevance is not None and relevance < self.config.min_relevance):
+            return dspy.Prediction(answer=NOT_FOUND, citations=[], passages=[asdict(p) for p in passages],
+                                   found=False, query=query, relevance=relevance)
         context = format_passages(passages)
         remember_sources(context, [p.doc_id for p in passages])
-        reply = self.respond(passages=context, history=turns, question=question,
-                             demos=visible_demos(self.respond.predict.demos, principal, self.readable))
-        cited = cited_passages(reply.citations, passages)
-        found = bool(reply.found) and bool(reply.answer.strip())
+        yes_no = self.config.typed_yes_no and is_yes_no_question(question)
+        step = self.respond_yes_no if yes_no else self.respond
+        demos = self.selector.select(
+            visible_demos(self.answer_predictor(yes_no=yes_no).demos, principal, self.readable), question)
+        reply = step(passages=context, history=turns, question=question, demos=demos)
+        answer = str(reply.answer or "").strip()
+        if not answer:
+            return dspy.Prediction(answer=NOT_FOUND, citations=[], passages=[asdict(p) for p in passages],
+                                   found=False, query=query, relevance=relevance)
+        cited = cited_passages(reply.citations, passages) or grounding_passages(answer, passages, yes_no)
         return dspy.Prediction(
-            answer=reply.answer if found else NOT_FOUND,
-            citations=[asdict(p) for p in cited] if found else [],
+            answer=answer.capitalize() if yes_no else answer,
+            citations=[asdict(p) for p in cited],
             passages=[asdict(p) for p in passages],
-            found=found,
+            found=True,
             query=query,
+            relevance=relevance,
             reasoning=getattr(reply, "reasoning", ""),
         )
+
+
+def _twin(name: str) -> str:
+    """The same predictor's name in the other structure (``respond`` ↔ ``respond.predict``)."""
+    return name.removesuffix(".predict") if name.endswith(".predict") else f"{name}.predict"
 
 
 def cited_passages(numbers: Any, passages: Sequence[Passage]) -> list[Passage]:
@@ -142,67 +285,17 @@ def cited_passages(numbers: Any, passages: Sequence[Passage]) -> list[Passage]:
     return chosen
 
 
-# --- ACL-safe few-shot demos -----------------------------------------------------------------------
-#
-# An optimizer's bootstrapped demos for the answer step embed the passages of a training question.
-# Each demo is annotated (after compiling) with the ids of the documents behind its passages, and
-# at request time a demo is shown only to a principal who may read every one of those documents
-# *now* (the catalog's current groups, not those at compile time). Demos with passages but no
-# provenance are never shown: the check fails closed.
-
-_SOURCES: OrderedDict[str, tuple[str, ...]] = OrderedDict()
-_SOURCES_LOCK = threading.Lock()
-_SOURCES_MAX = 4096
-SOURCE_FIELD = "source_doc_ids"
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"\w+", text.lower()))
 
 
-def remember_sources(passages_text: str, doc_ids: Sequence[str]) -> None:
-    """Record which documents a formatted passage block came from (bounded, process-local)."""
-    key = hashlib.sha256(passages_text.encode()).hexdigest()
-    with _SOURCES_LOCK:
-        _SOURCES[key] = tuple(dict.fromkeys(doc_ids))
-        _SOURCES.move_to_end(key)
-        while len(_SOURCES) > _SOURCES_MAX:
-            _SOURCES.popitem(last=False)
-
-
-def sources_of(passages_text: str) -> tuple[str, ...] | None:
-    with _SOURCES_LOCK:
-        return _SOURCES.get(hashlib.sha256(passages_text.encode()).hexdigest())
-
-
-def annotate_demo_sources(program: dspy.Module) -> int:
-    """Attach document provenance to every demo that embeds passages; drop demos whose passages
-    cannot be attributed. Returns the number of demos dropped."""
-    dropped = 0
-    for _, predictor in program.named_predictors():
-        kept = []
-        for demo in predictor.demos:
-            passages = demo.get("passages") if hasattr(demo, "get") else None
-            if not passages or demo.get(SOURCE_FIELD) is not None:
-                kept.append(demo)
-                continue
-            sources = sources_of(str(passages))
-            if sources is None:
-                dropped += 1
-                continue
-            demo[SOURCE_FIELD] = list(sources)
-            kept.append(demo)
-        predictor.demos = kept
-    return dropped
-
-
-def visible_demos(demos: Sequence[Any], principal: Principal, readable: ReadableCheck | None) -> list[Any]:
-    """The demos this principal may see: those without passages, and those whose source documents
-    the principal can read now."""
-    needed = {d for demo in demos if demo.get("passages") for d in (demo.get(SOURCE_FIELD) or [])}
-    allowed = readable(principal, sorted(needed)) if (needed and readable is not None) else set()
-    shown = []
-    for demo in demos:
-        if not demo.get("passages"):
-            shown.append(demo)
-            continue
-        sources = demo.get(SOURCE_FIELD)
-        if sources and set(sources) <= allowed:
-            shown.append(demo)
-    return shown
+def grounding_passages(answer: str, passages: Sequence[Passage], yes_no: bool) -> list[Passage]:
+    """When the LM cited nothing usable: the passage that shares most words with the answer (a
+    yes/no answer is grounded in the best-ranked passage)."""
+    if not passages:
+        return []
+    if yes_no:
+        return [passages[0]]
+    words = _words(answer)
+    best = max(passages, key=lambda p: len(words & _words(p.text)))
+    return [best] if words & _words(best.text) else []
