@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 
 from flywheel.cli import ask as ask_cmd
+from flywheel.cli import backup as backup_cmd
 from flywheel.cli import classify as classify_cmd
 from flywheel.cli import deploy as deploy_cmd
 from flywheel.cli import docs as docs_cmd
@@ -43,6 +44,8 @@ app.add_typer(users_cmd.groups_app, name="groups")
 app.add_typer(lm_cmd.app, name="lm")
 app.add_typer(maintenance_cmd.app, name="maintenance")
 app.command("serve")(serve_cmd.serve)
+app.command("backup")(backup_cmd.backup)
+app.command("restore")(backup_cmd.restore)
 app.command("mcp")(mcp_cmd.mcp)
 app.command("deploy")(deploy_cmd.deploy)
 app.add_typer(keys_cmd.app, name="keys")
