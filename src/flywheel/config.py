@@ -228,6 +228,12 @@ class ClassifySettings(BaseModel):
     labels: Path | None = Field(None, description="Label set YAML (default: the airline feedback taxonomy).")
     threads: int = Field(2, ge=1, le=64, description="Parallel LM calls in batch runs.")
     checkpoint_rows: int = Field(50, ge=1, description="Rows per checkpoint in batch runs.")
+    cascade_lm_share: float = Field(0.2, ge=0, le=1, description="Cascade: the largest share of rows the distilled "
+                                    "head may hand to the LM program (its threshold is chosen within this budget).")
+    search_lm_rows: int = Field(60, ge=0, description="`optimize classifier` (auto): validation rows each LM-program "
+                                "candidate is scored on (0: head candidates only, no LM calls).")
+    embedding_cache_rows: int = Field(200_000, ge=0, description="Distilled head: texts whose vectors each process "
+                                      "keeps (repeated texts skip the embedder; 0 turns the cache off).")
 
 
 class Settings(BaseSettings):

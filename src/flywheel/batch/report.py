@@ -10,47 +10,21 @@ in ``flywheel.programs``. Rows without a label are left out; rows that failed co
 from __future__ import annotations
 
 import json
-from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flywheel.errors import InvalidInputError
+from flywheel.evaluate.metrics import MISSING_PREDICTION, ClassScore, Scores, score_labels
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from flywheel.config import Settings
 
-FAILED = "(failed)"
-
-
-@dataclass
-class ClassScore:
-    label: str
-    precision: float
-    recall: float
-    f1: float
-    support: int
-    predicted: int
-
-
-@dataclass
-class Scores:
-    """Metrics of predictions against gold labels."""
-
-    accuracy: float
-    macro_f1: float
-    rows: int
-    failed: int
-    classes: list[ClassScore]
-    matrix: list[list[int]]  # rows: gold labels (``labels``); columns: ``columns`` (labels, then FAILED)
-    labels: list[str]
-    columns: list[str]
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+FAILED = MISSING_PREDICTION
+__all__ = ["FAILED", "ClassScore", "ReportFiles", "Scores", "confusion_png", "log_report", "score", "write_report"]
 
 
 @dataclass
@@ -72,34 +46,8 @@ def _clean(value: Any) -> str | None:
 
 
 def score(gold: Sequence[Any], predicted: Sequence[Any]) -> Scores:
-    """Accuracy, macro-F1 over the labels seen (gold or predicted), per-class scores, confusion matrix.
-
-    Pairs without a gold label are left out; a missing prediction (a failed row) counts as wrong.
-    """
-    if len(gold) != len(predicted):
-        raise ValueError(f"{len(gold)} gold labels but {len(predicted)} predictions")
-    pairs = [(g, _clean(p) or FAILED) for g, p in ((_clean(g), p) for g, p in zip(gold, predicted, strict=True))
-             if g is not None]
-    if not pairs:
-        raise InvalidInputError("No row has a gold label to score against.",
-                                hint="Check --label-column: it must name a column with the true labels.")
-    labels = sorted({g for g, _ in pairs} | {p for _, p in pairs if p != FAILED})
-    failed = sum(p == FAILED for _, p in pairs)
-    columns = [*labels, FAILED] if failed else list(labels)
-    counts = Counter(pairs)
-    matrix = [[counts[(g, p)] for p in columns] for g in labels]
-    classes = []
-    for label in labels:
-        tp = counts[(label, label)]
-        support = sum(counts[(label, p)] for p in columns)
-        predicted_n = sum(counts[(g, label)] for g in labels)
-        precision = tp / predicted_n if predicted_n else 0.0
-        recall = tp / support if support else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        classes.append(ClassScore(label, precision, recall, f1, support, predicted_n))
-    accuracy = sum(g == p for g, p in pairs) / len(pairs)
-    macro = sum(c.f1 for c in classes) / len(classes)
-    return Scores(accuracy, macro, len(pairs), failed, classes, matrix, labels, columns)
+    """The project's one scoring function (:func:`flywheel.evaluate.metrics.score_labels`)."""
+    return score_labels(gold, predicted)
 
 
 def confusion_png(scores: Scores, path: Path, title: str = "Confusion matrix") -> Path:

@@ -170,8 +170,10 @@ def optimize(
                                            help="Classifier: texts for the teacher LM to label as training data."),
     dev: Path | None = typer.Option(None, "--dev", help="Held-out dataset for the gate (default: split of --train)."),
     from_feedback: bool = typer.Option(False, "--from-feedback", help="Train on production feedback as well."),
-    optimizer: str = typer.Option("bootstrap", "--optimizer", "-o",
-                                  help="bootstrap, random-search, mipro, knn or gepa."),
+    optimizer: str | None = typer.Option(
+        None, "--optimizer", "-o", help="bootstrap (default), random-search, mipro, knn or gepa; for the classifier "
+        "also distill (a scikit-learn head over sentence vectors) and auto (default for the classifier: a candidate "
+        "search over head, LM programs and cascade on a validation split of --train)."),
     metric: str | None = typer.Option(None, "--metric", "-m", help="Objective (default rag_quality / accuracy)."),
     max_lm_calls: int | None = typer.Option(None, "--max-lm-calls", help="Budget: LM calls while compiling."),
     max_minutes: float | None = typer.Option(None, "--max-minutes", help="Budget: minutes while compiling."),
@@ -194,7 +196,13 @@ def optimize(
 
     s = settings()
     kind = _kind(program)
-    if unlabelled is not None:
+    optimizer = optimizer or ("auto" if kind == "classifier" else "bootstrap")
+    if kind == "classifier":
+        from flywheel.cli.classifier_training import classifier_training_set
+
+        train_set = classifier_training_set(train, unlabelled, from_feedback, text_column=text_column,
+                                            limit=train_limit, assistant=_runtime(program)[0])
+    elif unlabelled is not None:
         train_set = _teacher_labelled(program, unlabelled, text_column=text_column, limit=train_limit)
     else:
         train_set = _training_set(program, train, from_feedback, text_column=text_column, as_user=as_user,
@@ -212,7 +220,8 @@ def optimize(
         margin=s.optimize.margin if margin is None else margin, guards=dict(s.optimize.guards),
         composites=dict(s.optimize.composites), promote=promote, judge_lm=judge_lm,
         teacher_lm=build_lm(s.teacher_lm) if s.teacher_lm else None,
-        reflection_lm=build_lm(s.reflection_lm) if s.reflection_lm else None, retrieval_k=s.programs.retrieval_k)
+        reflection_lm=build_lm(s.reflection_lm) if s.reflection_lm else None, retrieval_k=s.programs.retrieval_k,
+        options={"lm_rows": s.classify.search_lm_rows, "lm_share": s.classify.cascade_lm_share})
     report_dir = s.home / "reports" / f"optimize-{program}-{time.strftime('%Y%m%d-%H%M%S')}"
     use_tracking(s)
     started = time.perf_counter()

@@ -14,7 +14,6 @@ row numbers: missing columns, an empty set, unknown users, unknown documents, ba
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
 import random
 from collections.abc import Callable, Iterable, Sequence
@@ -61,17 +60,20 @@ class Dataset:
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
-    """Rows of a .jsonl/.json/.csv file, with a clear error for anything unreadable."""
+    """Rows of a .jsonl/.json/.csv/.parquet file, with a clear error for anything unreadable."""
     path = Path(path)
     if not path.is_file():
         raise InvalidInputError(f"Dataset file {path} does not exist.", hint="Check the path.")
     suffix = path.suffix.lower()
+    if suffix in {".csv", ".parquet", ".pq"}:
+        # The project's one table reader: quoted cells keep their commas, quotes and line breaks.
+        from flywheel.tables import read_table
+
+        return [{str(k): v for k, v in row.items()} for row in read_table(path, None).to_dict(orient="records")]
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidInputError(f"Cannot read dataset {path}: {exc}.", hint="Save it as UTF-8 JSONL or CSV.") from exc
-    if suffix == ".csv":
-        return [dict(row) for row in csv.DictReader(text.splitlines())]
     if suffix == ".json":
         data = json.loads(text)
         if not isinstance(data, list):
@@ -79,7 +81,7 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
         return data
     if suffix != ".jsonl":
         raise InvalidInputError(f"Unsupported dataset format {suffix or '(none)'} for {path}.",
-                                hint="Use .jsonl (one JSON object per line) or .csv with a header row.")
+                                hint="Use .jsonl (one JSON object per line), .csv with a header row, or .parquet.")
     rows = []
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
@@ -165,6 +167,8 @@ def classifier_examples(rows: Sequence[dict[str, Any]], *, text_column: str = "t
             problems.append(f"row {number}: empty '{text_column}'")
             continue
         fields = {"text": str(text), "sentiment": row.get("sentiment") or None, "reason": row.get("reason") or None}
+        if row.get("label_source"):  # gold / teacher / feedback: which labels a distilled head trusts most
+            fields["label_source"] = str(row["label_source"])
         examples.append(dspy.Example(**fields).with_inputs("text"))
     _raise_problems(problems, source, hint=f"Every row needs a non-empty '{text_column}'.")
     return examples

@@ -5,8 +5,10 @@ Every per-example metric has the DSPy optimizer signature ``metric(example, pred
 Inputs are read defensively: a missing gold field makes a metric *not applicable* (``None``), which
 the runner leaves out of that metric's mean instead of counting it as a zero.
 
-Corpus-level classification metrics (accuracy, macro-F1) are computed over all predictions by
-:func:`classification_report`; their per-example form (``label_match``) is what optimizers use.
+Corpus-level classification metrics (accuracy, macro-F1, per-class scores, confusion matrix) are
+computed over all predictions by :func:`score_labels`, the project's one definition (batch reports,
+evaluation runs and benchmarks all call it); their per-example form (``label_match``) is what DSPy
+optimizers use.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ import re
 import string
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from typing import Any
 
-from flywheel.errors import ConfigError
+from flywheel.errors import ConfigError, InvalidInputError
 
 Metric = Callable[..., float | None]
 
@@ -179,24 +182,92 @@ def label_match(*fields: str) -> Metric:
     return match
 
 
-def classification_report(gold: Sequence[str], predicted: Sequence[str]) -> dict[str, Any]:
-    """Accuracy, macro-F1 and per-class precision/recall/F1/support over paired label lists."""
+MISSING_PREDICTION = "(failed)"
+"""The confusion-matrix column of rows without a prediction (a failed row, or no label predicted)."""
+
+
+@dataclass
+class ClassScore:
+    label: str
+    precision: float
+    recall: float
+    f1: float
+    support: int
+    predicted: int
+
+
+@dataclass
+class Scores:
+    """Predictions against gold labels: the project's one definition of accuracy and macro-F1."""
+
+    accuracy: float
+    macro_f1: float
+    rows: int
+    failed: int
+    classes: list[ClassScore]
+    matrix: list[list[int]]  # rows: gold labels (``labels``); columns: ``columns`` (labels, then MISSING_PREDICTION)
+    labels: list[str]
+    columns: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def per_class(self) -> dict[str, dict[str, float]]:
+        return {c.label: {"precision": c.precision, "recall": c.recall, "f1": c.f1, "support": c.support}
+                for c in self.classes}
+
+
+def _label(value: Any) -> str | None:
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def score_labels(gold: Sequence[Any], predicted: Sequence[Any]) -> Scores:
+    """Accuracy, macro-F1, per-class precision/recall/F1 and the confusion matrix.
+
+    The one definition used everywhere (evaluation runs, batch reports, optimizers, benchmarks):
+
+    - pairs without a gold label are left out; a missing prediction (None, "", a failed row) counts
+      as wrong and appears in the matrix as the ``(failed)`` column;
+    - macro-F1 is the unweighted mean of the per-class F1 over every label that occurs as gold *or*
+      as a prediction (scikit-learn's ``f1_score(average="macro")`` over the union of labels): a
+      program that invents a label it never gets right is charged for it.
+    """
     if len(gold) != len(predicted):
-        raise ValueError("gold and predicted labels must have the same length")
-    pairs = [(str(g), "" if p is None else str(p)) for g, p in zip(gold, predicted, strict=True)]
-    labels = sorted({g for g, _ in pairs})
-    per_class: dict[str, dict[str, float]] = {}
+        raise ValueError(f"{len(gold)} gold labels but {len(predicted)} predictions")
+    pairs = [(g, _label(p) or MISSING_PREDICTION) for g, p in ((_label(g), p) for g, p in zip(gold, predicted,
+                                                                                                 strict=True))
+             if g is not None]
+    if not pairs:
+        raise InvalidInputError("No row has a gold label to score against.",
+                                hint="Check the label column: it must name a column with the true labels.")
+    labels = sorted({g for g, _ in pairs} | {p for _, p in pairs if p != MISSING_PREDICTION})
+    failed = sum(p == MISSING_PREDICTION for _, p in pairs)
+    columns = [*labels, MISSING_PREDICTION] if failed else list(labels)
+    counts = Counter(pairs)
+    matrix = [[counts[(g, p)] for p in columns] for g in labels]
+    classes = []
     for label in labels:
-        tp = sum(1 for g, p in pairs if g == label and p == label)
-        fp = sum(1 for g, p in pairs if g != label and p == label)
-        fn = sum(1 for g, p in pairs if g == label and p != label)
-        precision = tp / (tp + fp) if tp + fp else 0.0
-        recall = tp / (tp + fn) if tp + fn else 0.0
+        tp = counts[(label, label)]
+        support = sum(counts[(label, p)] for p in columns)
+        predicted_n = sum(counts[(g, label)] for g in labels)
+        precision = tp / predicted_n if predicted_n else 0.0
+        recall = tp / support if support else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        per_class[label] = {"precision": precision, "recall": recall, "f1": f1, "support": tp + fn}
-    accuracy = sum(1 for g, p in pairs if g == p) / len(pairs) if pairs else 0.0
-    macro_f1 = sum(c["f1"] for c in per_class.values()) / len(per_class) if per_class else 0.0
-    return {"accuracy": accuracy, "macro_f1": macro_f1, "per_class": per_class, "n": len(pairs)}
+        classes.append(ClassScore(label, precision, recall, f1, support, predicted_n))
+    accuracy = sum(g == p for g, p in pairs) / len(pairs)
+    macro = sum(c.f1 for c in classes) / len(classes)
+    return Scores(accuracy, macro, len(pairs), failed, classes, matrix, labels, columns)
+
+
+def classification_report(gold: Sequence[Any], predicted: Sequence[Any]) -> dict[str, Any]:
+    """:func:`score_labels` as a dict: accuracy, macro_f1, per_class, n, and the confusion matrix."""
+    scores = score_labels(gold, predicted)
+    return {"accuracy": scores.accuracy, "macro_f1": scores.macro_f1, "per_class": scores.per_class,
+            "n": scores.rows, "labels": scores.labels, "columns": scores.columns, "matrix": scores.matrix}
 
 
 # --- composites --------------------------------------------------------------------------------

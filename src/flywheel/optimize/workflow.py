@@ -27,6 +27,7 @@ from flywheel.evaluate.catalog import (
 from flywheel.evaluate.datasets import Dataset
 from flywheel.evaluate.report import write_report
 from flywheel.evaluate.runner import EvalResult, evaluate_program
+from flywheel.optimize.classifier_search import CLASSIFIER_OPTIMIZERS, compile_classifier
 from flywheel.optimize.compile import Budget, CompileResult, compile_program
 from flywheel.optimize.gate import GateDecision, decide
 
@@ -52,6 +53,7 @@ class OptimizeRequest:
     teacher_lm: Any = None
     reflection_lm: Any = None
     retrieval_k: int = 5
+    options: dict[str, Any] = field(default_factory=dict)  # optimizer-specific (classifier search: lm_rows, …)
 
 
 @dataclass
@@ -110,12 +112,18 @@ def optimize_program(
     # Corpus-level objectives (macro-F1) are optimized through their per-example counterpart.
     per_example = next(iter(objective.values()), None) or metrics.get("accuracy") or next(iter(metrics.values()))
     compile_metric = optimizer_metric(per_example, threshold=0.5 if kind == "qa" else 1.0)
-    compiled = compile_program(
-        baseline_program, request.train.examples, optimizer=request.optimizer, metric=compile_metric,
-        valset=request.dev.examples if request.optimizer in {"mipro", "gepa"} else None, threads=request.threads,
-        budget=request.budget, seed=request.seed, max_demos=request.max_demos, teacher_lm=request.teacher_lm,
-        reflection_lm=request.reflection_lm,
-        progress=(lambda calls, cap, _minutes: progress("compiling (LM calls)", calls, cap)) if progress else None)
+    if kind == "classifier" and request.optimizer in CLASSIFIER_OPTIMIZERS:
+        compiled = compile_classifier(
+            baseline_program, request.train.examples, optimizer=request.optimizer, objective=request.objective,
+            options=request.options, max_lm_calls=request.budget.max_lm_calls, threads=request.threads,
+            seed=request.seed, progress=progress)
+    else:
+        compiled = compile_program(
+            baseline_program, request.train.examples, optimizer=request.optimizer, metric=compile_metric,
+            valset=request.dev.examples if request.optimizer in {"mipro", "gepa"} else None, threads=request.threads,
+            budget=request.budget, seed=request.seed, max_demos=request.max_demos, teacher_lm=request.teacher_lm,
+            reflection_lm=request.reflection_lm,
+            progress=(lambda calls, cap, _minutes: progress("compiling (LM calls)", calls, cap)) if progress else None)
     candidate = evaluate_program(compiled.program, request.dev, metrics, name=f"{request.program} (candidate)",
                                  threads=request.threads, progress=step("candidate on dev"))
     for result in (baseline, candidate):

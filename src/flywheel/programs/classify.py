@@ -159,16 +159,46 @@ def build_signature(labels: LabelSet) -> type[dspy.Signature]:
 
 
 class FeedbackClassifier(dspy.Module):
-    """Feedback text → ``Prediction(sentiment, reason, justification)``; reason is None unless negative."""
+    """Feedback text → ``Prediction(sentiment, reason, justification)``; reason is None unless negative.
 
-    def __init__(self, labels: LabelSet | None = None, *, max_tokens: int = DEFAULT_MAX_TOKENS) -> None:
+    Three shapes, one program (so every serving path — ``flywheel classify``, ``/invocations``, the
+    MLflow pyfunc model, ``spark_udf`` — runs whichever version is registered):
+
+    - **LM program** (no ``head``): the LM answers every row (zero-shot, or with few-shot demos);
+    - **distilled head** (``head`` set, ``lm_below`` 0): a scikit-learn head over sentence vectors
+      answers every row, no LM call;
+    - **cascade** (``head`` set, ``lm_below`` > 0): the head answers when its sentiment probability
+      is at least ``lm_below``; other rows go to the LM program.
+
+    The head and the threshold are part of the DSPy state (plain arrays + JSON, see
+    :mod:`flywheel.programs.classify_head`), so ``save``/``load`` and the registry carry them.
+    """
+
+    def __init__(self, labels: LabelSet | None = None, *, max_tokens: int = DEFAULT_MAX_TOKENS,
+                 head: Any = None, lm_below: float = 0.0) -> None:
         super().__init__()
         self.labels = labels or load_labels(None)
         self.classify = dspy.Predict(build_signature(self.labels), max_tokens=max_tokens)
+        self.head = head
+        self.lm_below = float(lm_below)
+
+    @property
+    def shape(self) -> str:
+        """``lm``, ``head`` or ``cascade``."""
+        if self.head is None:
+            return "lm"
+        return "cascade" if self.lm_below > 0 else "head"
 
     def forward(self, text: str) -> dspy.Prediction:
-        if not isinstance(text, str) or not text.strip():
-            raise InvalidInputError("The feedback text is empty.", hint="Classify a non-empty message.")
+        _check_text(text)
+        if self.head is not None:
+            guess = self._head_predictions([text])[0]
+            if guess.confidence >= self.lm_below:
+                return dspy.Prediction(**self._from_head(guess))
+        return self.ask_lm(text)
+
+    def ask_lm(self, text: str) -> dspy.Prediction:
+        """The LM program's answer (whatever the head would say)."""
         out = self.classify(text=text)
         sentiment = out.sentiment
         reason = getattr(out, "reason", None)
@@ -176,3 +206,82 @@ class FeedbackClassifier(dspy.Module):
             reason = None
         justification = str(getattr(out, "justification", "") or "").strip()
         return dspy.Prediction(sentiment=sentiment, reason=reason, justification=justification)
+
+    def classify_many(self, texts: list[str], *, threads: int = 1) -> list[dict[str, Any]]:
+        """Classify many texts at once: one embedding pass for the head, the LM only for routed rows.
+
+        Each result is ``{sentiment, reason, justification, routed, error}``; a row that fails gets
+        ``error`` and the others still answer.
+        """
+        import contextvars
+        from concurrent.futures import ThreadPoolExecutor
+
+        results: list[dict[str, Any]] = [{} for _ in texts]
+        valid = [i for i, t in enumerate(texts) if isinstance(t, str) and t.strip()]
+        for i in set(range(len(texts))) - set(valid):
+            results[i] = {"error": "The feedback text is empty."}
+        to_lm = list(valid)
+        if self.head is not None and valid:
+            guesses = self._head_predictions([texts[i] for i in valid])
+            to_lm = []
+            for i, guess in zip(valid, guesses, strict=True):
+                if guess.confidence >= self.lm_below:
+                    results[i] = self._from_head(guess)
+                else:
+                    to_lm.append(i)
+
+        def lm_row(i: int) -> dict[str, Any]:
+            try:
+                out = self.ask_lm(texts[i])
+                return {"sentiment": out.sentiment, "reason": out.reason, "justification": out.justification,
+                        "routed": "lm", "error": None}
+            except Exception as exc:  # one row's failure must not fail the batch
+                return {"error": f"{type(exc).__name__}: {getattr(exc, 'message', None) or exc}"}
+
+        if to_lm:
+            with ThreadPoolExecutor(max_workers=max(1, min(threads, len(to_lm)))) as pool:
+                futures = {i: pool.submit(contextvars.copy_context().run, lm_row, i) for i in to_lm}
+                for i, future in futures.items():
+                    results[i] = future.result()
+        return results
+
+    def head_confidences(self, texts: list[str]) -> list[dict[str, Any]]:
+        """The head's own answer and confidence for each text (for choosing a cascade threshold)."""
+        return [{**self._from_head(g), "confidence": g.confidence} for g in self._head_predictions(texts)]
+
+    def _head_predictions(self, texts: list[str]) -> list[Any]:
+        from flywheel.programs.classify_head import shared_embedder
+
+        return self.head.predict_texts(texts, shared_embedder(self.head.embedder))
+
+    def _from_head(self, guess: Any) -> dict[str, Any]:
+        reason = guess.reason if guess.sentiment == NEGATIVE and guess.reason in self.labels.reasons else None
+        return {"sentiment": guess.sentiment, "reason": reason,
+                "justification": f"distilled head (p={guess.confidence:.2f})", "routed": "head", "error": None}
+
+    def dump_state(self, json_mode: bool = True) -> dict[str, Any]:
+        state = super().dump_state(json_mode=json_mode)
+        state["head"] = None if self.head is None else self.head.to_state()
+        state["lm_below"] = self.lm_below
+        return state
+
+    def load_state(self, state: dict[str, Any], **kwargs: Any) -> FeedbackClassifier:
+        from flywheel.programs.classify_head import ClassifierHead
+
+        head = state.get("head")
+        if head is not None:
+            head = ClassifierHead.from_state(head)
+            unknown = sorted(set(head.sentiment.classes_) - set(self.labels.sentiments))
+            if unknown:
+                raise ConfigError(f"The classifier head predicts sentiment(s) {unknown} outside the label set.",
+                                  hint="Train the head with the same label set (--labels / classify.labels).")
+        self.head = head
+        self.lm_below = float(state.get("lm_below") or 0.0)
+        predictors = {k: v for k, v in state.items() if k not in {"head", "lm_below"}}
+        super().load_state(predictors, **kwargs)
+        return self
+
+
+def _check_text(text: Any) -> None:
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidInputError("The feedback text is empty.", hint="Classify a non-empty message.")
