@@ -103,6 +103,19 @@ class Tracer:
         mlflow.trace(root, name=name, span_type="CHAIN", sampling_ratio_override=self.sample)()
         return outcome["result"], outcome.get("trace_id") or new_trace_id()
 
+    def log_feedback(self, trace_id: str, user: str, **feedback: str | None) -> list[str]:
+        """Mirror a user's feedback onto the answer's MLflow trace as assessments (never raises: the
+        feedback store already holds it)."""
+        if not self.enabled:
+            return []
+        from flywheel.registry.assessments import log_user_feedback
+
+        try:
+            return log_user_feedback(trace_id, user, **feedback)
+        except Exception as exc:
+            log.warning("Could not log feedback on MLflow trace %s: %s", trace_id, exc)
+            return []
+
     def flush(self) -> None:
         """Wait until every finished trace is written (tests, shutdown)."""
         if self.enabled:

@@ -1,4 +1,8 @@
-"""``POST /feedback`` (thumbs, correction, comment on one's own answer) and ``GET /feedback`` (admins)."""
+"""``POST /feedback`` (thumbs, correction, comment on one's own answer) and ``GET /feedback`` (admins).
+
+Feedback is stored in Flywheel's feedback store (the source of truth for datasets) and mirrored onto
+the answer's MLflow trace as assessments (``flywheel.registry.assessments``).
+"""
 
 from __future__ import annotations
 
@@ -55,6 +59,9 @@ async def give_feedback(request: Request, body: FeedbackIn, caller: Caller) -> d
         timeout=False,
     )
     service.metrics.feedback.labels(body.rating or "none").inc()
+    await service.run(lambda: service.tracer.log_feedback(body.trace_id, caller.user, rating=body.rating,
+                                                          correction=body.correction, comment=body.comment),
+                      timeout=False)  # also as MLflow assessments on the trace (MLflow's UI shows them)
     return {"id": feedback_id, "trace_id": body.trace_id, "rating": body.rating}
 
 
