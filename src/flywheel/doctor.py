@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Callable
@@ -10,6 +11,7 @@ from typing import Literal
 
 from flywheel.config import LMSettings, Settings, config_file_path
 from flywheel.errors import FlywheelError
+from flywheel.knowledge.snapshot import check_index
 
 
 @dataclass(frozen=True)
@@ -99,11 +101,39 @@ def check_embedder(settings: Settings) -> str:
     return f"{embedder.name}: {vectors.shape[1]}-d vectors"
 
 
+def check_databases(settings: Settings) -> str:
+    """``PRAGMA quick_check`` on every SQLite database Flywheel keeps (catalog, tracking, maintenance log)."""
+    import sqlite3
+
+    from flywheel.errors import StorageError
+
+    urls = {"catalog": settings.catalog_url, "tracking": settings.tracking_uri,
+            "maintenance log": f"sqlite:///{settings.maintenance_db}"}
+    found = []
+    for what, url in urls.items():
+        path = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else None
+        if path is None or not os.path.exists(path):
+            continue
+        try:
+            with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10) as db:
+                result = db.execute("PRAGMA quick_check").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            result = str(exc)
+        if result != "ok":
+            raise StorageError(f"The {what} database {path} is damaged: {result}.",
+                               hint="Stop the service and restore the last backup (`flywheel restore BACKUP "
+                               "--force`); `sqlite3 FILE .recover` can salvage rows from a damaged file.")
+        found.append(what)
+    return f"{', '.join(found)}: ok" if found else "no SQLite databases yet"
+
+
 def run_checks(settings: Settings) -> list[Check]:
     """Every check, in the order a user should fix them."""
     source = config_file_path()
     checks = [Check("configuration", "ok", f"loaded ({source or 'environment and defaults'})")]
     checks.append(_run("data directory", lambda: check_home(settings)))
+    checks.append(_run("databases", lambda: check_databases(settings)))
+    checks.append(_run("knowledge index", lambda: check_index(settings.index_uri)))
     for label, lm in (("LM", settings.lm), ("judge LM", settings.judge_lm)):
         if lm is None:
             continue

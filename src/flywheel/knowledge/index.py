@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from flywheel.access import AclFilter, Principal
 from flywheel.errors import InvalidInputError, StorageError
+from flywheel.storage import write_errors
 
 if TYPE_CHECKING:
     from lancedb.table import Table
@@ -145,7 +146,7 @@ class ChunkIndex:
             raise InvalidInputError("Nothing to index: the documents produced no chunks.")
         data = pa.Table.from_pylist(rows, schema=self.table.schema)
         scope = f"doc_id IN ({', '.join(quote(d) for d in doc_ids)})"
-        with self._write_lock:
+        with self._write_lock, write_errors(self.uri):
             (
                 self.table.merge_insert("chunk_id")
                 .when_matched_update_all()
@@ -155,12 +156,12 @@ class ChunkIndex:
             )
 
     def delete_document(self, doc_id: str) -> None:
-        with self._write_lock:
+        with self._write_lock, write_errors(self.uri):
             self.table.delete(f"doc_id = {quote(doc_id)}")
 
     def set_groups(self, doc_id: str, groups: Sequence[str]) -> None:
         """Share a document's chunks with exactly ``groups`` (one commit; the next query sees it)."""
-        with self._write_lock:
+        with self._write_lock, write_errors(self.uri):
             self.table.update(where=f"doc_id = {quote(doc_id)}", values={"groups": list(groups)})
 
     def count(self) -> int:

@@ -21,6 +21,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from flywheel.config import Settings
@@ -51,8 +52,6 @@ def _install_error_handlers(app: FastAPI) -> None:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
         if getattr(exc, "retry_after", None):
             headers = {"Retry-After": str(exc.retry_after)}  # type: ignore[attr-defined]
-        if getattr(exc, "retry_after", None):
-            headers = {"Retry-After": str(exc.retry_after)}  # type: ignore[attr-defined]
         return JSONResponse({"error": exc.to_dict()}, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(RequestValidationError)
@@ -72,6 +71,16 @@ def _install_error_handlers(app: FastAPI) -> None:
         hint = "See /docs for the API." if exc.status_code in (404, 405) else None
         return JSONResponse(error_body("HTTPError", str(exc.detail), hint), status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(SQLAlchemyError)
+    async def database_error(_request: Request, exc: SQLAlchemyError) -> JSONResponse:
+        from flywheel.storage import database_failure
+
+        error = database_failure(exc)
+        log.warning("Database error while handling a request: %s", exc)
+        retry = getattr(error, "retry_after", None)
+        return JSONResponse({"error": error.to_dict()}, status_code=error.status_code,
+                            headers={"Retry-After": str(retry)} if retry else None)
 
     @app.exception_handler(Exception)
     async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
