@@ -112,7 +112,14 @@ def optimize_program(
     # Corpus-level objectives (macro-F1) are optimized through their per-example counterpart.
     per_example = next(iter(objective.values()), None) or metrics.get("accuracy") or next(iter(metrics.values()))
     compile_metric = optimizer_metric(per_example, threshold=0.5 if kind == "qa" else 1.0)
-    if kind == "classifier" and request.optimizer in CLASSIFIER_OPTIMIZERS:
+    if kind == "qa" and request.optimizer == "auto":
+        from flywheel.optimize.rag_search import search_rag_design
+
+        compiled = search_rag_design(
+            baseline_program, assistant.knowledge, request.train.examples, metric=compile_metric,
+            threads=request.threads, budget=request.budget, seed=request.seed, max_demos=request.max_demos,
+            strong_lm=assistant.settings.lm.reasons_well(), progress=progress)
+    elif kind == "classifier" and request.optimizer in CLASSIFIER_OPTIMIZERS:
         compiled = compile_classifier(
             baseline_program, request.train.examples, optimizer=request.optimizer, objective=request.objective,
             options=request.options, max_lm_calls=request.budget.max_lm_calls, threads=request.threads,

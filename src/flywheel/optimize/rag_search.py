@@ -1,0 +1,216 @@
+"""``auto``: the default optimizer of the RAG chatbot, built for the model it really runs on.
+
+A weak model has few correct traces, so bootstrapping finds nothing to keep. This search instead:
+
+1. **calibrates the refusal** on the training rows, without the LM: the relevance of the best passage
+   to each question as asked (answerable) and with the row's gold documents removed from the search
+   (the same question, now unanswerable). The threshold keeps at least ``1 - max_false_refusal`` of
+   the answerable questions; refusal precision and recall on the probes are recorded.
+2. **builds labelled demos** from the training rows: the question, the gold answer and the gold
+   document's best passage for that question, with provenance = the gold documents (shown per request
+   only to users who may read them; see :mod:`flywheel.programs.demos`). Yes/no questions teach the
+   typed yes/no step, the others the short-answer step.
+3. **scores candidate designs** — zero-shot, labelled k-shot (fixed), labelled k-shot chosen per
+   question (KNN), with and without a reasoning step where the LM is strong enough — on a validation
+   split of the training rows (never the gate's held-out split), within the LM-call budget, and keeps
+   the best; ties go to the simpler design.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import dspy
+import numpy as np
+
+from flywheel.errors import ConfigError
+from flywheel.evaluate.datasets import Dataset
+from flywheel.evaluate.runner import evaluate_program
+from flywheel.optimize.compile import Budget, CompileResult, count_demos
+from flywheel.programs.demos import labelled_demo
+from flywheel.programs.rag import Passage, RAGChatbot, RAGConfig, format_passages, is_yes_no_question
+
+Progress = Callable[[str, int, int | None], None]
+# Labelled demos kept per answer step: enough for KNN to find neighbours, small in the saved state.
+DEMO_POOL = 48
+YES_NO = ("yes", "no")
+
+
+@dataclass
+class RefusalCalibration:
+    """The chosen relevance threshold and how it separates answerable from unanswerable probes."""
+
+    threshold: float
+    answerable: int
+    unanswerable: int
+    answerable_kept: float
+    refusal_precision: float
+    refusal_recall: float
+
+
+def _best_relevance(hits: Sequence[Any]) -> float:
+    return max((h.relevance.get("vector", 0.0) for h in hits), default=0.0)
+
+
+def calibrate_refusal(kb: Any, examples: Sequence[dspy.Example], *, k: int,
+                      max_false_refusal: float = 0.05) -> RefusalCalibration | None:
+    """Threshold on the best passage's cosine similarity, from rows with gold documents (no LM call)."""
+    from flywheel.knowledge.index import MetadataFilter
+
+    answerable, unanswerable = [], []
+    for example in examples:
+        gold = tuple(example.get("gold_doc_ids") or ())
+        if not gold:
+            continue
+        principal, question = example.principal, example.question
+        answerable.append(_best_relevance(kb.search(principal, question, k=k)))
+        unanswerable.append(_best_relevance(kb.search(principal, question, k=k,
+                                                      metadata=MetadataFilter(exclude_documents=gold))))
+    if len(answerable) < 5:
+        return None
+    positives, negatives = np.array(answerable), np.array(unanswerable)
+    # The largest threshold that refuses at most max_false_refusal of the answerable questions.
+    quantile = float(np.quantile(positives, max_false_refusal, method="lower"))
+    # Midway to the closest unanswerable probe below it: the same decisions here, a margin on new data.
+    below = negatives[negatives < quantile]
+    threshold = (float(below.max()) + quantile) / 2 if below.size else quantile
+    refused_answerable = int((positives < threshold).sum())
+    refused_unanswerable = int((negatives < threshold).sum())
+    refused = refused_answerable + refused_unanswerable
+    return RefusalCalibration(
+        threshold=round(threshold, 4), answerable=len(positives), unanswerable=len(negatives),
+        answerable_kept=1 - refused_answerable / len(positives),
+        refusal_precision=refused_unanswerable / refused if refused else 0.0,
+        refusal_recall=refused_unanswerable / len(negatives))
+
+
+def _demo_answer(golds: Sequence[str], passage_text: str, yes_no: bool) -> str | None:
+    """The gold answer a demo shows: yes/no for yes/no questions, else preferably one the passage holds."""
+    cleaned = [str(g).strip() for g in golds if str(g).strip()]
+    if yes_no:
+        forms = [g.lower().rstrip(".!") for g in cleaned]
+        return next((f for f in forms if f in YES_NO), None)
+    held = [g for g in cleaned if g.lower().rstrip(".") in passage_text.lower()]
+    pool = held or cleaned
+    return min(pool, key=len) if pool else None
+
+
+def labelled_demos(kb: Any, examples: Sequence[dspy.Example], *, passages: int = 1,
+                   limit: int = DEMO_POOL) -> dict[bool, list[dspy.Example]]:
+    """Demos for the short-answer step (``False``) and the yes/no step (``True``) from labelled rows.
+
+    Each shows the gold document's best passages for the question, retrieved as the row's user (so a
+    row never reveals a document its own user cannot read), with provenance = those documents.
+    """
+    from flywheel.knowledge.index import MetadataFilter
+
+    pools: dict[bool, list[dspy.Example]] = {False: [], True: []}
+    for example in examples:
+        gold_docs = tuple(example.get("gold_doc_ids") or ())
+        golds = example.get("answer")
+        if not gold_docs or not golds:
+            continue
+        yes_no = is_yes_no_question(example.question)
+        if len(pools[yes_no]) >= limit:
+            continue
+        hits = kb.search(example.principal, example.question, k=passages,
+                         metadata=MetadataFilter(documents=gold_docs))
+        if not hits:
+            continue
+        shown = [Passage(h.chunk_id, h.doc_id, h.citation(), h.text) for h in hits]
+        text = format_passages(shown)
+        answer = _demo_answer(golds if isinstance(golds, list | tuple) else [golds], text, yes_no)
+        if answer is None:
+            continue
+        pools[yes_no].append(labelled_demo(example.question, answer, text, [p.doc_id for p in shown],
+                                           citations=[1]))
+    return pools
+
+
+@dataclass
+class Candidate:
+    name: str
+    config: RAGConfig
+    labelled: bool
+
+
+def candidate_designs(base: RAGConfig, *, max_demos: int, strong_lm: bool) -> list[Candidate]:
+    """The designs the search scores, simplest first (ties keep the earlier one)."""
+    shots = max(1, min(max_demos, 3))
+    designs = [Candidate("zero-shot", replace(base, max_demos=0), False),
+               Candidate(f"labelled {shots}-shot", replace(base, max_demos=shots, demo_selection="fixed"), True),
+               Candidate(f"labelled {shots}-shot KNN", replace(base, max_demos=shots, demo_selection="knn"), True)]
+    if strong_lm:
+        designs += [Candidate(f"{c.name} + reasoning", replace(c.config, reasoning=True), c.labelled)
+                    for c in list(designs)]
+    return designs
+
+
+def _split(examples: Sequence[dspy.Example], seed: int, val_fraction: float = 0.4) -> tuple[list, list]:
+    shuffled = list(examples)
+    random.Random(seed).shuffle(shuffled)
+    n_val = min(max(4, round(len(shuffled) * val_fraction)), len(shuffled) - 1)
+    return shuffled[n_val:], shuffled[:n_val]
+
+
+def search_rag_design(student: RAGChatbot, kb: Any, trainset: Sequence[dspy.Example], *, metric: Any,
+                      threads: int = 2, budget: Budget | None = None, seed: int = 0, max_demos: int = 3,
+                      strong_lm: bool = False, progress: Progress | None = None) -> CompileResult:
+    """Calibrate, build labelled demos and keep the best-scoring design on a validation split."""
+    if not isinstance(student, RAGChatbot):
+        raise ConfigError("The auto optimizer designs RAG chatbots.",
+                          hint="Use --optimizer bootstrap (or knn, mipro, gepa) for this program.")
+    if len(trainset) < 5:
+        raise ConfigError(f"The auto optimizer needs at least 5 training rows (got {len(trainset)}).",
+                          hint="Add labelled questions (question, answer, document) to --train.")
+    started = time.perf_counter()
+    budget = budget or Budget()
+    fit, val = _split(trainset, seed)
+    calibration = calibrate_refusal(kb, trainset, k=student.config.k)
+    base = student.config if calibration is None else replace(student.config, min_relevance=calibration.threshold)
+    pools = labelled_demos(kb, fit)
+    for pool in pools.values():
+        random.Random(seed).shuffle(pool)
+    designs = candidate_designs(base, max_demos=max_demos, strong_lm=strong_lm)
+    if not any(pools.values()):
+        designs = [d for d in designs if not d.labelled]
+    val_set = Dataset("auto[val]", "qa", list(val), True)
+    scores: dict[str, float] = {}
+    best: tuple[float, RAGChatbot, Candidate] | None = None
+    calls = 0
+    for number, design in enumerate(designs):
+        if budget.max_lm_calls is not None and calls + len(val) > budget.max_lm_calls and best is not None:
+            break
+        if budget.max_minutes is not None and best is not None and \
+                (time.perf_counter() - started) / 60 > budget.max_minutes:
+            break
+        if progress:
+            progress(f"scoring designs on {len(val)} validation rows", number, len(designs))
+        program = student.deepcopy()
+        program.configure(design.config)
+        program.answer_predictor(yes_no=False).demos = list(pools[False]) if design.labelled else []
+        program.answer_predictor(yes_no=True).demos = list(pools[True]) if design.labelled else []
+        result = evaluate_program(program, val_set, {"objective": metric}, name=design.name, threads=threads)
+        calls += result.lm_calls
+        score = float(result.metrics.get("objective") or 0.0)
+        scores[design.name] = round(score, 4)
+        if best is None or score > best[0]:
+            best = (score, program, design)
+    assert best is not None
+    _, program, chosen = best
+    params: dict[str, Any] = {"optimizer": "auto", "design": chosen.name, "validation_rows": len(val),
+                              "fit_rows": len(fit), "design_scores": scores, **asdict(chosen.config)}
+    if calibration is not None:
+        params.update({f"refusal.{k}": v for k, v in asdict(calibration).items()})
+    notes = [f"designs on {len(val)} validation rows: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()),
+             f"chosen: {chosen.name}"]
+    if calibration is not None:
+        notes.append(f"refusal threshold {calibration.threshold:.3f}: keeps {calibration.answerable_kept:.0%} of "
+                     f"answerable probes, refusal precision {calibration.refusal_precision:.2f}, "
+                     f"recall {calibration.refusal_recall:.2f}")
+    return CompileResult(program, "auto", params, calls, time.perf_counter() - started, count_demos(program),
+                         notes=notes)
