@@ -99,13 +99,26 @@ def test_sign_in_upload_ask_cite_and_thumbs_up(served: Served) -> None:
             expect(page.locator("#passage")).to_be_visible()
             expect(page.locator("#passage-text")).to_contain_text("40 minutes at -3 C")
 
+            for rating in ("up", "down"):  # drawn icons (inline SVG), not emoji that need an emoji font
+                icon = answer.locator(f"button.rate-{rating} svg.icon")
+                expect(icon).to_be_visible()
+                box = icon.bounding_box()
+                assert box is not None and box["width"] >= 12 and box["height"] >= 12
+                assert answer.locator(f"button.rate-{rating}").inner_text().strip() == ""
             answer.locator("button.rate-up").click()
             expect(answer.locator(".feedback-status")).to_have_text("Thanks for the feedback")
+            expect(answer.locator("button.rate-up")).to_have_class("rate-up chosen")
+            answer.locator("button.correct").click()
+            answer.locator("textarea.correction-text").fill("Holdover is 40 minutes in light snow at -3 C.")
+            answer.locator("button.send-correction").click()
+            expect(answer.locator(".feedback-status")).to_have_text("Thanks: correction saved")
+            expect(answer.locator("form.correction")).to_be_hidden()
             trace_id = answer.get_attribute("data-trace-id")
         finally:
             browser.close()
 
     rows = FeedbackStore(served.settings.catalog_url).list_feedback()
     assert [(r["trace_id"], r["user"], r["rating"]) for r in rows] == [(trace_id, "alice", "up")]
+    assert rows[0]["correction"] == "Holdover is 40 minutes in light snow at -3 C."
     assert rows[0]["question"] == "What is the holdover time in light snow?"
     assert rows[0]["citations"][0]["citation"].startswith("deicing.md")

@@ -94,26 +94,61 @@ function renderExtras(node, extra) {
   }
   if (extra.trace_id) {
     const rate = el("div", { className: "rate" });
-    for (const [rating, symbol] of [["up", "👍"], ["down", "👎"]]) {
-      const button = el("button", { type: "button", className: `rate-${rating}`, textContent: symbol,
-        title: rating === "up" ? "Helpful" : "Not helpful" });
+    for (const rating of ["up", "down"]) {
+      const button = el("button", { type: "button", className: `rate-${rating}`,
+        title: rating === "up" ? "Helpful" : "Not helpful" }, thumbIcon(rating));
+      button.setAttribute("aria-label", button.title);
       button.dataset.rating = rating;
-      button.addEventListener("click", () => sendFeedback(extra.trace_id, rating, rate, button));
+      button.addEventListener("click", () => sendFeedback(extra.trace_id, { rating }, rate, button));
       rate.append(button);
     }
-    rate.append(el("span", { className: "feedback-status" }));
-    node.append(rate);
+    const correct = el("button", { type: "button", className: "link correct", textContent: "Correct this answer" });
+    rate.append(correct, el("span", { className: "feedback-status" }));
+    const form = el("form", { className: "correction", hidden: true });
+    const box = el("textarea", { className: "correction-text", rows: 3,
+      placeholder: "What should the answer have said?" });
+    box.setAttribute("aria-label", "Correction");
+    form.append(box, el("button", { type: "submit", className: "send-correction", textContent: "Send correction" }));
+    correct.addEventListener("click", () => { form.hidden = !form.hidden; if (!form.hidden) box.focus(); });
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      if (box.value.trim()) sendFeedback(extra.trace_id, { correction: box.value.trim() }, rate, null, form);
+    });
+    node.append(rate, form);
   }
 }
 
-async function sendFeedback(traceId, rating, container, button) {
+// Thumbs as inline SVG: renders in every browser, with or without an emoji font.
+const THUMB_PATH = "M2 21h4V9H2v12zm20-11c0-1.1-.9-2-2-2h-6.3l1-4.6v-.3c0-.4-.2-.8-.4-1.1L13.2 1 6.6 7.6" +
+  "C6.2 8 6 8.5 6 9v10c0 1.1.9 2 2 2h9c.8 0 1.5-.5 1.8-1.2l3-7.1c.1-.2.2-.5.2-.7v-2z";
+
+function thumbIcon(rating) {
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("viewBox", "0 0 24 24");
+  svg.setAttribute("width", "16");
+  svg.setAttribute("height", "16");
+  svg.setAttribute("aria-hidden", "true");
+  svg.classList.add("icon", `thumb-${rating}`);
+  const path = document.createElementNS(ns, "path");
+  path.setAttribute("d", THUMB_PATH);
+  path.setAttribute("fill", "currentColor");
+  if (rating === "down") path.setAttribute("transform", "rotate(180 12 12)");
+  svg.append(path);
+  return svg;
+}
+
+async function sendFeedback(traceId, fields, container, button, form = null) {
   const status = container.querySelector(".feedback-status");
   try {
     await api("/feedback", { method: "POST", headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ trace_id: traceId, rating }) });
-    container.querySelectorAll("button").forEach((b) => b.classList.remove("chosen"));
-    button.classList.add("chosen");
-    status.textContent = "Thanks for the feedback";
+      body: JSON.stringify(Object.assign({ trace_id: traceId }, fields)) });
+    if (button) {
+      container.querySelectorAll("button[data-rating]").forEach((b) => b.classList.remove("chosen"));
+      button.classList.add("chosen");
+    }
+    if (form) form.hidden = true;
+    status.textContent = fields.correction ? "Thanks: correction saved" : "Thanks for the feedback";
   } catch (error) {
     status.textContent = error.message;
   }
