@@ -167,9 +167,17 @@ def predict(service: Any, frame: Any, program: str, principal: Principal) -> lis
         except ValueError:
             cited = []
         service.feedback.record_interaction(row_out["trace_id"], principal.user, program, question_of(row_in),
-                                            str(row_out.get("answer") or ""),
+                                            answer_text(row_out),
                                             [c for c in cited if isinstance(c, dict)], groups=sorted(principal.groups))
     return records
+
+
+def answer_text(row_out: dict[str, Any]) -> str:
+    """What an interaction records as the answer: a chat answer, or a classifier's labels as JSON (so feedback
+    on a classification — a thumbs-up or a correction such as ``negative: Late Flight`` — can train it)."""
+    if row_out.get("answer") is None and "sentiment" in row_out:
+        return json.dumps({"sentiment": row_out.get("sentiment"), "reason": row_out.get("reason")})
+    return str(row_out.get("answer") or "")
 
 
 @router.post("/invocations", response_model=Predictions,
