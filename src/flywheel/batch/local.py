@@ -40,6 +40,7 @@ ProgressCallback = Callable[[int, bool], None]
 MANIFEST = "manifest.json"
 MAX_ERROR_CHARS = 500
 DEFAULT_ABORT_AFTER = 50
+BATCH_ROWS = 512  # rows per call when the predictor classifies many at once (a distilled head)
 
 
 @dataclass
@@ -206,6 +207,11 @@ def classify_frame(
     buffer: list[dict[str, Any]] = []
     consecutive = 0
     threads = max(1, threads)
+    batch = getattr(predict, "batch", None)
+    if batch is not None:  # a distilled head: whole chunks in one call (one embedding pass each)
+        _classify_chunks(batch, texts, pending, results, summary, checkpoint, max(checkpoint_rows, BATCH_ROWS),
+                         on_progress, abort_after)
+        pending = []
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="classify") as pool:
         in_flight: set[Future[dict[str, Any]]] = set()
         queue = iter(pending)
@@ -253,6 +259,37 @@ def classify_frame(
     return summary
 
 
+def _classify_chunks(batch: Callable[[list[str]], list[Mapping[str, Any]]], texts: pd.Series, pending: list[int],
+                     results: dict[int, dict[str, Any]], summary: BatchSummary, checkpoint: Checkpoint, size: int,
+                     on_progress: ProgressCallback | None, abort_after: int | None) -> None:
+    """Classify ``pending`` rows ``size`` at a time with ``batch``, committing a checkpoint after each chunk."""
+    consecutive = 0
+    for start in range(0, len(pending), size):
+        rows = pending[start:start + size]
+        chunk = [texts.iat[row] for row in rows]
+        try:
+            answers = list(batch([t if isinstance(t, str) else "" for t in chunk]))
+        except Exception as exc:  # the whole chunk failed: every row records why
+            answers = [{"error": _describe(exc)}] * len(rows)
+        records = []
+        for row, text, answer in zip(rows, chunk, answers, strict=True):
+            error = answer.get("error")
+            if not isinstance(text, str) or not text.strip():
+                error = "empty text"
+            record = _result(row, None if error else answer, str(error)[:MAX_ERROR_CHARS] if error else None)
+            results[row] = record
+            records.append(record)
+            summary.classified += 1
+            consecutive = consecutive + 1 if error else 0
+            if on_progress is not None:
+                on_progress(summary.classified, error is not None)
+        checkpoint.commit(records)
+        if abort_after and consecutive >= abort_after:
+            raise LMError(f"{consecutive} rows in a row failed; the last error: {records[-1]['error']}",
+                          hint="Fix the cause and rerun the same command: finished rows are kept and failed rows "
+                          "are retried.")
+
+
 class RowFailed(Exception):
     """A registered model returned an error for a row."""
 
@@ -281,7 +318,23 @@ def registered_predictor(settings: Settings, ref: str) -> tuple[Predictor, str]:
             raise RowFailed(error)
         return {"sentiment": row["sentiment"], "reason": row.get("reason"), "justification": row.get("justification")}
 
+    def predict_many(texts: list[str]) -> list[dict[str, Any]]:
+        out = model.predict(pd.DataFrame({"text": texts}))
+        return [{k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()}
+                for row in out.to_dict(orient="records")]
+
+    if has_head(model):
+        predict.batch = predict_many  # type: ignore[attr-defined]
     return predict, f"{uri} (run {version.run_id})"
+
+
+def has_head(model: Any) -> bool:
+    """Whether a loaded classifier pyfunc model holds a distilled head (it then classifies frames in batches)."""
+    try:
+        python_model = model.unwrap_python_model()
+        return getattr(python_model.assistant.program("classifier"), "head", None) is not None
+    except Exception:
+        return False
 
 
 def program_predictor_for(settings: Settings, program: str = "classifier", labels: Path | None = None,
