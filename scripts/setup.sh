@@ -15,14 +15,33 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 stamp=.venv/.flywheel-installed
-want="$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)"
+want="$(cat pyproject.toml constraints.txt scripts/setup.sh | sha256sum | cut -d' ' -f1)"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && .venv/bin/python -c 'import flywheel, llama_cpp, dspy' 2>/dev/null; then
   exit 0
 fi
 echo "Installing Flywheel and its pinned dependencies into .venv…"
 .venv/bin/python -m pip install --quiet --upgrade "pip>=25" 2>&1 | grep -v "^WARNING: Location" || true
+
+# llama.cpp is compiled for a portable x86-64 feature set (AVX2/FMA/F16C), not for the build machine
+# (-march=native): a native build on CPUs with AVX-512/AMX crashed on every multi-token prompt here.
+# pip's wheel cache ignores CMAKE_ARGS, so the wheel is built once into a cache keyed by the flags.
+LLAMA_CMAKE_ARGS="${LLAMA_CMAKE_ARGS:--DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
+-DGGML_AVX512=OFF -DGGML_AVX_VNNI=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF}"
+llama_pin="$(grep -i '^llama-cpp-python==' constraints.txt)"
+wheels="${XDG_CACHE_HOME:-$HOME/.cache}/flywheel/llama-wheels/$(echo "$llama_pin $LLAMA_CMAKE_ARGS" | sha256sum | cut -c1-16)"
+if ! ls "$wheels"/llama_cpp_python-*.whl >/dev/null 2>&1; then
+  echo "Building $llama_pin for this CPU family (about 4 minutes on 2 cores, once)…"
+  mkdir -p "$wheels"
+  CMAKE_ARGS="$LLAMA_CMAKE_ARGS" .venv/bin/python -m pip wheel --quiet --no-deps --no-cache-dir "$llama_pin" \
+    -w "$wheels" 2>&1 | grep -v "^WARNING: Location" || true
+fi
+.venv/bin/python -m pip install --quiet --force-reinstall --no-deps "$wheels"/llama_cpp_python-*.whl 2>&1 \
+  | grep -v "^WARNING: Location" || true
 .venv/bin/python -m pip install --quiet -c constraints.txt -e ".[dev,bench]" 2>&1 | grep -v "^WARNING: Location" || true
 .venv/bin/python -c 'import flywheel, llama_cpp, dspy, lancedb, sentence_transformers' \
   || { echo "Installation failed: see the pip output above." >&2; exit 1; }
+# The embedded model must decode a real prompt (a crash here means llama.cpp was built for another CPU).
+.venv/bin/python -m flywheel.lm.selftest \
+  || { echo "The embedded LM does not run on this machine: rm -rf \"$wheels\" and rerun, or set LLAMA_CMAKE_ARGS." >&2; exit 1; }
 echo "$want" > "$stamp"
 echo "Flywheel installed in .venv (activate with: source .venv/bin/activate)."
