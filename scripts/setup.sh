@@ -27,7 +27,7 @@ echo "Installing Flywheel and its pinned dependencies into .venv…"
 # pip's wheel cache ignores CMAKE_ARGS, so the wheel is built once into a cache keyed by the flags.
 LLAMA_CMAKE_ARGS="${LLAMA_CMAKE_ARGS:--DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
 -DGGML_AVX512=OFF -DGGML_AVX_VNNI=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF}"
-llama_pin="$(grep -i '^llama-cpp-python==' constraints.txt)"
+llama_pin="$(grep -iE '^llama[-_]cpp[-_]python==' constraints.txt)"
 wheels="${XDG_CACHE_HOME:-$HOME/.cache}/flywheel/llama-wheels/$(echo "$llama_pin $LLAMA_CMAKE_ARGS" | sha256sum | cut -c1-16)"
 if ! ls "$wheels"/llama_cpp_python-*.whl >/dev/null 2>&1; then
   echo "Building $llama_pin for this CPU family (about 4 minutes on 2 cores, once)…"
