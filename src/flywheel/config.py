@@ -234,6 +234,8 @@ class ClassifySettings(BaseModel):
                                 "candidate is scored on (0: head candidates only, no LM calls).")
     embedding_cache_rows: int = Field(200_000, ge=0, description="Distilled head: texts whose vectors each process "
                                       "keeps (repeated texts skip the embedder; 0 turns the cache off).")
+    spark_chunk_rows: int = Field(100_000, ge=0, description="Spark runs to a local folder: rows per resumable "
+                                  "chunk (0: one job, not resumable).")
 
 
 class Settings(BaseSettings):

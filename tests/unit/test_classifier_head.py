@@ -200,3 +200,22 @@ def test_the_mlflow_model_classifies_a_frame_in_one_batch(embedder: KeywordEmbed
     assert out["sentiment"].tolist()[:2] == ["negative", "positive"]
     assert out["error"].isna().tolist() == [True, True, False] and "text" in out["error"].tolist()[2]
     assert list(out.columns) == ["sentiment", "reason", "justification", "trace_id", "error"]
+
+
+def test_a_classifier_model_is_built_once_per_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Spark's local mode calls load_context once per task: the program (embedder, head, LM) is built once."""
+    from types import SimpleNamespace
+
+    from flywheel.registry import pyfunc
+
+    FeedbackClassifier().save(str(tmp_path / "state.json"))
+    context = SimpleNamespace(model_config={"program": "classifier", "config": {}},
+                              artifacts={"program_state": str(tmp_path / "state.json")})
+    before = pyfunc.PROCESS_LOADS
+    first, second = pyfunc.ProgramModel(), pyfunc.ProgramModel()
+    first.load_context(context)
+    second.load_context(context)
+    assert before + 1 == pyfunc.PROCESS_LOADS and second.assistant is first.assistant
+    monkeypatch.setenv("FLYWHEEL_LM__TEMPERATURE", "0.5")  # other settings: another program
+    pyfunc.ProgramModel().load_context(context)
+    assert before + 2 == pyfunc.PROCESS_LOADS

@@ -96,6 +96,8 @@ def spark_session(master: str = "local[*]", conf: dict[str, str] | None = None,
             cores = os.cpu_count() or 1
             threads = max(1, cores // min(local_slots(master), cores))
             settings["spark.executorEnv.FLYWHEEL_LM__N_THREADS"] = str(threads)
+            # The embedder's torch threads too (a distilled head embeds every row in each worker).
+            settings.setdefault("spark.executorEnv.OMP_NUM_THREADS", str(threads))
     for key, value in (settings | (conf or {})).items():
         builder = builder.config(key, value)
     try:
@@ -157,11 +159,14 @@ def _watch(spark: SparkSession, on_progress: TaskProgress, stop: threading.Event
 
 def classify_spark(spark: SparkSession, input_path: Path | str, text_column: str, out: Path | str,
                    model_uri: str, *, partitions: int | None = None, overwrite: bool = False,
-                   on_progress: TaskProgress | None = None) -> BatchSummary:
+                   on_progress: TaskProgress | None = None, chunk_rows: int | None = None,
+                   restart: bool = False) -> BatchSummary:
     """Classify ``input_path`` with the pyfunc model at ``model_uri`` into the Parquet folder ``out``.
 
     The output has the input's columns plus ``predicted_sentiment``, ``predicted_reason``,
-    ``justification`` and ``error`` (the local engine's columns), in input order.
+    ``justification`` and ``error`` (the local engine's columns), in input order. With ``chunk_rows``
+    and a local ``out``, the run is resumable (:mod:`flywheel.batch.spark_resume`): ``on_progress``
+    then gets (rows done, all rows) after each chunk instead of Spark task counts.
     """
     import mlflow
     from pyspark.sql import functions as F
@@ -170,6 +175,7 @@ def classify_spark(spark: SparkSession, input_path: Path | str, text_column: str
     out = str(out)
     out_path = Path(out.removeprefix("file://"))
     existed = not is_uri(out) and out_path.exists()
+    resumable = chunk_rows is not None and not is_uri(out)
     if existed and not overwrite:
         raise InvalidInputError(f"The output {out} already exists.",
                                 hint="Choose another --out, or pass --overwrite to replace it.")
@@ -182,8 +188,7 @@ def classify_spark(spark: SparkSession, input_path: Path | str, text_column: str
                           hint="Check --program-version (see `flywheel programs show classifier`); a classifier "
                           "must be registered first (e.g. by `flywheel optimize`).") from None
     n = partitions or spark.sparkContext.defaultParallelism
-    ordered = (frame.withColumn(ROW, F.monotonically_increasing_id())
-               .repartitionByRange(n, ROW).sortWithinPartitions(ROW))
+    numbered = frame.withColumn(ROW, F.monotonically_increasing_id())
     kept = [F.col(f"`{c}`") for c in frame.columns if c not in (*RENAMED.values(), "justification", "error")]
     prediction = udf(F.struct(F.col(f"`{text_column}`").cast("string").alias("text")))
     # spark_udf casts a string column that mixes values and None with astype(str): None arrives as
@@ -192,8 +197,27 @@ def classify_spark(spark: SparkSession, input_path: Path | str, text_column: str
         value = F.col(f"__prediction.{name}")
         return F.when(value.isin(*MISSING), F.lit(None)).otherwise(value).alias(RENAMED.get(name, name))
 
-    result = ordered.withColumn("__prediction", prediction).select(
-        *kept, *[field(name) for name in ("sentiment", "reason", "justification", "error")])
+    def classified(rows: DataFrame) -> DataFrame:
+        ordered = rows.repartitionByRange(n, ROW).sortWithinPartitions(ROW)
+        return ordered.withColumn("__prediction", prediction).select(
+            *kept, *[field(name) for name in ("sentiment", "reason", "justification", "error")])
+
+    if resumable:
+        from flywheel.batch.spark_resume import run_in_chunks
+
+        key = {"input": str(Path(str(input_path)).resolve()) if not is_uri(str(input_path)) else str(input_path),
+               "model": model_uri, "text_column": text_column, "partitions": n}
+        try:
+            done = run_in_chunks(numbered, ROW, classified, out_path, key, chunk_rows=int(chunk_rows or 0),
+                                 restart=restart, overwrite=overwrite, on_rows=on_progress)
+        except InvalidInputError:
+            raise
+        except Exception as exc:
+            raise LMError(f"The Spark job failed: {_root_cause(exc)}",
+                          hint="Finished chunks are kept: rerun the same command to resume. Rows that fail inside "
+                          "the model get an `error` instead; this is a job-level failure.") from None
+        return _summary(spark, out, out_path, done["seconds"], resumed=done["resumed"], classified=done["classified"])
+    result = classified(numbered)
     stop = threading.Event()
     watcher = None
     if on_progress is not None:
@@ -216,10 +240,18 @@ def classify_spark(spark: SparkSession, input_path: Path | str, text_column: str
     seconds = time.perf_counter() - started
     if on_progress is not None:
         on_progress(n, n)
+    return _summary(spark, out, out_path, seconds)
+
+
+def _summary(spark: SparkSession, out: str, out_path: Path, seconds: float, *, resumed: int = 0,
+             classified: int | None = None) -> BatchSummary:
+    from pyspark.sql import functions as F
+
     written = spark.read.parquet(out)
     stats: dict[str, Any] = {row["predicted_sentiment"]: row["count"] for row in
                              written.groupBy("predicted_sentiment").count().collect()}
     failed = written.filter(F.col("error").isNotNull()).count()
     rows = int(sum(stats.values()))
-    return BatchSummary(output=out if is_uri(out) else out_path, rows=rows, classified=rows, failed=int(failed),
+    return BatchSummary(output=out if is_uri(out) else out_path, rows=rows, resumed=resumed,
+                        classified=rows - resumed if classified is None else classified, failed=int(failed),
                         counts={str(k): int(v) for k, v in stats.items() if k is not None}, seconds=seconds)

@@ -72,7 +72,7 @@ def classify(
         os.environ.setdefault(TRACE_SAMPLING, "0")
     if engine is Engine.spark:
         summary = _run_spark(input_path, out, text_column, labels, program, program_version, spark_master,
-                             spark_conf, partitions, overwrite)
+                             spark_conf, partitions, overwrite, restart)
     else:
         summary = _run_local(Path(input_path), Path(out), text_column, labels, program, program_version, threads,
                              restart, overwrite)
@@ -121,7 +121,7 @@ def _run_local(input_path: Path, out: Path, text_column: str, labels: Path | Non
 
 def _run_spark(input_path: str, out: str, text_column: str, labels: Path | None, program: str,
                program_version: str | None, master: str, conf: list[str], partitions: int | None,
-               overwrite: bool) -> object:
+               overwrite: bool, restart: bool = False) -> object:
     from flywheel.batch.spark import classify_spark, parse_conf, spark_session
     from flywheel.errors import ConfigError
     from flywheel.registry.programs import ProgramRegistry
@@ -141,12 +141,19 @@ def _run_spark(input_path: str, out: str, text_column: str, labels: Path | None,
     model_uri = registry.model_uri("classifier", version.version)
     with console.status(f"Starting Spark ({master})…"):
         spark = spark_session(master, parse_conf(conf))
+    chunk_rows = settings().classify.spark_chunk_rows or None
+    if chunk_rows is not None and "://" not in out:
+        from flywheel.batch.spark_resume import partial_dir
+
+        if (partial_dir(Path(out)) / "manifest.json").is_file() and not restart:
+            console.print(f"Resuming from the checkpoint in {partial_dir(Path(out))}.")
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     try:
         with Progress(*columns, console=console) as progress:
-            task = progress.add_task(f"Spark tasks ({model_uri})", total=None)
+            unit = "rows" if chunk_rows is not None and "://" not in out else "Spark tasks"
+            task = progress.add_task(f"{unit} ({model_uri})", total=None)
             return classify_spark(spark, input_path, text_column, out, model_uri, partitions=partitions,
-                                  overwrite=overwrite,
+                                  overwrite=overwrite, chunk_rows=chunk_rows, restart=restart,
                                   on_progress=lambda done, total: progress.update(task, completed=done, total=total))
     finally:
         spark.stop()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextvars
 import json
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -97,16 +98,44 @@ def save_program_model(path: Path, name: str, program: Any, settings: Settings, 
     )
 
 
+_PROCESS_MODELS: dict[str, tuple[Any, Any, bool]] = {}
+_PROCESS_MODELS_LOCK = threading.Lock()
+PROCESS_LOADS = 0
+"""How many times this process really built a program from a model (a cached classifier is built once)."""
+
+
 class ProgramModel(mlflow.pyfunc.PythonModel):
     """Loads the program with the serving process's settings, then answers DataFrames."""
 
     def load_context(self, context: Any) -> None:
+        config = dict(context.model_config or {})
+        self.name = config.get("program", "rag")
+        if program_kind(self.name) != "classifier":
+            self._load(context, config)
+            return
+        # Spark's local mode loads the model once per task, not once per Python worker: keep the loaded
+        # classifier (its embedder, head and LM) per process, keyed by its exact state, config and settings.
+        import hashlib
+
+        from flywheel.config import load_settings
+
+        state = Path(context.artifacts["program_state"]).read_bytes()
+        environment = load_settings().model_dump_json()  # another LM or embedder configured: another program
+        key = hashlib.sha256(state + json.dumps(config, sort_keys=True, default=str).encode()
+                             + environment.encode()).hexdigest()
+        with _PROCESS_MODELS_LOCK:
+            if key not in _PROCESS_MODELS:
+                self._load(context, config)
+                _PROCESS_MODELS[key] = (self.settings, self.assistant, self.trace)
+            self.settings, self.assistant, self.trace = _PROCESS_MODELS[key]
+
+    def _load(self, context: Any, config: dict[str, Any]) -> None:
         from flywheel.config import load_settings
         from flywheel.lm.factory import configure_dspy
         from flywheel.programs.assistant import Assistant
 
-        config = dict(context.model_config or {})
-        self.name = config.get("program", "rag")
+        global PROCESS_LOADS
+        PROCESS_LOADS += 1
         settings = apply_structural_config(load_settings(), config.get("config", {}))
         configure_dspy(settings)
         self.settings = settings
