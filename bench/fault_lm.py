@@ -21,7 +21,6 @@ Run: ``python -m bench.fault_lm --port 8091``; in tests, ``with running(FaultLM(
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import hashlib
@@ -33,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from bench import stub_lm
 from bench.stub_lm import StubLM
 
 MODES = ("none", "slow", "error500", "malformed", "truncated", "drop", "ratelimit")
@@ -145,20 +145,7 @@ def running(server: FaultLM, host: str = "127.0.0.1") -> Iterator[FaultLM]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="OpenAI-compatible stub LM with injectable faults.")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8091)
-    parser.add_argument("--latency-ms", type=float, default=0.0)
-    args = parser.parse_args()
-    server = FaultLM(args.latency_ms / 1000)
-
-    async def serve() -> None:
-        listener = await asyncio.start_server(server.handle, args.host, args.port, backlog=1024, limit=2**24)
-        async with listener:
-            await listener.serve_forever()
-
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve())
+    stub_lm.main(FaultLM, port=8091, latency_ms=0.0, description="OpenAI-compatible stub LM with injectable faults.")
 
 
 if __name__ == "__main__":

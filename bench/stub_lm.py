@@ -243,21 +243,22 @@ class StubLM:
         self.busy_s += time.perf_counter() - started
 
 
-async def serve(host: str, port: int, latency_s: float) -> None:
-    stub = StubLM(latency_s)
+async def serve(host: str, port: int, latency_s: float, stub: StubLM | None = None) -> None:
+    stub = stub or StubLM(latency_s)
     server = await asyncio.start_server(stub.handle, host, port, backlog=1024, limit=2**24)
     async with server:
         await server.serve_forever()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description="OpenAI-compatible stub LM with a fixed latency.")
+def main(server_class: type[StubLM] = StubLM, *, port: int = 8090, latency_ms: float = 50.0,
+         description: str = "OpenAI-compatible stub LM with a fixed latency.") -> None:
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8090)
-    parser.add_argument("--latency-ms", type=float, default=50.0)
+    parser.add_argument("--port", type=int, default=port)
+    parser.add_argument("--latency-ms", type=float, default=latency_ms)
     args = parser.parse_args()
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(args.host, args.port, args.latency_ms / 1000))
+        asyncio.run(serve(args.host, args.port, args.latency_ms / 1000, server_class(args.latency_ms / 1000)))
 
 
 if __name__ == "__main__":
