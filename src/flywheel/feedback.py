@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from sqlalchemy import DateTime, ForeignKey, Integer, String, Text, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from flywheel.errors import AccessDeniedError, InvalidInputError, NotFoundError
@@ -99,6 +100,13 @@ class FeedbackStore:
         if rating is None and correction is None and comment is None:
             raise InvalidInputError("The feedback is empty.",
                                     hint="Give a rating ('up'/'down'), a correction or a comment.")
+        try:
+            return self._upsert_feedback(trace_id, user, rating, correction, comment)
+        except IntegrityError:  # the same answer rated twice at once: the other insert won, update it
+            return self._upsert_feedback(trace_id, user, rating, correction, comment)
+
+    def _upsert_feedback(self, trace_id: str, user: str, rating: Rating | None, correction: str | None,
+                         comment: str | None) -> int:
         with self._sessions.begin() as s:
             interaction = s.get(Interaction, trace_id) if trace_id else None
             if interaction is None:

@@ -146,3 +146,27 @@ def test_doctor_names_a_missing_index_file_and_a_damaged_database(flywheel_home:
     catalog.write_bytes(bytes(raw))
     with pytest.raises(StorageError, match=r"catalog database .* is damaged"):
         check_databases(settings)
+
+
+def test_the_same_answer_rated_twice_at_once_is_an_update(flywheel_home: Path) -> None:
+    """Found by the soak: two concurrent ratings of one answer raced to insert its feedback row."""
+    feedback = FeedbackStore(load_settings().catalog_url)
+    errors: list[BaseException] = []
+
+    def rate(barrier: threading.Barrier, trace_id: str, rating: str) -> None:
+        try:
+            barrier.wait(10)
+            feedback.add_feedback(trace_id, "alice", rating=rating)  # type: ignore[arg-type]
+        except BaseException as exc:
+            errors.append(exc)
+
+    for n in range(10):
+        feedback.record_interaction(f"tr-{n}", "alice", "rag", "q", "a", [])
+        barrier = threading.Barrier(4)
+        threads = [threading.Thread(target=rate, args=(barrier, f"tr-{n}", r)) for r in ("up", "down", "up", "down")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    assert not errors, errors
+    assert len(feedback.list_feedback()) == 10
