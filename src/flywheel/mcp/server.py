@@ -110,8 +110,9 @@ def build_mcp_server(service: Service, caller: Caller) -> MCPServer:
         except FlywheelError as exc:
             raise ToolError(str(exc).replace("\n ", "")) from exc
 
-    server: MCPServer = MCPServer("flywheel", title="Flywheel", instructions=INSTRUCTIONS,
-                                  version=_version(), middleware=[_readable_documents(service, caller)])
+    server: MCPServer = MCPServer("flywheel", title="Flywheel", instructions=INSTRUCTIONS, version=_version(),
+                                  log_level=service.settings.log_level,  # the SDK calls logging.basicConfig
+                                  middleware=[_readable_documents(service, caller)])
     tools = default_tools()
 
     @server.tool(description="Search the documents you may read (hybrid vector + keyword search). "
