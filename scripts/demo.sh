@@ -5,7 +5,7 @@
 # (web chat page + REST API) until Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh "${FLYWHEEL_EXTRAS:-}"   # the runtime only; FLYWHEEL_EXTRAS=spark adds Spark
 FW=.venv/bin/flywheel
 $FW doctor
 $FW users import samples/users.yaml

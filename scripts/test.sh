@@ -2,7 +2,7 @@
 # Set up (if needed), lint, and run the whole test suite: unit, end-to-end, browser.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh dev,bench   # the runtime plus the test tools (pytest, Playwright, Spark, openai, …)
 bash scripts/browser.sh
 export FLYWHEEL_HOME="${FLYWHEEL_TEST_HOME:-$(mktemp -d)}"
 .venv/bin/ruff check src tests bench
