@@ -5,10 +5,10 @@ What a backup holds, and how each part is copied so that the copy is one consist
 1. every SQLite database under the home (the catalog with documents, users, groups, API keys,
    feedback and conversations; the MLflow tracking/registry store; the maintenance log) through
    SQLite's online backup API: a transactionally consistent copy even while other processes write;
-2. then the LanceDB index, pinned to the table version current at that moment (LanceDB never
-   rewrites the files of a committed version; manifests of later commits are left out). The catalog
-   is copied first: a document committed to the index after the catalog copy shows in the restored
-   catalog as a *pending* version, the same state a crash leaves, which re-ingesting finishes;
+2. then the LanceDB index, pinned to the version it had while the databases were copied: the index
+   version is read before and after the (millisecond) database copies, which are repeated if an index
+   commit landed in between, so catalog and index describe one instant. LanceDB never rewrites the
+   files of a committed version, and manifests of later commits are left out of the copy;
 3. then every other file (MLflow artifacts, uploaded originals, flywheel.toml), which are written
    once before the database rows that point at them, so every registered version has its model.
 
@@ -38,6 +38,7 @@ from flywheel.config import Settings
 from flywheel.errors import InvalidInputError, StorageError
 
 MANIFEST = "flywheel-backup.json"
+ATTEMPTS = 50
 FORMAT = 1
 SKIP_DIRS = {"dspy_cache"}
 SKIP_SUFFIXES = ("-wal", "-shm", "-journal", ".lock", ".tmp")
@@ -127,13 +128,12 @@ def backup_home(settings: Settings, target: Path, progress: Progress | None = No
     try:
         everything = list(_walk(home, {index_dir} if index_in_home and index_dir else set()))
         databases = [p for p in everything if is_sqlite(p)]
-        for path in databases:  # 1. databases, each a consistent copy
-            say(f"database {path.relative_to(home)}")
-            copy_sqlite(path, partial / path.relative_to(home))
-            report.databases.append(str(path.relative_to(home)))
-        if index_in_home and index_dir is not None:  # 2. the index at its current version
-            say(f"index {index_dir.relative_to(home)}")
-            report.tables = snapshot_tables(index_dir, partial / index_dir.relative_to(home))
+        index = index_dir if index_in_home else None
+        versions = _copy_databases_at_one_index_version(home, databases, index, partial, say)
+        report.databases = [str(path.relative_to(home)) for path in databases]
+        if index is not None:  # 2. the index at the version it had while the databases were copied
+            say(f"index {index.relative_to(home)}")
+            report.tables = snapshot_tables(index, partial / index.relative_to(home), versions)
         elif settings.knowledge.index_uri:
             report.skipped.append(f"index {settings.index_uri} (outside FLYWHEEL_HOME: back it up with its store)")
         if not settings.catalog_url.startswith("sqlite"):
@@ -154,6 +154,27 @@ def backup_home(settings: Settings, target: Path, progress: Progress | None = No
         raise
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _copy_databases_at_one_index_version(home: Path, databases: list[Path], index: Path | None, partial: Path,
+                                         say: Progress) -> dict[str, int]:
+    """Copy every database while no index commit happens; returns the index versions of that moment.
+
+    The index version is read before and after the (quick) database copies; if a commit landed in
+    between, the copies are made again, so the catalog and the index describe one instant.
+    """
+    from flywheel.knowledge.snapshot import table_versions
+
+    for attempt in range(ATTEMPTS):
+        before = table_versions(index) if index is not None else {}
+        for path in databases:  # 1. databases, each a consistent copy
+            say(f"database {path.relative_to(home)}")
+            copy_sqlite(path, partial / path.relative_to(home))
+        if (table_versions(index) if index is not None else {}) == before:
+            return before
+        time.sleep(0.05 * (attempt + 1))
+    raise StorageError(f"The index kept changing during {ATTEMPTS} attempts to copy the databases beside it.",
+                       hint="Retry the backup when uploads are quieter.")
 
 
 def _move_into(partial: Path, target: Path) -> None:

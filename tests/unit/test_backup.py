@@ -142,3 +142,30 @@ def test_cli_backup_and_restore(flywheel_home: Path, tmp_path: Path, monkeypatch
     common.settings.cache_clear()
     assert done.exit_code == 0, done.output
     assert KnowledgeBase(load_settings(), embedder=HashEmbedder()).principal("alice").groups >= {"mechanics"}
+
+
+def test_databases_are_copied_again_when_the_index_moves(flywheel_home: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """An upload committing between the catalog copy and the index copy must not split the backup."""
+    import flywheel.backup as backup
+
+    settings = load_settings()
+    kb = KnowledgeBase(settings, embedder=HashEmbedder())
+    kb.catalog.add_user("alice", ["mechanics"])
+    kb.ingest_files(kb.principal("alice"), [("oil.md", OIL)], groups=["mechanics"])
+    real, copies = backup.copy_sqlite, []
+
+    def copy_then_upload(source: Path, target: Path) -> None:
+        real(source, target)
+        copies.append(source.name)
+        if len(copies) == 1:  # right after the first database copy, an upload lands
+            kb.ingest_files(kb.principal("alice"), [("late.md", b"# Late\n\nA late note.\n")], groups=["mechanics"])
+
+    monkeypatch.setattr(backup, "copy_sqlite", copy_then_upload)
+    backup.backup_home(settings, tmp_path / "b")
+    assert copies.count("catalog.db") == 2  # copied again, with the index version that matches
+    restored = load_settings(home=tmp_path / "r")
+    restore_home(restored, tmp_path / "b")
+    kb2 = KnowledgeBase(restored, embedder=HashEmbedder())
+    consistent(kb2)
+    assert {d.source for d in kb2.catalog.list_documents()} == {"oil.md", "late.md"}

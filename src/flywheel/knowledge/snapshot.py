@@ -47,18 +47,25 @@ def _scan(table: object) -> int:
     return int(rows)
 
 
-def snapshot_tables(source: Path, target: Path) -> dict[str, int]:
-    """Copy every table of the LanceDB database at ``source`` to ``target``, each pinned to its current
-    version; checks the copies open and hold the same rows. Returns {table: version}."""
+def table_versions(source: Path) -> dict[str, int]:
+    """The latest committed version of every table of the LanceDB database at ``source`` (read from disk now)."""
     import lancedb
 
     db = lancedb.connect(str(source))
-    versions: dict[str, int] = {}
+    return {name: int(db.open_table(name).version) for name in db.table_names()}
+
+
+def snapshot_tables(source: Path, target: Path, versions: dict[str, int]) -> dict[str, int]:
+    """Copy the tables of the LanceDB database at ``source`` to ``target``, each pinned to ``versions[name]``;
+    checks the copies open and hold the same rows. Returns ``versions``."""
+    import lancedb
+
+    db = lancedb.connect(str(source))
     expected: dict[str, int] = {}
-    for name in db.table_names():
+    for name, version in versions.items():
         table = db.open_table(name)
-        versions[name] = int(table.version)
-        expected[name] = int(table.count_rows())  # this handle stays on the version just read
+        table.checkout(version)
+        expected[name] = int(table.count_rows())
     target.mkdir(parents=True, exist_ok=True)
     for item in source.iterdir():  # tables are <name>.lance directories; anything else is copied as is
         name = item.name.removesuffix(".lance")
