@@ -273,8 +273,10 @@ class KnowledgeBase:
         principal.require_manage(doc.owner, f"change the groups of {doc.source}")
         groups = self.catalog.require_groups(list(groups))
         principal.require_member(set(groups) - set(doc.groups))  # may only add groups one belongs to
-        self.catalog.set_groups(doc.id, groups)
+        # The index first: it is what enforces access, so a crash between the two writes can leave the
+        # catalog showing the old groups (the same call again fixes it), never a revoked group still reading.
         self.index.set_groups(doc.id, groups)
+        self.catalog.set_groups(doc.id, groups)
         return self.catalog.get_document(doc.id)
 
     def grant(self, principal: Principal, document_id: str, groups: Sequence[str]) -> Document:
