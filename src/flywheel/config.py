@@ -61,8 +61,9 @@ class LMSettings(BaseModel):
     )
     timeout_s: float = Field(60.0, gt=0, description="Per-request timeout for remote endpoints, in seconds.")
     max_retries: int = Field(3, ge=0, le=10, description="Retries with backoff on 429/5xx/timeouts.")
-    max_retry_wait_s: float = Field(10.0, ge=0, description="Longest pause before a retry; a 429 asking for a "
-                                    "longer Retry-After fails at once (503 + Retry-After) instead of holding a worker.")
+    max_retry_wait_s: float = Field(10.0, ge=0, description="Longest pause before a retry in a served request; a 429 "
+                                    "asking for a longer Retry-After fails at once (503 + Retry-After) instead of "
+                                    "holding a worker. Batch jobs and optimization wait up to 120 s.")
     temperature: float = Field(0.0, ge=0, le=2)
     max_tokens: int = Field(768, gt=0, le=32768)
     structured_outputs: bool = Field(

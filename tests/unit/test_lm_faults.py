@@ -144,3 +144,23 @@ def test_the_breaker_opens_fails_fast_and_closes_when_the_endpoint_recovers(env:
     assert response.status_code == 200, response.text
     assert metric(env, "flywheel_lm_circuit_state") == 0
     assert metric(env, "flywheel_lm_circuit_opened_total") == 1
+
+
+def test_retry_pauses_are_bounded_tighter_for_served_requests() -> None:
+    from dspy.utils.exceptions import LMAuthError, LMRateLimitError, LMServerError
+
+    from flywheel.lm.bounded import BoundedLM, deadline
+
+    lm = BoundedLM("openai/stub", api_base="http://127.0.0.1:9/v1", api_key="x", max_retries=2,
+                   max_retry_wait_s=10)
+    assert lm.num_retries == 0  # DSPy's own retries are off: these are the only ones
+    assert lm.retry_delay(LMServerError("boom"), 0) == 0.5 and lm.retry_delay(LMServerError("boom"), 1) == 1.0
+    assert lm.retry_delay(LMServerError("boom"), 2) is None  # max_retries reached
+    assert lm.retry_delay(LMAuthError("no"), 0) is None  # not worth retrying
+    slow = LMRateLimitError("wait", retry_after=30)
+    assert lm.retry_delay(slow, 0) == 30  # a batch job may wait for it
+    with deadline(60):
+        assert lm.retry_delay(slow, 0) is None  # a served request may not
+        assert lm.retry_delay(LMRateLimitError("wait", retry_after=2), 0) == 2
+    with deadline(1):
+        assert lm.retry_delay(LMRateLimitError("wait", retry_after=2), 0) is None  # past the deadline

@@ -10,7 +10,8 @@ over (DSPy's are set to 0):
   stops at its next LM call instead of running to the end;
 - it retries only what is worth retrying (timeouts, connection errors, 5xx, 429), at most
   ``lm.max_retries`` times, waiting ``Retry-After`` when given, else 0.5 s, 1 s, 2 s …, but never
-  longer than ``lm.max_retry_wait_s`` and never past the deadline (it gives up instead);
+  longer than ``lm.max_retry_wait_s`` and never past the deadline (it gives up instead); calls
+  without a deadline (batch classification, optimization) honour a ``Retry-After`` up to 120 s;
 - each attempt's HTTP read is bounded by ``lm.timeout_s`` (lm15's transport enforces it), so after a
   deadline passes the worker thread ends within one attempt.
 """
@@ -29,6 +30,7 @@ import dspy
 from flywheel.errors import RequestTimeoutError
 
 _deadline: ContextVar[float | None] = ContextVar("flywheel_lm_deadline", default=None)
+OFFLINE_MAX_RETRY_WAIT_S = 120.0
 
 
 @contextmanager
@@ -76,9 +78,12 @@ class BoundedLM(dspy.LM):
             return None
         hint = getattr(exc, "retry_after", None)
         delay = float(hint) if isinstance(hint, int | float) and hint >= 0 else 0.5 * 2**attempt
-        if delay > self.max_retry_wait_s:
-            return None  # the endpoint asks for a longer pause than a request can wait: say so now
         left = remaining()
+        # A served request (it has a deadline) waits at most max_retry_wait_s; a batch job or an
+        # optimization run has no caller waiting on it and honours a longer Retry-After, up to a bound.
+        cap = self.max_retry_wait_s if left is not None else max(self.max_retry_wait_s, OFFLINE_MAX_RETRY_WAIT_S)
+        if delay > cap:
+            return None  # the endpoint asks for a longer pause than this caller can wait: say so now
         if left is not None and delay >= left:
             return None
         return delay
