@@ -1,4 +1,5 @@
-"""The web chat page in real Chromium: sign in, upload, ask, open a citation, thumbs-up → feedback stored.
+"""The web chat page in real Chromium: sign in, upload, ask, open a citation, thumbs (SVG icons) and a
+correction → feedback stored.
 
 The service runs in-process under uvicorn on loopback, over a real catalog and LanceDB index, with
 DummyLM answers (citing passage 1) and a hashing embedder, so the test is about the page.
@@ -6,16 +7,11 @@ DummyLM answers (citing passage 1) and a hashing embedder, so the test is about 
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import dspy
-import httpx
 import pytest
-import uvicorn
 from dspy.utils import DummyLM
 
 from flywheel.config import Settings, load_settings
@@ -24,7 +20,7 @@ from flywheel.knowledge.base import KnowledgeBase
 from flywheel.programs.assistant import Assistant
 from flywheel.serve.app import create_app
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
-from tests.unit.serve_helpers import HashEmbedder
+from tests.unit.serve_helpers import HashEmbedder, serving
 
 DEICING = b"# De-icing\n\nType IV fluid holdover time in light snow is 40 minutes at -3 C.\n"
 ANSWER = {"reasoning": "r", "answer": "The holdover time is 40 minutes.", "citations": [1], "found": True}
@@ -45,25 +41,8 @@ def served(flywheel_home) -> Iterator[Served]:
     lm = DummyLM([ANSWER] * 20, adapter=dspy.JSONAdapter())
     app = create_app(settings, assistant=Assistant(settings, knowledge=kb), lm=lm, tracing=False)
     key = app.state.flywheel.keys.create("alice")[1]
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    try:
+    with serving(app) as url:
         yield Served(url, key, settings)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def test_sign_in_upload_ask_cite_and_thumbs_up(served: Served) -> None:

@@ -34,15 +34,11 @@ def test_chunks_fit_the_model_window_with_the_real_tokenizer() -> None:
 
 def test_openai_compatible_embeddings_endpoint_gives_the_same_vectors() -> None:
     """EndpointEmbedder against a real HTTP /v1/embeddings server on loopback (serving MiniLM)."""
-    import socket
-    import threading
-    import time
-
-    import uvicorn
     from fastapi import FastAPI
 
     from flywheel.config import EmbedderSettings
     from flywheel.knowledge.embed import EndpointEmbedder
+    from tests.unit.serve_helpers import serving
 
     local = LocalEmbedder()
     app = FastAPI()
@@ -52,23 +48,11 @@ def test_openai_compatible_embeddings_endpoint_gives_the_same_vectors() -> None:
         vectors = local.embed(body["input"])
         return {"data": [{"index": i, "embedding": v.tolist()} for i, v in enumerate(vectors)][::-1]}
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    try:
-        remote = EndpointEmbedder(EmbedderSettings(provider="openai", api_base=f"http://127.0.0.1:{port}/v1",
-                                                   batch_size=2))
+    with serving(app) as url:
+        remote = EndpointEmbedder(EmbedderSettings(provider="openai", api_base=f"{url}/v1", batch_size=2))
         texts = ["brake wear", "oil servicing", "refund policy", "tire pressure", "propeller"]
         assert remote.dimensions == 384
         assert np.allclose(remote.embed(texts), local.embed(texts), atol=1e-5)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def test_concurrent_queries_are_encoded_together_with_the_same_vectors() -> None:

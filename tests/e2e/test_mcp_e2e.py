@@ -22,10 +22,8 @@ from typing import Any
 
 import anyio
 import dspy
-import httpx
 import httpx2
 import pytest
-import uvicorn
 from dspy.utils import DummyLM
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
@@ -33,6 +31,7 @@ from mcp.client.streamable_http import streamable_http_client
 from flywheel.knowledge.base import KnowledgeBase
 from flywheel.programs.assistant import Assistant
 from flywheel.serve.app import create_app
+from tests.unit.serve_helpers import serving
 
 from .test_knowledge_acl import canary_queries, doc_id_of, load_yaml
 
@@ -52,21 +51,8 @@ def served(sample_knowledge: KnowledgeBase) -> Iterator[tuple[str, dict[str, str
     app = create_app(settings, assistant=Assistant(settings, knowledge=sample_knowledge), lm=lm, tracing=False)
     users = [u["name"] for u in load_yaml("users.yaml")["users"]]
     keys = {user: app.state.flywheel.keys.create(user)[1] for user in users}
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        try:
-            if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    yield f"{url}/mcp", keys
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(app) as url:
+        yield f"{url}/mcp", keys
 
 
 def passages(result: Any) -> list[dict[str, Any]]:

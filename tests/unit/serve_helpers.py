@@ -1,10 +1,15 @@
-"""Shared pieces of the service's unit tests: a hashing embedder, test programs and an app factory."""
+"""Shared pieces of the service's unit tests: a hashing embedder, test programs, an app factory, and
+``serving(app)`` (the app under uvicorn on loopback, for real HTTP clients)."""
 
 from __future__ import annotations
 
 import hashlib
 import re
+import socket
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,3 +86,27 @@ def make_env(settings: Settings | None = None, lm: Any = None) -> tuple[Any, Set
     store = app.state.flywheel.keys
     keys = {user: store.create(user)[1] for user in ("alice", "bob", "root")}
     return app, settings, kb, keys
+
+
+@contextmanager
+def serving(app: Any) -> Iterator[str]:
+    """Run ``app`` under uvicorn on a free loopback port in a thread; yields its base URL once it has started
+    (its lifespan, warm-up included, has run), and stops it afterwards."""
+    import uvicorn
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 120
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -9,9 +9,6 @@ the next call.
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -20,11 +17,10 @@ import anyio
 import httpx
 import httpx2
 import pytest
-import uvicorn
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.unit.serve_helpers import make_env
+from tests.unit.serve_helpers import make_env, serving
 
 
 @dataclass
@@ -38,25 +34,8 @@ class Served:
 @pytest.fixture
 def served() -> Iterator[Served]:
     app, _settings, kb, keys = make_env()
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    try:
+    with serving(app) as url:
         yield Served(url, keys, kb, app)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def session(served: Served, key: str | None, **options: Any) -> Client:
