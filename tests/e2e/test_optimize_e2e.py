@@ -63,7 +63,8 @@ def test_flywheel_optimize_classifier_registers_a_gated_version(tmp_path: Path) 
     data = shared_data("airline_feedback")
     env = {**os.environ, "FLYWHEEL_HOME": str(tmp_path / "home")}
     command = [sys.executable, "-m", "flywheel", "optimize", "classifier", "--train", str(data / "train.csv"),
-               "--dev", str(data / "dev.csv"), "--train-limit", "8", "--dev-limit", "12", "--max-lm-calls", "40"]
+               "--dev", str(data / "dev.csv"), "--train-limit", "8", "--dev-limit", "12", "--max-lm-calls", "40",
+               "--optimizer", "bootstrap"]  # the classifier's default is now `auto` (tests/e2e/test_classifier_*)
     run = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "held-out dev.csv (12 examples)" in run.stdout

@@ -219,3 +219,14 @@ def test_a_classifier_model_is_built_once_per_process(tmp_path: Path, monkeypatc
     monkeypatch.setenv("FLYWHEEL_LM__TEMPERATURE", "0.5")  # other settings: another program
     pyfunc.ProgramModel().load_context(context)
     assert before + 2 == pyfunc.PROCESS_LOADS
+
+
+def test_search_without_a_trainable_head_picks_an_lm_program(embedder: KeywordEmbedder) -> None:
+    one_class = [LabelledText(f"@Air delayed {i}", "negative", "Late Flight") for i in range(6)]
+    answer = {"sentiment": "negative", "reason": "Late Flight", "justification": "late"}
+    with dspy.context(lm=lm([answer] * 20), adapter=dspy.JSONAdapter()):
+        found = search(FeedbackClassifier(), one_class, embedder=embedder, lm_rows=2)
+    assert found.winner == "LM zero-shot" and found.program.shape == "lm"
+    assert any("no head candidate" in note for note in found.notes)
+    with pytest.raises(InvalidInputError, match="No classifier candidate"):
+        search(FeedbackClassifier(), one_class, embedder=embedder, lm_rows=0)

@@ -34,6 +34,7 @@ from typing import Any
 
 import dspy
 
+from flywheel.errors import InvalidInputError
 from flywheel.evaluate.metrics import score_labels
 from flywheel.optimize.distill import LabelledText, distill, stratified_split
 
@@ -139,20 +140,22 @@ def search(student: Any, rows: Sequence[LabelledText], *, embedder: Any, objecti
     lm_sample = [val_rows[i] for i in sample_idx] if lm_rows > 0 else []
     table: list[dict[str, Any]] = []
     notes: list[str] = []
-
-    head_program = distill(student, fit_rows, embedder=embedder, seed=seed).program
-    head_all = head_program.head_confidences([r.text for r in val_rows])
-    head_row = {"candidate": "distilled head", "validation": objective_value(objective, val_rows, head_all),
-                "validation_rows": len(val_rows), "lm_share": 0.0}
-    table.append(head_row)
+    try:
+        head_program = distill(student, fit_rows, embedder=embedder, seed=seed).program
+    except InvalidInputError as exc:  # too few rows or classes to train a head
+        head_program = None
+        notes.append(f"no head candidate: {exc.message}")
+    head_row: dict[str, Any] = {"candidate": "distilled head", "validation_rows": len(val_rows), "lm_share": 0.0}
+    if head_program is not None:
+        head_row["validation"] = objective_value(objective, val_rows,
+                                                 head_program.head_confidences([r.text for r in val_rows]))
+        table.append(head_row)
     lm_calls = 0
     lm_answers: dict[str, list[dict[str, Any]]] = {}
     demos = balanced_demos([r for r in fit_rows if r.source == "gold"] or fit_rows, labels.sentiments, per_class,
                            seed)
     if lm_sample:
         texts = [r.text for r in lm_sample]
-        head_sample = head_program.head_confidences(texts)
-        head_row["lm_rows_score"] = objective_value(objective, lm_sample, head_sample)
         for name in lm_candidates:
             program = FeedbackClassifier(labels)
             if name != "zero-shot":
@@ -166,17 +169,24 @@ def search(student: Any, rows: Sequence[LabelledText], *, embedder: Any, objecti
             table.append({"candidate": f"LM {name}", "validation": None, "validation_rows": len(texts),
                           "lm_rows_score": objective_value(objective, lm_sample, lm_answers[name]), "lm_share": 1.0})
         best_lm = max(lm_candidates, key=lambda n: objective_value(objective, lm_sample, lm_answers[n]))
-        threshold, value, share = choose_threshold([h["confidence"] for h in head_sample], head_sample,
-                                                   lm_answers[best_lm], lm_sample, max_share=lm_share,
-                                                   objective=objective)
-        table.append({"candidate": f"cascade (head + LM {best_lm}, p<{threshold:.3f})", "validation": None,
-                      "validation_rows": len(texts), "lm_rows_score": value, "lm_share": share,
-                      "threshold": threshold, "lm_program": best_lm})
-        ranked = sorted(table, key=lambda row: -(row.get("lm_rows_score") or 0.0))
-        winner_row = ranked[0] if ranked[0].get("lm_rows_score", 0) > head_row["lm_rows_score"] + 1e-9 else head_row
-    else:
+        if head_program is not None:
+            head_sample = head_program.head_confidences(texts)
+            head_row["lm_rows_score"] = objective_value(objective, lm_sample, head_sample)
+            threshold, value, share = choose_threshold([h["confidence"] for h in head_sample], head_sample,
+                                                       lm_answers[best_lm], lm_sample, max_share=lm_share,
+                                                       objective=objective)
+            table.append({"candidate": f"cascade (head + LM {best_lm}, p<{threshold:.3f})", "validation": None,
+                          "validation_rows": len(texts), "lm_rows_score": value, "lm_share": share,
+                          "threshold": threshold, "lm_program": best_lm})
+        # Highest score on the LM-scored rows; ties go to the earlier (cheaper) candidate: head, LM, cascade.
+        winner_row = max(table, key=lambda row: row.get("lm_rows_score") or 0.0)
+    elif head_program is not None:
         winner_row = head_row
         notes.append("no LM budget (classify.search_lm_rows = 0 or --max-lm-calls 0): head candidates only")
+    else:
+        raise InvalidInputError("No classifier candidate could be scored: too few labelled rows for a head and no "
+                                "LM budget.", hint="Give more labelled rows (--train), or raise --max-lm-calls / "
+                                "classify.search_lm_rows.")
     winner = winner_row["candidate"]
     # Rebuild the winner on all training rows.
     if winner == "distilled head":

@@ -12,11 +12,13 @@ lets repeated texts (retweets, templated messages, replicated benchmark rows) sk
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,6 +28,7 @@ from flywheel.errors import ConfigError, InvalidInputError
 HEAD_FORMAT = "flywheel.linear-head/1"
 EMBED_BATCH = 256
 PREPROCESS = "strip-urls-and-leading-mentions"
+STATS_DIR = "EMBEDDING_CACHE_STATS_DIR"
 _URL = re.compile(r"https?://\S+")
 _LEADING_MENTIONS = re.compile(r"^(?:@\w+[\s:,]*)+")
 
@@ -224,7 +227,20 @@ class CachedEmbedder:
         with self._lock:
             self.misses += len(missing)
             self.hits += len(texts) - len(missing)
+        self._report()
         return np.stack([found[t] for t in texts]) if texts else np.zeros((0, self.dimensions), dtype=np.float32)
+
+    def _report(self) -> None:
+        """With $EMBEDDING_CACHE_STATS_DIR set (benchmarks), write this process's hits and misses there."""
+        directory = os.environ.get(STATS_DIR)
+        if not directory:
+            return
+        import json
+
+        path = Path(directory) / f"embedding-cache-{os.getpid()}.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"pid": os.getpid(), "hits": self.hits, "misses": self.misses}))
+        os.replace(tmp, path)
 
     def _embed(self, texts: list[str]) -> np.ndarray:
         parts = [self.embedder.embed(texts[i:i + EMBED_BATCH]) for i in range(0, len(texts), EMBED_BATCH)]
