@@ -124,3 +124,18 @@ def test_group_changes_apply_to_the_next_call(served: Served) -> None:
     assert run(search) == ["fuel.md"]
     served.kb.catalog.add_user("bob", ["pilots", "mechanics"])
     assert run(search) == ["fuel.md", "oil.md"]
+
+
+def test_a_session_opened_with_one_users_key_is_not_found_with_anothers(served: Served) -> None:
+    headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+    initialize = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "test", "version": "1"}}}
+    alice, bob = ({"Authorization": f"Bearer {served.keys[user]}"} for user in ("alice", "bob"))
+    with httpx.Client(base_url=served.url, timeout=10) as http:
+        opened = http.post("/mcp", json=initialize, headers={**headers, **alice})
+        assert opened.status_code == 200
+        same = {**headers, "mcp-session-id": opened.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
+        http.post("/mcp", json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers={**same, **alice})
+        listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
+        assert http.post("/mcp", json=listing, headers={**same, **alice}).status_code == 200
+        assert http.post("/mcp", json=listing, headers={**same, **bob}).status_code == 404
