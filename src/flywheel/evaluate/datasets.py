@@ -150,7 +150,8 @@ def qa_examples(
         fields: dict[str, Any] = {"question": str(question).strip(), "principal": principal, "user": user,
                                   "answer": answer if _present(answer) else None,
                                   "gold_doc_ids": gold_docs or None,
-                                  "gold_chunk_ids": _as_list(row.get("gold_chunk_ids")) or None}
+                                  "gold_chunk_ids": _as_list(row.get("gold_chunk_ids")) or None,
+                                  "tool": str(row["tool"]).strip() if _present(row.get("tool")) else None}
         examples.append(dspy.Example(**fields).with_inputs("question", "principal"))
     _raise_problems(problems, source, hint="Fix the rows, or add the users/documents first (`flywheel users add`).")
     return examples

@@ -97,6 +97,17 @@ def answer_contains(example: Any, prediction: Any, trace: Any = None) -> float |
     return float(any(normalize_answer(g) and f" {normalize_answer(g)} " in answer for g in golds))
 
 
+def tool_choice(example: Any, prediction: Any, trace: Any = None) -> float | None:
+    """Agents: 1.0 if the first tool the program called is the row's expected ``tool`` ("finish" when
+    it called none)."""
+    gold = _field(example, "tool")
+    if not gold:
+        return None
+    steps = _field(prediction, "steps", []) or []
+    first = _field(steps[0], "tool", "") if steps else "finish"
+    return float(str(first) == str(gold))
+
+
 # --- retrieval ---------------------------------------------------------------------------------
 
 

@@ -9,7 +9,7 @@ own knobs are sized so a normal run fits). Reruns are cheap: DSPy's cache answer
 Access control: programs with retrieval never get *labelled* demos (a training row's gold answer
 may come from documents another user cannot read), and bootstrapped demos are annotated with
 their source documents so the program shows them only to principals who can read those documents
-(:func:`flywheel.programs.rag.visible_demos`).
+(:func:`flywheel.programs.demos.visible_demos`); so are the agent's demos that show tool outputs.
 """
 
 from __future__ import annotations
@@ -160,12 +160,15 @@ def compile_program(
     progress: Progress | None = None,
 ) -> CompileResult:
     """Optimize a copy of ``student``; the original is left untouched."""
-    from flywheel.programs.rag import annotate_demo_sources
+    from flywheel.programs.demos import CONTENT_FIELDS, annotate_demo_sources
 
     if not trainset:
         raise ConfigError("The training set is empty.", hint="Give a dataset with at least one example.")
     budget = budget or Budget()
-    retrieval = any("passages" in p.signature.input_fields for _, p in student.named_predictors())
+    # Programs that read documents or tool outputs never get labelled demos here, and their bootstrapped
+    # demos carry provenance (documents, tools) checked per request.
+    retrieval = any(field in p.signature.input_fields for _, p in student.named_predictors()
+                    for field in CONTENT_FIELDS)
     opt, params = build_optimizer(optimizer, metric, trainset=trainset, threads=threads, retrieval=retrieval,
                                   seed=seed, max_demos=max_demos, teacher_lm=teacher_lm, reflection_lm=reflection_lm,
                                   budget=budget)

@@ -22,6 +22,7 @@ import numpy as np
 from dspy.utils.exceptions import AdapterParseError
 
 from flywheel.access import Principal
+from flywheel.programs.demos import ReadableCheck, remember_sources, visible_demos
 from flywheel.programs.rag import as_history
 from flywheel.tools.registry import Tool, ToolContext, ToolRegistry, ToolResult
 
@@ -45,13 +46,15 @@ class ChooseTool(dspy.Signature):
 
 
 class WriteAnswer(dspy.Signature):
-    """Answer the question using only the numbered observations. Cite the numbers of the observations
-    you used. If they do not contain the answer, say plainly that you could not find it."""
+    """Answer the question from the numbered observations in one short sentence: give the value asked
+    for together with what the observations say about it (its status, due date, limit or condition).
+    Cite the numbers of the observations you used. If they do not contain the answer, say plainly that
+    you could not find it."""
 
     question: str = dspy.InputField()
     history: dspy.History = dspy.InputField(desc="earlier turns of the conversation")
     observations: str = dspy.InputField(desc="numbered results of the tools called")
-    answer: str = dspy.OutputField(desc="a concise answer grounded in the observations")
+    answer: str = dspy.OutputField(desc="one sentence with the value and its status, from the observations")
     citations: list[int] = dspy.OutputField(desc="numbers of the observations that support the answer")
 
 
@@ -105,18 +108,48 @@ class ToolAgent(dspy.Module):
     """Bounded tool-use loop with a final cited answer. Services are shared; the principal is per call."""
 
     def __init__(self, registry: ToolRegistry, services: dict[str, Any] | None = None, *, max_steps: int = 3,
-                 ranker: ToolRanker | None = None) -> None:
+                 ranker: ToolRanker | None = None, reasoning: bool = False,
+                 readable: ReadableCheck | None = None) -> None:
         super().__init__()
         if max_steps < 1:
             raise ValueError("max_steps must be at least 1")
         self.registry = registry
         self.services = services or {}
         self.max_steps = max_steps
+        self.readable = readable
         embedder = getattr(self.services.get("knowledge"), "embedder", None)
         self.ranker: ToolRanker = ranker or (EmbeddingToolRanker(embedder) if embedder else lexical_ranker)
         # A tool choice is a name and a short input: a small token budget bounds a looping LM.
         self.choose = dspy.Predict(ChooseTool, max_tokens=160)
-        self.respond = dspy.ChainOfThought(WriteAnswer)
+        # A reasoning step only where the LM can use it (programs.reasoning), as for the RAG chatbot.
+        self.reasoning = reasoning
+        self.respond = dspy.ChainOfThought(WriteAnswer) if reasoning else dspy.Predict(WriteAnswer, max_tokens=200)
+
+    def dump_state(self, json_mode: bool = True) -> dict[str, Any]:
+        return {**super().dump_state(json_mode=json_mode), "agent_config": {"reasoning": self.reasoning}}
+
+    def load_state(self, state: dict[str, Any], **kwargs: Any) -> None:
+        reasoning = bool((state.get("agent_config") or {}).get("reasoning", "respond.predict" in state))
+        if reasoning != self.reasoning:
+            self.reasoning = reasoning
+            self.respond = dspy.ChainOfThought(WriteAnswer) if reasoning else dspy.Predict(WriteAnswer, max_tokens=200)
+        super().load_state(state, **kwargs)
+
+    def tools_allowed(self, principal: Principal, names: Sequence[str]) -> bool:
+        """Whether the principal may use every one of these tools (and so see their outputs)."""
+        return all((tool := self.registry.get(n)) is not None and tool.allowed(principal) for n in names)
+
+    def _demos(self, predictor: dspy.Predict, principal: Principal) -> list[Any]:
+        """The demos this principal may see: tool outputs only from documents they can read and tools
+        they may use (demos with observations but no provenance are never shown)."""
+        return visible_demos(predictor.demos, principal, self.readable, self.tools_allowed)
+
+    def _observations(self, steps: list[Step]) -> str:
+        """The numbered observations, with their provenance recorded for the optimizer's demos."""
+        text = render_observations(steps)
+        doc_ids = [src["doc_id"] for s in steps for src in s.sources if "doc_id" in src]
+        remember_sources(text, doc_ids, tools=[s.tool for s in steps])
+        return text
 
     def forward(self, question: str, principal: Principal, history: Any = None) -> dspy.Prediction:
         if not isinstance(principal, Principal):
@@ -136,7 +169,8 @@ class ToolAgent(dspy.Module):
             )
             try:
                 choice = self.choose(signature=signature, question=question, history=turns, tools=menu,
-                                     observations=render_observations(steps))
+                                     observations=self._observations(steps),
+                                     demos=self._demos(self.choose, principal))
             except AdapterParseError as exc:  # an LM without constrained decoding named no valid tool
                 steps.append(Step("invalid choice", "", ToolResult(f"Unusable tool choice: {exc.lm_response!r:.200}"),
                                   error=True))
@@ -149,7 +183,9 @@ class ToolAgent(dspy.Module):
             steps.append(self._run(name, tool_input, context))
         if not steps or all(s.error for s in steps):
             return dspy.Prediction(answer=NO_ANSWER, citations=[], steps=[_describe(s) for s in steps])
-        reply = self.respond(question=question, history=turns, observations=render_observations(steps))
+        answer_step = self.respond.predict if isinstance(self.respond, dspy.ChainOfThought) else self.respond
+        reply = self.respond(question=question, history=turns, observations=self._observations(steps),
+                             demos=self._demos(answer_step, principal))
         citations = []
         for number in reply.citations or []:
             if isinstance(number, int) and 1 <= number <= len(steps):

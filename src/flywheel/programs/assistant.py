@@ -120,9 +120,12 @@ class Assistant:
             return rag_program(self.knowledge, self.settings)
         if name == "agent":
             from flywheel.programs.agent import ToolAgent
+            from flywheel.programs.rag import default_config, knowledge_readable
             from flywheel.tools.builtin import default_tools
 
-            return ToolAgent(default_tools(), self.services, max_steps=self.settings.programs.agent_max_steps)
+            return ToolAgent(default_tools(), self.services, max_steps=self.settings.programs.agent_max_steps,
+                             reasoning=default_config(self.settings).reasoning,
+                             readable=knowledge_readable(self.knowledge))
         if name == "classifier":
             from flywheel.programs.classify import FeedbackClassifier, load_labels
 

@@ -32,12 +32,17 @@ import numpy as np
 from flywheel.access import Principal
 
 SOURCE_FIELD = "source_doc_ids"
+TOOLS_FIELD = "source_tools"
+# Inputs that carry document or record content: a demo with either must have provenance.
+CONTENT_FIELDS = ("passages", "observations")
 DemoSelection = Literal["fixed", "knn"]
 # Which of these document ids may the principal read now? (checked against the catalog per request)
 ReadableCheck = Callable[[Principal, Sequence[str]], set[str]]
+# May the principal use every one of these tools (and so see what they return)?
+ToolsAllowed = Callable[[Principal, Sequence[str]], bool]
 Embed = Callable[[list[str]], np.ndarray]
 
-_SOURCES: OrderedDict[str, tuple[str, ...]] = OrderedDict()
+_SOURCES: OrderedDict[str, tuple[tuple[str, ...], tuple[str, ...]]] = OrderedDict()
 _SOURCES_LOCK = threading.Lock()
 _SOURCES_MAX = 4096
 
@@ -46,56 +51,83 @@ def _key(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def remember_sources(passages_text: str, doc_ids: Sequence[str]) -> None:
-    """Record which documents a formatted passage block came from (bounded, process-local)."""
+def remember_sources(passages_text: str, doc_ids: Sequence[str], tools: Sequence[str] = ()) -> None:
+    """Record which documents (and which tools' outputs) a formatted context block came from
+    (bounded, process-local)."""
     key = _key(passages_text)
     with _SOURCES_LOCK:
-        _SOURCES[key] = tuple(dict.fromkeys(doc_ids))
+        _SOURCES[key] = (tuple(dict.fromkeys(doc_ids)), tuple(dict.fromkeys(tools)))
         _SOURCES.move_to_end(key)
         while len(_SOURCES) > _SOURCES_MAX:
             _SOURCES.popitem(last=False)
 
 
 def sources_of(passages_text: str) -> tuple[str, ...] | None:
-    """The documents behind a passage block this process formatted, or None if unknown."""
+    """The documents behind a context block this process formatted, or None if unknown."""
     with _SOURCES_LOCK:
-        return _SOURCES.get(_key(passages_text))
+        found = _SOURCES.get(_key(passages_text))
+    return None if found is None else found[0]
+
+
+def tools_of(context_text: str) -> tuple[str, ...] | None:
+    """The tools whose outputs a context block shows, or None if unknown."""
+    with _SOURCES_LOCK:
+        found = _SOURCES.get(_key(context_text))
+    return None if found is None else found[1]
+
+
+def _content(demo: Any) -> str | None:
+    if not hasattr(demo, "get"):
+        return None
+    for name in CONTENT_FIELDS:
+        value = demo.get(name)
+        if value and str(value) != "(none yet)":
+            return str(value)
+    return None
 
 
 def annotate_demo_sources(program: dspy.Module) -> int:
-    """Attach document provenance to every demo that embeds passages; drop demos whose passages
-    cannot be attributed. Returns the number of demos dropped."""
+    """Attach provenance (documents, tools) to every demo that embeds passages or tool observations;
+    drop demos whose content cannot be attributed. Returns the number of demos dropped."""
     dropped = 0
     for _, predictor in program.named_predictors():
         kept = []
         for demo in predictor.demos:
-            passages = demo.get("passages") if hasattr(demo, "get") else None
-            if not passages or demo.get(SOURCE_FIELD) is not None:
+            content = _content(demo)
+            if content is None or demo.get(SOURCE_FIELD) is not None or demo.get(TOOLS_FIELD) is not None:
                 kept.append(demo)
                 continue
-            sources = sources_of(str(passages))
-            if sources is None:
+            with _SOURCES_LOCK:
+                found = _SOURCES.get(_key(content))
+            if found is None:
                 dropped += 1
                 continue
-            demo[SOURCE_FIELD] = list(sources)
+            demo[SOURCE_FIELD], demo[TOOLS_FIELD] = list(found[0]), list(found[1])
             kept.append(demo)
         predictor.demos = kept
     return dropped
 
 
-def visible_demos(demos: Sequence[Any], principal: Principal, readable: ReadableCheck | None) -> list[Any]:
-    """The demos this principal may see: those without passages, and those whose source documents
-    the principal can read now (one catalog query for all of them)."""
-    needed = {d for demo in demos if demo.get("passages") for d in (demo.get(SOURCE_FIELD) or [])}
+def visible_demos(demos: Sequence[Any], principal: Principal, readable: ReadableCheck | None,
+                  tools_allowed: ToolsAllowed | None = None) -> list[Any]:
+    """The demos this principal may see: those without passages or observations, and those whose
+    source documents the principal can read now (one catalog query for all of them) and whose tools
+    the principal may use. A demo with content but no provenance is never shown (fail closed)."""
+    needed = {d for demo in demos if _content(demo) for d in (demo.get(SOURCE_FIELD) or [])}
     allowed = readable(principal, sorted(needed)) if (needed and readable is not None) else set()
     shown = []
     for demo in demos:
-        if not demo.get("passages"):
+        if _content(demo) is None:
             shown.append(demo)
             continue
-        sources = demo.get(SOURCE_FIELD)
-        if sources and set(sources) <= allowed:
-            shown.append(demo)
+        sources, tools = demo.get(SOURCE_FIELD) or [], demo.get(TOOLS_FIELD) or []
+        if not sources and not tools:
+            continue
+        if not set(sources) <= allowed:
+            continue
+        if tools and (tools_allowed is None or not tools_allowed(principal, tools)):
+            continue
+        shown.append(demo)
     return shown
 
 
