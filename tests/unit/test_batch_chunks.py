@@ -53,3 +53,13 @@ def test_an_interrupted_chunked_run_resumes_where_it_stopped(tmp_path: Path, mon
     summary = run(tmp_path / "out.parquet", again)
     assert summary.resumed == 20 and [len(c) for c in again.chunks] == [10, 1]
     assert pd.read_parquet(tmp_path / "out.parquet")["text"].tolist() == TEXTS
+
+
+def test_a_report_on_the_reason_field_gets_its_own_files(tmp_path: Path) -> None:
+    from flywheel.batch.report import write_report
+
+    pd.DataFrame({"text": ["a", "b", "c"], "reason": ["Late Flight", "", "Lost Luggage"],
+                  "predicted_reason": ["Late Flight", None, None]}).to_parquet(tmp_path / "out.parquet")
+    files = write_report(tmp_path / "out.parquet", "reason", predicted_column="predicted_reason", field="reason")
+    assert files.markdown.name == "out.reason.report.md" and files.png.exists()
+    assert files.scores.rows == 2 and files.scores.accuracy == 0.5  # the row without a gold reason is left out

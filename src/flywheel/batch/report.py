@@ -113,16 +113,18 @@ def _read(path: Path) -> pd.DataFrame:
             from None
 
 
-def report_paths(output: Path) -> tuple[Path, Path, Path]:
-    """(json, markdown, png) paths next to a batch output."""
-    stem = output.name.removesuffix(".parquet")
+def report_paths(output: Path, field: str | None = None) -> tuple[Path, Path, Path]:
+    """(json, markdown, png) paths next to a batch output (``OUT.<field>.report.md`` for a second field)."""
+    stem = output.name.removesuffix(".parquet") + (f".{field}" if field else "")
     return (output.with_name(f"{stem}.report.json"), output.with_name(f"{stem}.report.md"),
             output.with_name(f"{stem}.confusion.png"))
 
 
 def write_report(output: Path, label_column: str = "sentiment", *, predicted_column: str = "predicted_sentiment",
-                 baseline: Path | None = None, text_column: str | None = None) -> ReportFiles:
-    """Score a batch output and write the report files next to it (see the module docstring)."""
+                 baseline: Path | None = None, text_column: str | None = None,
+                 field: str | None = None) -> ReportFiles:
+    """Score a batch output and write the report files next to it (see the module docstring); ``field`` names
+    the files of a report on another field (``field="reason"`` → ``OUT.reason.report.md``)."""
     output = Path(output)
     frame = _read(output)
     for column in (label_column, predicted_column):
@@ -142,7 +144,7 @@ def write_report(output: Path, label_column: str = "sentiment", *, predicted_col
             raise InvalidInputError(f"The baseline {baseline} holds other texts (or another order) than {output}.",
                                     hint="Run the baseline program on the same input file.")
         base_scores = score(frame[label_column].tolist(), other[predicted_column].tolist())
-    json_path, md_path, png_path = report_paths(output)
+    json_path, md_path, png_path = report_paths(output, field)
     body = {"output": str(output), "label_column": label_column, "predicted_column": predicted_column,
             "skipped_unlabelled": skipped, "scores": scores.to_dict(),
             "baseline": None if base_scores is None else {"output": str(baseline), "scores": base_scores.to_dict()}}

@@ -183,6 +183,29 @@ def _report(out: Path, label_column: str, baseline: Path | None, text_column: st
     from flywheel.batch.report import log_report, write_report
 
     files = write_report(out, label_column, baseline=baseline, text_column=text_column)
+    _print_report(files, label_column)
+    if log_mlflow:
+        run_id = log_report(settings(), files, params={"output": out, "label_column": label_column,
+                                                       "program_version": program_version or "zero-shot"})
+        console.print(f"Logged to MLflow run {run_id}.")
+    import pandas as pd
+
+    columns = set(pd.read_parquet(out).columns) if label_column == "sentiment" else set()
+    if {"reason", "predicted_reason"} <= columns:  # the reason taxonomy too, on rows with a gold reason
+        from flywheel.errors import InvalidInputError
+
+        try:
+            reasons = write_report(out, "reason", predicted_column="predicted_reason", baseline=baseline,
+                                   text_column=text_column, field="reason")
+        except InvalidInputError:  # no row has a gold reason
+            return
+        _print_report(reasons, "reason (rows with a gold reason; no reason predicted = wrong)")
+
+
+def _print_report(files: object, label_column: str) -> None:
+    from flywheel.batch.report import ReportFiles
+
+    assert isinstance(files, ReportFiles)
     scores = files.scores
     table = Table(title=f"Report: {label_column} ({scores.rows} labelled rows)")
     for column in ("class", "precision", "recall", "F1", "support"):
@@ -195,7 +218,3 @@ def _report(out: Path, label_column: str, baseline: Path | None, text_column: st
                           f"macro-F1 {files.baseline.macro_f1:.3f}")
     console.print(table)
     console.print(f"Report: {files.markdown}, {files.json}, {files.png}")
-    if log_mlflow:
-        run_id = log_report(settings(), files, params={"output": out, "label_column": label_column,
-                                                       "program_version": program_version or "zero-shot"})
-        console.print(f"Logged to MLflow run {run_id}.")
