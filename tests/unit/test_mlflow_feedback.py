@@ -67,3 +67,20 @@ def test_feedback_on_an_untraced_answer_still_counts(traced: Traced) -> None:
     assert response.status_code == 201
     assert mlflow.get_trace(trace_id, silent=True) is None
     assert app.state.flywheel.feedback.list_feedback()[0]["rating"] == "up"
+
+
+def test_a_served_trace_is_judged_against_the_passages_it_recorded(traced: Traced) -> None:
+    import dspy
+    from dspy.utils import DummyLM
+
+    from flywheel.config import load_settings
+    from flywheel.registry.scorers import judge_scorers
+
+    client, keys, _app = traced
+    trace = mlflow.get_trace(ask(client, keys["alice"]), flush=True)
+    judge_lm = DummyLM([{"verdict": "supported"}], adapter=dspy.JSONAdapter())
+    (faithfulness,) = judge_scorers(load_settings(), judge_lm=judge_lm, names=["faithfulness"])
+    judged = faithfulness(inputs=trace.data.spans[0].inputs, outputs=trace.data.spans[0].outputs, trace=trace)
+    assert judged.value == 1.0
+    prompt = "\n".join(str(m.get("content")) for m in judge_lm.history[-1]["messages"])
+    assert "Check the engine oil level 5 to 30 minutes after engine shutdown." in prompt  # oil.md's passage
