@@ -11,7 +11,7 @@ from flywheel.access import Principal
 from flywheel.evaluate.catalog import optimizer_metric
 from flywheel.evaluate.metrics import token_f1
 from flywheel.knowledge.index import MetadataFilter
-from flywheel.optimize.rag_search import calibrate_refusal, labelled_demos, search_rag_design
+from flywheel.optimize.rag_search import calibrate_refusal, gold_documents, labelled_demos, search_rag_design
 from flywheel.programs.demos import SOURCE_FIELD
 from flywheel.programs.rag import Passage, RAGChatbot
 
@@ -88,3 +88,13 @@ def test_search_keeps_the_best_design_and_records_it() -> None:
     assert set(result.params["design_scores"]) == {"zero-shot", "labelled 3-shot", "labelled 3-shot KNN"}
     assert result.program.config.min_relevance == result.params["refusal.threshold"]
     assert result.params["design"] in result.params["design_scores"]
+
+
+def test_rows_without_gold_documents_use_the_passage_that_holds_their_answer() -> None:
+    correction = dspy.Example(question="How long does a cat sleep?", principal=READER, answer="16 hours",
+                              gold_doc_ids=None).with_inputs("question", "principal")
+    assert gold_documents(FakeKB(), correction) == ("cats",)
+    demo = labelled_demos(FakeKB(), [correction])[False][0]
+    assert demo[SOURCE_FIELD] == ["cats"] and demo.answer == "16 hours"
+    nowhere = dspy.Example(question="How long does a cat sleep?", principal=READER, answer="3 weeks")
+    assert gold_documents(FakeKB(), nowhere) == ()

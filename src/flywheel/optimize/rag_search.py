@@ -29,6 +29,7 @@ import numpy as np
 
 from flywheel.errors import ConfigError
 from flywheel.evaluate.datasets import Dataset
+from flywheel.evaluate.metrics import normalize_answer
 from flywheel.evaluate.runner import evaluate_program
 from flywheel.optimize.compile import Budget, CompileResult, count_demos
 from flywheel.programs.demos import labelled_demo
@@ -56,6 +57,26 @@ def _best_relevance(hits: Sequence[Any]) -> float:
     return max((h.relevance.get("vector", 0.0) for h in hits), default=0.0)
 
 
+def _golds(example: dspy.Example) -> list[str]:
+    gold = example.get("answer")
+    if not gold:
+        return []
+    return [str(g).strip() for g in (gold if isinstance(gold, list | tuple) else [gold]) if str(g).strip()]
+
+
+def gold_documents(kb: Any, example: dspy.Example, *, k: int = 4) -> tuple[str, ...]:
+    """The row's gold documents; for a row without them (e.g. a correction from feedback), the
+    documents of the passages, retrieved as the row's user, that contain its gold answer."""
+    given = tuple(example.get("gold_doc_ids") or ())
+    if given:
+        return given
+    golds = [normalize_answer(g) for g in _golds(example) if normalize_answer(g) not in YES_NO]
+    if not golds:
+        return ()
+    hits = kb.search(example.principal, example.question, k=k)
+    return tuple(dict.fromkeys(h.doc_id for h in hits if any(g in normalize_answer(h.text) for g in golds)))
+
+
 def calibrate_refusal(kb: Any, examples: Sequence[dspy.Example], *, k: int,
                       max_false_refusal: float = 0.05) -> RefusalCalibration | None:
     """Threshold on the best passage's cosine similarity, from rows with gold documents (no LM call)."""
@@ -63,7 +84,7 @@ def calibrate_refusal(kb: Any, examples: Sequence[dspy.Example], *, k: int,
 
     answerable, unanswerable = [], []
     for example in examples:
-        gold = tuple(example.get("gold_doc_ids") or ())
+        gold = gold_documents(kb, example, k=k)
         if not gold:
             continue
         principal, question = example.principal, example.question
@@ -110,8 +131,8 @@ def labelled_demos(kb: Any, examples: Sequence[dspy.Example], *, passages: int =
 
     pools: dict[bool, list[dspy.Example]] = {False: [], True: []}
     for example in examples:
-        gold_docs = tuple(example.get("gold_doc_ids") or ())
-        golds = example.get("answer")
+        gold_docs = gold_documents(kb, example)
+        golds = _golds(example)
         if not gold_docs or not golds:
             continue
         yes_no = is_yes_no_question(example.question)
@@ -123,7 +144,7 @@ def labelled_demos(kb: Any, examples: Sequence[dspy.Example], *, passages: int =
             continue
         shown = [Passage(h.chunk_id, h.doc_id, h.citation(), h.text) for h in hits]
         text = format_passages(shown)
-        answer = _demo_answer(golds if isinstance(golds, list | tuple) else [golds], text, yes_no)
+        answer = _demo_answer(golds, text, yes_no)
         if answer is None:
             continue
         pools[yes_no].append(labelled_demo(example.question, answer, text, [p.doc_id for p in shown],
