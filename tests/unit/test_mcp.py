@@ -97,6 +97,20 @@ def test_group_tools_are_refused_outside_their_groups(served: Served) -> None:
     assert "may not classify feedback" in result.content[0].text and "customer-support" in result.content[0].text
 
 
+def test_tool_errors_say_how_to_fix(served: Served) -> None:
+    async def main() -> list[Any]:
+        async with session(served, served.keys["alice"]) as client:
+            return [await client.call_tool("ask", {"question": "hi", "program": "nope"}),
+                    await client.call_tool("ask", {"question": "   "}),
+                    await client.call_tool("search_documents", {"query": "oil", "k": 500})]
+
+    unknown, empty, too_many = run(main)
+    assert all(r.is_error for r in (unknown, empty, too_many))
+    assert "Unknown program 'nope'" in unknown.content[0].text and "Known programs" in unknown.content[0].text
+    assert "The question is empty" in empty.content[0].text
+    assert "k must be between 1 and 20" in too_many.content[0].text
+
+
 def test_missing_unknown_and_revoked_keys_are_refused(served: Served) -> None:
     for key in (None, "fw_not-a-key"):
         response = httpx.post(f"{served.url}/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},

@@ -135,13 +135,15 @@ def build_mcp_server(service: Service, caller: Caller) -> MCPServer:
                              "history: earlier turns of the conversation, oldest first.")
     async def ask(question: str, ctx: Context, program: str | None = None,
                   history: list[Turn] | None = None) -> Answer:
-        name = service.resolve_model(program)
-        if name == "classifier":
-            raise ToolError("The classifier does not answer questions: use the classify_feedback tool.")
-        turns = [t.model_dump() for t in history or []]
-        reply = await run_as(ctx, lambda principal: service.answer(principal, name, question, turns))
+        def work(principal: Principal) -> dict[str, Any]:
+            name = service.resolve_model(program)
+            if name == "classifier":
+                raise InvalidInputError("The classifier does not answer questions.", hint="Use classify_feedback.")
+            return service.answer(principal, name, question, [t.model_dump() for t in history or []])
+
+        reply = await run_as(ctx, work)
         return Answer(answer=reply["answer"], citations=reply["citations"], trace_id=reply["trace_id"],
-                      program=name)
+                      program=reply["program"])
 
     gate = tools.get("classify_feedback")
 
