@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 from flywheel.cli.common import console, settings
@@ -12,6 +14,9 @@ def deploy(
     alias: str = typer.Option("champion", "--alias", "--version", help="Registry alias to deploy."),
     new: bool = typer.Option(False, "--new", help="Register the current program as a new candidate version even "
                                                   "when the alias already points at one."),
+    responses_agent: Path | None = typer.Option(
+        None, "--responses-agent", help="Also save that version as an MLflow ResponsesAgent model in this folder "
+                                        "(`mlflow models serve` then speaks the OpenAI Responses shape)."),
 ) -> None:
     """Register the program (with its champion state, if any) and print how to serve it."""
     from flywheel.errors import InvalidInputError, NotFoundError
@@ -46,4 +51,13 @@ def deploy(
     console.print(f"  MLFLOW_TRACKING_URI={config.tracking_uri} mlflow models serve -m {uri} "
                   "--env-manager local --port 5001", highlight=False, soft_wrap=True)
     console.print("or with Flywheel's own service (API keys, documents, feedback, web page): flywheel serve")
+    if responses_agent is not None:
+        from flywheel.registry.responses_agent import save_responses_agent
+
+        with console.status(f"Saving {name} ({alias}) as an MLflow ResponsesAgent…"):
+            program_object = Assistant(config, registry=registry, alias=alias).program(name)
+            save_responses_agent(responses_agent, name, program_object, config)
+        console.print(f"As a ResponsesAgent: mlflow models serve -m {responses_agent} --env-manager local "
+                      "--port 5002  (POST /invocations with {\"input\": [messages], \"custom_inputs\": "
+                      "{\"user\": …}})", highlight=False, soft_wrap=True, markup=False)
     typer.echo(uri)

@@ -1,0 +1,63 @@
+"""The program as an MLflow ResponsesAgent: saved, loaded by MLflow, answering Responses requests as the
+``custom_inputs`` user (real embedder and index, the stub LM endpoint for answers)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from flywheel.config import load_settings
+from flywheel.knowledge.base import KnowledgeBase
+from flywheel.programs.assistant import Assistant
+from flywheel.registry.responses_agent import save_responses_agent
+
+OIL = b"# Oil servicing\n\nCheck the engine oil level 5 to 30 minutes after engine shutdown.\n"
+
+
+@pytest.fixture
+def stub_lm(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    from bench.stub_lm import serve
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    threading.Thread(target=lambda: asyncio.run(serve("127.0.0.1", port, 0.0)), daemon=True).start()
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    for name, value in {"PROVIDER": "openai", "API_BASE": f"http://127.0.0.1:{port}/v1", "MODEL": "stub"}.items():
+        monkeypatch.setenv(f"FLYWHEEL_LM__{name}", value)
+    yield
+
+
+def test_responses_agent_answers_as_the_custom_inputs_user(stub_lm: None, tmp_path: Path) -> None:
+    settings = load_settings()
+    kb = KnowledgeBase(settings)
+    kb.catalog.add_user("alice", ["mechanics"])
+    kb.catalog.add_user("bob", ["pilots"])
+    kb.ingest_files(kb.principal("alice"), [("oil.md", OIL)], groups=["mechanics"])
+    save_responses_agent(tmp_path / "agent", "rag", Assistant(settings, knowledge=kb).program("rag"), settings)
+
+    model = mlflow.pyfunc.load_model(str(tmp_path / "agent"))
+    question = {"input": [{"role": "user", "content": "When do I check the engine oil level?"}]}
+    reply = model.predict({**question, "custom_inputs": {"user": "alice"}})
+    assert reply["output"][0]["type"] == "message"
+    assert reply["output"][0]["content"][0]["text"]
+    assert [c["citation"].split()[0] for c in reply["custom_outputs"]["citations"]] == ["oil.md"]
+    assert reply["custom_outputs"]["trace_id"]
+    outsider = model.predict({**question, "custom_inputs": {"user": "bob"}})  # pilots cannot read oil.md
+    assert outsider["custom_outputs"]["citations"] == []
+    events = list(model.predict_stream({**question, "custom_inputs": {"user": "alice"}}))
+    deltas = "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta")
+    assert events[-1]["type"] == "response.output_item.done"
+    assert deltas == events[-1]["item"]["content"][0]["text"]
