@@ -43,10 +43,8 @@ _SENTINELS = {"passages": "@@PASSAGES@@", "question": "@@QUESTION@@"}
 class RAGAnswer(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    reasoning: str
     answer: str
     citations: list[int]
-    found: bool
 
 
 class LanceDBRetriever(BaseRetriever):
@@ -73,7 +71,7 @@ def export_prompt(path: Path = PROMPT_FILE) -> Path:
 
     from flywheel.programs.rag import RAGChatbot
 
-    signature = RAGChatbot().respond.predict.signature
+    signature = RAGChatbot().answer_predictor(yes_no=False).signature
     inputs = {"passages": _SENTINELS["passages"], "history": dspy.History(messages=[]),
               "question": _SENTINELS["question"]}
     messages = dspy.JSONAdapter().format(signature, demos=[], inputs=inputs)
@@ -106,7 +104,7 @@ def _finish(state: dict[str, Any]) -> dict[str, Any]:
     for number in reply.citations or []:
         if 1 <= int(number) <= len(docs) and docs[int(number) - 1] not in cited:
             cited.append(docs[int(number) - 1])
-    found = bool(reply.found) and bool(reply.answer.strip())
+    found = bool(reply.answer.strip())
     return {
         "answer": reply.answer if found else NOT_FOUND,
         "citations": [d.metadata for d in cited] if found else [],

@@ -129,7 +129,7 @@ def rag_bench(train_n: int, dev_n: int, threads: int, home: Path) -> tuple[list[
     metrics = resolve_metrics(["rag_quality", "answer_f1", "answer_contains", "recall"], "qa", composites=composites,
                               k=settings.programs.retrieval_k)
     base = RAGChatbot(knowledge_retriever(kb), k=settings.programs.retrieval_k, readable=knowledge_readable(kb))
-    hand = with_hand_prompt(base, "respond.predict", HAND_RAG_PROMPT)
+    hand = with_hand_prompt(base, "respond", HAND_RAG_PROMPT)
     keys = ["rag_quality", "answer_f1", "answer_contains", "recall"]
     table = compare(f"RAG chatbot ({len(train)} train / {len(dev)} dev)", base, hand, train, dev, metrics,
                     metrics["rag_quality"], 0.5, threads, keys)

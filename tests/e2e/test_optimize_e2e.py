@@ -44,7 +44,7 @@ def test_optimized_rag_never_shows_canary_demos_to_outsiders(embedded_lm, sample
     with dspy.context(lm=embedded_lm, adapter=dspy.JSONAdapter()):
         compiled = compile_program(program, trainset, optimizer="bootstrap",
                                    metric=optimizer_metric(accept_all), threads=1).program
-        demos = compiled.respond.predict.demos
+        demos = compiled.answer_predictor(yes_no=False).demos
         assert len(demos) == 2 and all(d.get(SOURCE_FIELD) for d in demos)
         assert any(canary["token"] in str(d["passages"]) for d in demos), "the insider's demo embeds the canary"
 

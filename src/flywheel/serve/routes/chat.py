@@ -54,6 +54,7 @@ class ModelCard(BaseModel):
     object: str = "model"
     created: int = 0
     owned_by: str = "flywheel"
+    version: int | None = Field(None, description="The registered version this service answers with (once loaded).")
 
 
 class ModelList(BaseModel):
@@ -85,8 +86,9 @@ async def list_models(request: Request, _caller: Caller) -> dict[str, Any]:
     alias = service.settings.serve.alias
     ids = ["flywheel"] + [n for name in service.program_names() for n in (name, f"{name}@{alias}")]
     created = int(service.started)
-    return {"object": "list", "data": [{"id": i, "object": "model", "created": created, "owned_by": "flywheel"}
-                                       for i in ids]}
+    loaded = getattr(service.assistant, "loaded_versions", {})
+    return {"object": "list", "data": [{"id": i, "object": "model", "created": created, "owned_by": "flywheel",
+                                        "version": loaded.get(i.split("@")[0])} for i in ids]}
 
 
 @router.post("/v1/chat/completions", response_model=None,
