@@ -9,13 +9,9 @@ with a stub LM endpoint (bench/stub_lm.py), with the same ACL.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import socket
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,17 +27,11 @@ from mcp.client.streamable_http import streamable_http_client
 from flywheel.knowledge.base import KnowledgeBase
 from flywheel.programs.assistant import Assistant
 from flywheel.serve.app import create_app
-from tests.unit.serve_helpers import serving
+from tests.unit.serve_helpers import serving, stub_lm_base
 
 from .test_knowledge_acl import canary_queries, doc_id_of, load_yaml
 
 ANSWER = {"reasoning": "r", "answer": "See the passages.", "citations": [1], "found": True}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -100,19 +90,8 @@ def test_no_canary_reaches_an_outsider_over_mcp(served: tuple[str, dict[str, str
 
 
 @pytest.fixture(scope="module")
-def stub_lm() -> Iterator[str]:
-    from bench.stub_lm import serve
-
-    port = free_port()
-    thread = threading.Thread(target=lambda: asyncio.run(serve("127.0.0.1", port, 0.0)), daemon=True)
-    thread.start()
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}/v1"
+def stub_lm() -> str:
+    return stub_lm_base()
 
 
 def test_stdio_server_as_a_user(sample_knowledge: KnowledgeBase, stub_lm: str) -> None:

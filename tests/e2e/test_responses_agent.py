@@ -3,10 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,25 +13,15 @@ from flywheel.config import load_settings
 from flywheel.knowledge.base import KnowledgeBase
 from flywheel.programs.assistant import Assistant
 from flywheel.registry.responses_agent import save_responses_agent
+from tests.unit.serve_helpers import stub_lm_base
 
 OIL = b"# Oil servicing\n\nCheck the engine oil level 5 to 30 minutes after engine shutdown.\n"
 
 
 @pytest.fixture
 def stub_lm(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    from bench.stub_lm import serve
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    threading.Thread(target=lambda: asyncio.run(serve("127.0.0.1", port, 0.0)), daemon=True).start()
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    for name, value in {"PROVIDER": "openai", "API_BASE": f"http://127.0.0.1:{port}/v1", "MODEL": "stub"}.items():
+    base = stub_lm_base()
+    for name, value in {"PROVIDER": "openai", "API_BASE": base, "MODEL": "stub"}.items():
         monkeypatch.setenv(f"FLYWHEEL_LM__{name}", value)
     yield
 

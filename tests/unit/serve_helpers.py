@@ -1,5 +1,6 @@
-"""Shared pieces of the service's unit tests: a hashing embedder, test programs, an app factory, and
-``serving(app)`` (the app under uvicorn on loopback, for real HTTP clients)."""
+"""Shared pieces of the service's unit tests: a hashing embedder, test programs, an app factory,
+``serving(app)`` (the app under uvicorn on loopback, for real HTTP clients) and ``stub_lm_base()``
+(bench/stub_lm.py on loopback, as an LM endpoint for another process)."""
 
 from __future__ import annotations
 
@@ -94,9 +95,7 @@ def serving(app: Any) -> Iterator[str]:
     (its lifespan, warm-up included, has run), and stops it afterwards."""
     import uvicorn
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -110,3 +109,26 @@ def serving(app: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def stub_lm_base() -> str:
+    """Start bench/stub_lm.py (no latency) on a free loopback port in a daemon thread; its OpenAI api_base."""
+    import asyncio
+
+    from bench.stub_lm import serve
+
+    port = free_port()
+    threading.Thread(target=lambda: asyncio.run(serve("127.0.0.1", port, 0.0)), daemon=True).start()
+    for _ in range(200):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    return f"http://127.0.0.1:{port}/v1"
