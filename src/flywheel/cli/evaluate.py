@@ -175,7 +175,7 @@ def optimize(
         "split of --train), bootstrap, random-search, mipro, knn or gepa; for the classifier also "
         "distill (a scikit-learn head over sentence vectors) and auto (default for the classifier: a candidate "
         "search over head, LM programs and cascade on a validation split of --train)."),
-    metric: str | None = typer.Option(None, "--metric", "-m", help="Objective (default rag_quality / accuracy)."),
+    metric: str | None = typer.Option(None, "--metric", "-m", help="Objective (default rag_quality / macro_f1)."),
     max_lm_calls: int | None = typer.Option(None, "--max-lm-calls", help="Budget: LM calls while compiling."),
     max_minutes: float | None = typer.Option(None, "--max-minutes", help="Budget: minutes while compiling."),
     train_limit: int | None = typer.Option(None, "--train-limit", help="Use the first N training rows."),
