@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, MetaData, create_engine, event
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 
 from flywheel.errors import DiskFullError, FlywheelError, RetryLaterError, StorageError
@@ -34,7 +34,14 @@ def open_store(url: str, metadata: MetaData, what: str) -> tuple[Engine, session
         engine = create_engine(url, future=True)
         if url.startswith("sqlite"):
             event.listen(engine, "connect", _sqlite_pragmas)
-        metadata.create_all(engine)
+        try:
+            metadata.create_all(engine)
+        except OperationalError as exc:
+            # Two processes opening a new database at once (Spark's Python workers, say) both see a
+            # table missing and both create it; the loser fails. Its second pass finds the tables.
+            if "already exists" not in str(exc):
+                raise
+            metadata.create_all(engine)
     except SQLAlchemyError as exc:
         raise StorageError(f"Cannot open {what} in {url}: {exc.__class__.__name__}: {exc}",
                            hint="Check FLYWHEEL_KNOWLEDGE__CATALOG_URL and that its directory is writable.") from exc
