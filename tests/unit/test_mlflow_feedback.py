@@ -47,6 +47,7 @@ def test_thumbs_and_corrections_become_assessments_by_the_user(traced: Traced) -
     assert client.post("/feedback", headers=auth,
                        json={"trace_id": trace_id, "rating": "up", "correction": fix}).status_code == 201
 
+    app.state.flywheel.tracer.flush()  # the mirror is written in the background, off the request path
     assessments = mlflow.get_trace(trace_id, flush=True).info.assessments
     by_name = {a.name: a for a in assessments}
     assert sorted(a.name for a in assessments) == [CORRECTION, RATING]  # the second rating updated the first

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
+import threading
 import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -54,6 +56,11 @@ class Tracer:
         self.enabled = False
         self.sample = settings.serve.trace_sample
         self._mlflow: Any = None
+        # Feedback is mirrored onto traces by one background writer: waiting for a trace's export
+        # (up to tens of seconds under load) must not hold a request worker.
+        self._feedback: queue.Queue[tuple[str, str, dict[str, str | None]]] = queue.Queue(maxsize=10_000)
+        self._feedback_writer: threading.Thread | None = None
+        self._feedback_lock = threading.Lock()
         if enabled:
             try:
                 self._setup(settings)
@@ -103,20 +110,35 @@ class Tracer:
         mlflow.trace(root, name=name, span_type="CHAIN", sampling_ratio_override=self.sample)()
         return outcome["result"], outcome.get("trace_id") or new_trace_id()
 
-    def log_feedback(self, trace_id: str, user: str, **feedback: str | None) -> list[str]:
-        """Mirror a user's feedback onto the answer's MLflow trace as assessments (never raises: the
-        feedback store already holds it)."""
+    def log_feedback(self, trace_id: str, user: str, **feedback: str | None) -> None:
+        """Queue a user's feedback to be mirrored onto the answer's MLflow trace as assessments (returns at
+        once, never raises: the feedback store already holds it; :meth:`flush` waits for the writes)."""
         if not self.enabled:
-            return []
+            return
+        with self._feedback_lock:
+            if self._feedback_writer is None:
+                self._feedback_writer = threading.Thread(target=self._write_feedback, name="flywheel-feedback",
+                                                         daemon=True)
+                self._feedback_writer.start()
+        try:
+            self._feedback.put_nowait((trace_id, user, feedback))
+        except queue.Full:
+            log.warning("Feedback on trace %s not mirrored to MLflow: the queue is full", trace_id)
+
+    def _write_feedback(self) -> None:
         from flywheel.registry.assessments import log_user_feedback
 
-        try:
-            return log_user_feedback(trace_id, user, **feedback)
-        except Exception as exc:
-            log.warning("Could not log feedback on MLflow trace %s: %s", trace_id, exc)
-            return []
+        while True:
+            trace_id, user, feedback = self._feedback.get()
+            try:
+                log_user_feedback(trace_id, user, **feedback)
+            except Exception as exc:
+                log.warning("Could not log feedback on MLflow trace %s: %s", trace_id, exc)
+            finally:
+                self._feedback.task_done()
 
     def flush(self) -> None:
-        """Wait until every finished trace is written (tests, shutdown)."""
+        """Wait until every finished trace and every queued feedback is written (tests, shutdown)."""
         if self.enabled:
             self._mlflow.flush_trace_async_logging()
+            self._feedback.join()

@@ -59,9 +59,9 @@ async def give_feedback(request: Request, body: FeedbackIn, caller: Caller) -> d
         timeout=False,
     )
     service.metrics.feedback.labels(body.rating or "none").inc()
-    await service.run(lambda: service.tracer.log_feedback(body.trace_id, caller.user, rating=body.rating,
-                                                          correction=body.correction, comment=body.comment),
-                      timeout=False)  # also as MLflow assessments on the trace (MLflow's UI shows them)
+    # Also as MLflow assessments on the trace (MLflow's UI shows them), written in the background.
+    service.tracer.log_feedback(body.trace_id, caller.user, rating=body.rating, correction=body.correction,
+                                comment=body.comment)
     return {"id": feedback_id, "trace_id": body.trace_id, "rating": body.rating}
 
 
