@@ -98,6 +98,12 @@ def save_program_model(path: Path, name: str, program: Any, settings: Settings, 
     )
 
 
+class _NoKnowledge:
+    """Stands in for the knowledge base where a program reads no documents (the classifier)."""
+
+    catalog = None
+
+
 _PROCESS_MODELS: dict[str, tuple[Any, Any, bool]] = {}
 _PROCESS_MODELS_LOCK = threading.Lock()
 PROCESS_LOADS = 0
@@ -139,7 +145,9 @@ class ProgramModel(mlflow.pyfunc.PythonModel):
         settings = apply_structural_config(load_settings(), config.get("config", {}))
         configure_dspy(settings)
         self.settings = settings
-        self.assistant = Assistant(settings, labels=config.get("config", {}).get("labels"))
+        # The classifier reads no documents: spare every Spark worker opening the knowledge index.
+        knowledge = _NoKnowledge() if program_kind(self.name) == "classifier" else None
+        self.assistant = Assistant(settings, knowledge=knowledge, labels=config.get("config", {}).get("labels"))
         program = self.assistant.program(self.name)
         program.load(context.artifacts["program_state"])
         self.assistant.set_program(self.name, program)
