@@ -79,3 +79,19 @@ def test_evaluation_and_batch_reports_share_one_definition() -> None:
     assert report["macro_f1"] == batch.macro_f1 and report["accuracy"] == batch.accuracy
     assert report["matrix"] == batch.matrix
     assert report["per_class"]["odd"]["f1"] == 0.0  # an invented label is charged in both
+
+
+def test_eval_reports_show_per_class_scores_and_confusion_for_both_fields(tmp_path: Path) -> None:
+    from flywheel.evaluate.datasets import dataset_from_rows
+    from flywheel.evaluate.report import write_report
+    from flywheel.evaluate.runner import evaluate_program
+    from tests.unit.fake_classifier import FakeClassifier
+
+    rows = [{"text": "flight late", "sentiment": "negative", "reason": "Late Flight"},
+            {"text": "I love it", "sentiment": "positive", "reason": ""},
+            {"text": "bag lost", "sentiment": "negative", "reason": "Lost Luggage"}]
+    result = evaluate_program(FakeClassifier(), dataset_from_rows(rows, "classifier", name="d"), {})
+    report = (write_report(result, tmp_path / "r") / "report.md").read_text()
+    assert "## sentiment: per class" in report and "## reason: per class" in report
+    assert "| gold \\ predicted | Can't Tell | Late Flight | Lost Luggage |" in report
+    assert "| Lost Luggage | 1 | 0 | 0 |" in report  # the fake says "Can't Tell" for a lost bag

@@ -67,6 +67,8 @@ def _markdown(result: EvalResult, rows: list[Any], metric: str | None, baseline:
     for name, value in result.metrics.items():
         before = f" {_fmt(baseline.metrics.get(name))} |" if baseline else ""
         lines.append(f"| {name} |{before} {_fmt(value)} |")
+    for field in ("sentiment", "reason"):
+        lines += _class_tables(field, result.extra.get(f"{field}_report"))
     primary = _primary(result, metric)
     lines += ["", f"## Examples (errors first, then lowest {primary or 'score'} first)", "",
               "| # | score | error | input | output |", "|---|---|---|---|---|"]
@@ -77,6 +79,22 @@ def _markdown(result: EvalResult, rows: list[Any], metric: str | None, baseline:
                      f"{_short(e.error or '', 60)} | {_short(shown_in).replace('|', '/')} | "
                      f"{_short(shown_out).replace('|', '/')} |")
     return "\n".join(lines) + "\n"
+
+
+def _class_tables(field: str, report: dict[str, Any] | None) -> list[str]:
+    """Per-class precision/recall/F1 and the confusion matrix of a classifier field (from the runner)."""
+    if not report or "matrix" not in report:
+        return []
+    lines = ["", f"## {field}: per class (accuracy {report['accuracy']:.3f}, macro-F1 {report['macro_f1']:.3f})", "",
+             "| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
+    lines += [f"| {label} | {c['precision']:.3f} | {c['recall']:.3f} | {c['f1']:.3f} | {c['support']} |"
+              for label, c in report["per_class"].items()]
+    lines += ["", f"Confusion matrix of {field} (gold ↓, predicted →; `(failed)`: none predicted):", "",
+              "| gold \\ predicted | " + " | ".join(report["columns"]) + " |",
+              "|---" * (len(report["columns"]) + 1) + "|"]
+    lines += [f"| {label} | " + " | ".join(map(str, row)) + " |"
+              for label, row in zip(report["labels"], report["matrix"], strict=True)]
+    return lines
 
 
 def _plots(result: EvalResult, directory: Path, baseline: EvalResult | None) -> None:
