@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -167,3 +168,20 @@ def test_a_version_saved_before_rag_config_keeps_its_demos() -> None:
     loaded = RAGChatbot(fake_retriever)
     loaded.load_state(legacy)
     assert loaded.answer_predictor(yes_no=False).demos[0]["answer"] == "a"
+
+
+def test_short_answers_have_room_and_lose_a_preamble() -> None:
+    from flywheel.lm.grammar import grammar_for
+
+    program = RAGChatbot(fake_retriever)
+    lm = DummyLM([{"answer": "The answer is: Moldoveanu Peak", "citations": [1]}], adapter=dspy.JSONAdapter())
+    with dspy.context(lm=lm, adapter=dspy.JSONAdapter()):
+        result = program(question="What is the highest peak?", principal=ALICE)
+    assert result.answer == "Moldoveanu Peak"
+    # The grammar's bound on the answer string must leave room for a phrase, not 14 characters.
+    schema = {"type": "object", "properties": {"answer": {"type": "string"},
+                                               "citations": {"type": "array", "items": {"type": "integer"}}}}
+    gbnf = grammar_for({"type": "json_schema", "json_schema": {"schema": schema}},
+                       program.respond.config["max_tokens"])
+    bound = int(re.search(r"char\{0,(\d+)\}", gbnf).group(1))
+    assert bound >= 80

@@ -205,7 +205,9 @@ class RAGChatbot(dspy.Module):
             return
         demos = {name: list(p.demos) for name, p in self.named_predictors()} if previous else {}
         self.condense = dspy.ChainOfThought(CondenseQuestion) if config.reasoning else dspy.Predict(CondenseQuestion)
-        self.respond = _predictor(AnswerFromPassages, config.reasoning, max_tokens=160)
+        # The grammar bounds every string so the whole JSON fits max_tokens; the citations list takes ~100
+        # of them, so 256 leaves the answer ~150 characters (160 cut answers at 14: "Moldoveanu Pea").
+        self.respond = _predictor(AnswerFromPassages, config.reasoning, max_tokens=256)
         self.respond_yes_no = _predictor(AnswerYesNo, config.reasoning, max_tokens=64)
         for name, predictor in self.named_predictors():
             predictor.demos = demos.get(name, demos.get(_twin(name), []))
@@ -251,7 +253,7 @@ class RAGChatbot(dspy.Module):
         demos = self.selector.select(
             visible_demos(self.answer_predictor(yes_no=yes_no).demos, principal, self.readable), question)
         reply = step(passages=context, history=turns, question=question, demos=demos)
-        answer = str(reply.answer or "").strip()
+        answer = strip_preamble(str(reply.answer or ""))
         if not answer:
             return dspy.Prediction(answer=NOT_FOUND, citations=[], passages=[asdict(p) for p in passages],
                                    found=False, query=query, relevance=relevance)
@@ -265,6 +267,14 @@ class RAGChatbot(dspy.Module):
             relevance=relevance,
             reasoning=getattr(reply, "reasoning", ""),
         )
+
+
+_PREAMBLE = re.compile(r"^\s*(the\s+)?(short\s+)?answer(\s+is)?\s*[:\-–]\s*", re.IGNORECASE)
+
+
+def strip_preamble(answer: str) -> str:
+    """The answer without a leading "The answer is:" / "Answer:" that small models like to write."""
+    return _PREAMBLE.sub("", answer.strip(), count=1).strip()
 
 
 def _twin(name: str) -> str:
