@@ -75,7 +75,9 @@ class LMSettings(BaseModel):
     # Embedded-only knobs.
     model_path: Path | None = Field(None, description="Use this GGUF file instead of the packaged SmolLM2.")
     n_ctx: int = Field(4096, ge=512, le=32768, description="Context window of the embedded model.")
-    n_threads: int | None = Field(None, ge=1, description="CPU threads per embedded context (default: all).")
+    n_threads: int | None = Field(
+        None, ge=1, description="CPU threads per embedded context (default: the cores less one, shared by the "
+        "pool's contexts).")
     repeat_penalty: float = Field(
         1.0, ge=1.0, le=2.0, description="Embedded decoding: penalty on repeated tokens (1.0 = off)."
     )

@@ -54,3 +54,13 @@ def test_lm_failures_become_actionable_errors(error: Exception, kind: type, text
     assert isinstance(translated, kind)
     assert text in translated.message
     assert translated.hint
+
+
+def test_thread_budget_leaves_a_core_and_splits_the_rest_between_contexts() -> None:
+    from flywheel.lm.embedded import thread_budget
+
+    assert thread_budget(1, cores=2) == 1  # never 2 spin-waiting threads beside the embedder on 2 cores
+    assert thread_budget(2, cores=2) == 1
+    assert thread_budget(1, cores=16) == 15
+    assert thread_budget(4, cores=16) == 3
+    assert thread_budget(1, cores=1) == 1

@@ -43,6 +43,17 @@ def request_messages(request: Request) -> list[dict[str, str]]:
     return messages
 
 
+def thread_budget(pool_size: int, cores: int | None = None) -> int:
+    """Threads per llama.cpp context when none are configured: the cores less one (kept for the
+    embedder, the web server and the OS), shared by the pool's contexts, at least one.
+
+    On a 2-core machine that is one thread: llama.cpp's spin-waiting threads made generation up to
+    ~40x slower with 2 threads per context as soon as anything else ran (measured; see DESIGN.md).
+    """
+    cores = cores or os.cpu_count() or 1
+    return max(1, (cores - 1) // max(pool_size, 1))
+
+
 class LlamaCppEngine:
     """A DSPy engine over a pool of llama.cpp contexts of one GGUF model."""
 
@@ -63,7 +74,7 @@ class LlamaCppEngine:
     ) -> None:
         self.model_path = resolve_model_path(model_path)
         self.n_ctx = n_ctx
-        self.n_threads = n_threads or os.cpu_count() or 1
+        self.n_threads = n_threads or thread_budget(pool_size)
         self.pool_size = pool_size
         self.default_max_tokens = default_max_tokens
         self.repeat_penalty = repeat_penalty
