@@ -171,10 +171,10 @@ def optimize(
     dev: Path | None = typer.Option(None, "--dev", help="Held-out dataset for the gate (default: split of --train)."),
     from_feedback: bool = typer.Option(False, "--from-feedback", help="Train on production feedback as well."),
     optimizer: str | None = typer.Option(
-        None, "--optimizer", "-o", help="auto (default for rag: refusal calibration + labelled demos + a design search on a validation "
-        "split of --train), bootstrap, random-search, mipro, knn or gepa; for the classifier also "
-        "distill (a scikit-learn head over sentence vectors) and auto (default for the classifier: a candidate "
-        "search over head, LM programs and cascade on a validation split of --train)."),
+        None, "--optimizer", "-o", help="auto (default for rag: refusal calibration + labelled demos + a design "
+        "search on a validation split of --train), bootstrap, random-search, mipro, knn or gepa; for the "
+        "classifier also distill (a scikit-learn head over sentence vectors) and auto (default for the "
+        "classifier: a candidate search over head, LM programs and cascade on a validation split of --train)."),
     metric: str | None = typer.Option(None, "--metric", "-m", help="Objective (default rag_quality / macro_f1)."),
     max_lm_calls: int | None = typer.Option(None, "--max-lm-calls", help="Budget: LM calls while compiling."),
     max_minutes: float | None = typer.Option(None, "--max-minutes", help="Budget: minutes while compiling."),
