@@ -38,6 +38,7 @@ PLAN: dict[str, tuple[list[str] | None, list[str] | None, list[str], int]] = {
     "compare": (["--quick", "--skip-real"], [], ["--full"], 720),
     "quality": (None, [], [], 720),
     "classify": (None, None, ["--quick"], 900),
+    "classify_scale": (None, None, [], 1500),  # Spark local[2] over 1M rows, killed once and resumed (~10 min)
     "optimize": (None, None, ["--quick"], 1200),
 }
 
