@@ -39,7 +39,7 @@ from flywheel.evaluate.metrics import exact_match, mean, token_f1
 WIKI = Path(__file__).resolve().parents[2] / "shared" / "data" / "wiki_qa"
 SEED = 13
 ABSENT_ARTICLES = 5
-SIZES = {"train": 60, "test": 80, "absent": 30}
+SIZES = {"train": 60, "test": 60, "absent": 24}
 QUICK_SIZES = {"train": 20, "test": 20, "absent": 10}
 NAIVE_K = 3
 NAIVE_PROMPT = "Passages:\n{passages}\n\nQuestion: {question}\nAnswer with a short phrase taken from the passages."
@@ -165,12 +165,19 @@ def run(quick: bool) -> dict[str, Any]:
                               "design": outcome.compiled.params.get("design"), "notes": outcome.compiled.notes,
                               "promoted": outcome.decision.promote, "reasons": outcome.decision.reasons,
                               "demos": outcome.compiled.demos}
+    # The gate already answered the test questions with both programs: reuse those answers.
+    gated = {"unoptimized program": outcome.baseline, "optimized champion": outcome.candidate}
     for name, program in variants.items():
         log(f"{name}: {len(test)} answerable + {len(absent)} unanswerable questions …")
         t0 = time.perf_counter()
-        on_test = answers_of(program, test.examples)
+        if name in gated:
+            on_test = [{"answer": str(row.outputs.get("answer", "")), "found": bool(row.outputs.get("found", True))}
+                       for row in gated[name].examples]
+            seconds_test = sum(row.latency_s for row in gated[name].examples)
+        else:
+            on_test, seconds_test = answers_of(program, test.examples), 0.0
         on_absent = answers_of(program, absent.examples)
-        seconds = (time.perf_counter() - t0) / (len(test) + len(absent))
+        seconds = (time.perf_counter() - t0 + seconds_test) / (len(test) + len(absent))
         result["variants"][name] = {**scores(test.examples, on_test),
                                     "refusal": refusal(on_test, on_absent), "s_per_q": seconds}
     return result

@@ -83,9 +83,10 @@ def test_search_keeps_the_best_design_and_records_it() -> None:
     lm = DummyLM([{"answer": "yes", "citations": [1]}] * 40, adapter=dspy.JSONAdapter())
     metric = optimizer_metric(token_f1)
     with dspy.context(lm=lm, adapter=dspy.JSONAdapter()):
-        result = search_rag_design(RAGChatbot(retriever, k=2), FakeKB(), TRAIN, metric=metric, threads=1)
+        result = search_rag_design(RAGChatbot(retriever, k=3), FakeKB(), TRAIN, metric=metric, threads=1)
     assert result.optimizer == "auto"
-    assert set(result.params["design_scores"]) == {"zero-shot", "labelled 3-shot", "labelled 3-shot KNN"}
+    assert set(result.params["design_scores"]) == {"zero-shot", "zero-shot, k=2", "labelled 1-shot KNN",
+                                                   "labelled 3-shot"}
     assert result.program.config.min_relevance == result.params["refusal.threshold"]
     assert result.params["design"] in result.params["design_scores"]
 

@@ -160,11 +160,14 @@ class Candidate:
 
 
 def candidate_designs(base: RAGConfig, *, max_demos: int, strong_lm: bool) -> list[Candidate]:
-    """The designs the search scores, simplest first (ties keep the earlier one)."""
+    """The designs the search scores, simplest first (ties keep the earlier one): fewer passages (a
+    small model is easily distracted), one nearest labelled demo, a few fixed labelled demos."""
     shots = max(1, min(max_demos, 3))
+    fewer = max(2, base.k - 1)
     designs = [Candidate("zero-shot", replace(base, max_demos=0), False),
-               Candidate(f"labelled {shots}-shot", replace(base, max_demos=shots, demo_selection="fixed"), True),
-               Candidate(f"labelled {shots}-shot KNN", replace(base, max_demos=shots, demo_selection="knn"), True)]
+               Candidate(f"zero-shot, k={fewer}", replace(base, k=fewer, max_demos=0), False),
+               Candidate("labelled 1-shot KNN", replace(base, max_demos=1, demo_selection="knn"), True),
+               Candidate(f"labelled {shots}-shot", replace(base, max_demos=shots, demo_selection="fixed"), True)]
     if strong_lm:
         designs += [Candidate(f"{c.name} + reasoning", replace(c.config, reasoning=True), c.labelled)
                     for c in list(designs)]
