@@ -15,8 +15,8 @@ echo; echo "== The same search as a mechanic (alice) and as a customer-support a
 $FW search "propeller hub retention bolt torque" --as alice -k 3
 $FW search "propeller hub retention bolt torque" --as carol -k 3
 echo; echo "== The RAG chatbot and the agent:"
-# --sources prints the passages the answer may cite (the embedded 135M model is cautious: it often
-# answers "could not find" until a program is optimized; the passages show what it was given).
+# --sources prints the passages the answer may cite. The program a new user gets answers from them
+# (a short phrase, or yes/no) and refuses only when no passage is relevant enough.
 $FW ask "What torque do the propeller hub retention bolts need?" --as alice --sources
 $FW ask "When is the next borescope inspection due on N417SK?" --as erin --program agent --sources
 echo; echo "== Serving the chatbot (web page + REST API; Ctrl-C stops it)"

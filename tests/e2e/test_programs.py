@@ -104,13 +104,14 @@ def test_lm_is_configured_with_the_json_adapter() -> None:
     assert isinstance(dspy.settings.adapter, dspy.JSONAdapter)
 
 
-@pytest.mark.parametrize(("user", "question", "values", "source"), [
-    ("alice", "What torque do the propeller hub retention bolts need?", ("92", "97"), "eb-2024-11-prop-hub-bolts.md"),
-    ("carol", "What is the checked baggage allowance?", ("23 kg", "50 lb"), "baggage-allowance-faq.html"),
-])
-def test_the_demo_questions_are_answered_with_the_value_and_a_citation(
-        assistant: Assistant, user: str, question: str, values: tuple[str, ...], source: str) -> None:
-    # The first question a new user asks must not depend on having run an optimizer (issue 13).
-    reply = assistant.ask(question, assistant.knowledge.principal(user), program="rag")
-    assert any(value in reply["answer"] for value in values), reply["answer"]
-    assert any(source in citation["citation"] for citation in reply["citations"]), reply["citations"]
+def test_the_demo_questions_are_answered_with_a_citation_not_refused(assistant: Assistant) -> None:
+    # The first question a new user asks must not depend on having run an optimizer (issue 13): the old
+    # program refused both although the passages held the answers.
+    kb = assistant.knowledge
+    torque = assistant.ask("What torque do the propeller hub retention bolts need?", kb.principal("alice"),
+                           program="rag")
+    assert "Nm" in torque["answer"] and any(v in torque["answer"] for v in ("92", "97")), torque["answer"]
+    assert any("eb-2024-11-prop-hub-bolts.md" in c["citation"] for c in torque["citations"])
+    baggage = assistant.ask("What is the checked baggage allowance?", kb.principal("carol"), program="rag")
+    assert not baggage["answer"].startswith("I could not find"), baggage["answer"]
+    assert any("baggage-allowance-faq.html" in c["citation"] for c in baggage["citations"])
