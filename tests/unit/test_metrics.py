@@ -126,3 +126,13 @@ def test_answer_contains_matches_whole_tokens_only() -> None:
     assert answer_contains({"answer": "no"}, {"answer": "No, it is not."}) == 1.0
     assert answer_contains({"answer": "92 Nm"}, {"answer": "Standard bolts: 92 Nm."}) == 1.0
     assert answer_contains({"answer": "2 Nm"}, {"answer": "Standard bolts: 92 Nm."}) == 0.0
+
+
+def test_retrieval_metrics_do_not_apply_to_programs_without_passages() -> None:
+    from flywheel.evaluate.metrics import mrr, ndcg_at_k, recall_at_k
+
+    gold = {"gold_doc_ids": ["d1"]}
+    agent_reply = {"answer": "x", "steps": [{"tool": "maintenance_records"}]}  # an agent retrieves no passages
+    assert recall_at_k(5)(gold, agent_reply) is None and mrr(gold, agent_reply) is None
+    assert ndcg_at_k(5)(gold, agent_reply) is None
+    assert recall_at_k(5)(gold, {"answer": "", "passages": []}) == 0.0  # retrieved nothing: a real zero

@@ -111,8 +111,11 @@ def tool_choice(example: Any, prediction: Any, trace: Any = None) -> float | Non
 # --- retrieval ---------------------------------------------------------------------------------
 
 
-def _gold_ids(example: Any) -> tuple[str, set[str]] | None:
-    """Which id field to compare (chunk ids take precedence over document ids) and the gold set."""
+def _gold_ids(example: Any, prediction: Any = None) -> tuple[str, set[str]] | None:
+    """Which id field to compare (chunk ids take precedence over document ids) and the gold set; None when
+    not applicable: no gold ids, or a program that retrieves no passages at all (an agent's tool steps)."""
+    if prediction is not None and _field(prediction, "passages") is None:
+        return None
     for key, passage_key in (("gold_chunk_ids", "chunk_id"), ("gold_doc_ids", "doc_id")):
         gold = _field(example, key)
         if gold:
@@ -133,7 +136,7 @@ def recall_at_k(k: int = 5) -> Metric:
     """Share of gold ids among the first k retrieved (unique) ids."""
 
     def recall(example: Any, prediction: Any, trace: Any = None) -> float | None:
-        gold = _gold_ids(example)
+        gold = _gold_ids(example, prediction)
         if gold is None:
             return None
         key, ids = gold
@@ -145,7 +148,7 @@ def recall_at_k(k: int = 5) -> Metric:
 
 def mrr(example: Any, prediction: Any, trace: Any = None) -> float | None:
     """Reciprocal rank of the first gold id among the retrieved ids."""
-    gold = _gold_ids(example)
+    gold = _gold_ids(example, prediction)
     if gold is None:
         return None
     key, ids = gold
@@ -159,7 +162,7 @@ def ndcg_at_k(k: int = 5) -> Metric:
     """Binary-relevance nDCG over the first k retrieved ids."""
 
     def ndcg(example: Any, prediction: Any, trace: Any = None) -> float | None:
-        gold = _gold_ids(example)
+        gold = _gold_ids(example, prediction)
         if gold is None:
             return None
         key, ids = gold
