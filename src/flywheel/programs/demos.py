@@ -62,18 +62,10 @@ def remember_sources(passages_text: str, doc_ids: Sequence[str], tools: Sequence
             _SOURCES.popitem(last=False)
 
 
-def sources_of(passages_text: str) -> tuple[str, ...] | None:
-    """The documents behind a context block this process formatted, or None if unknown."""
+def provenance_of(context_text: str) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+    """(documents, tools) behind a context block this process formatted, or None if unknown."""
     with _SOURCES_LOCK:
-        found = _SOURCES.get(_key(passages_text))
-    return None if found is None else found[0]
-
-
-def tools_of(context_text: str) -> tuple[str, ...] | None:
-    """The tools whose outputs a context block shows, or None if unknown."""
-    with _SOURCES_LOCK:
-        found = _SOURCES.get(_key(context_text))
-    return None if found is None else found[1]
+        return _SOURCES.get(_key(context_text))
 
 
 def _content(demo: Any) -> str | None:
@@ -97,8 +89,7 @@ def annotate_demo_sources(program: dspy.Module) -> int:
             if content is None or demo.get(SOURCE_FIELD) is not None or demo.get(TOOLS_FIELD) is not None:
                 kept.append(demo)
                 continue
-            with _SOURCES_LOCK:
-                found = _SOURCES.get(_key(content))
+            found = provenance_of(content)
             if found is None:
                 dropped += 1
                 continue
