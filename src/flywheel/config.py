@@ -108,7 +108,12 @@ class EmbedderSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     provider: Literal["local", "openai"] = "local"
-    model: str = Field("all-MiniLM-L6-v2", description="Local model name or the endpoint's model.")
+    model: str = Field(
+        "all-MiniLM-L6-v2",
+        description="The endpoint's model, or the local model: all-MiniLM-L6-v2 (English, default), "
+        "use-multilingual-v3 or multilingual-e5-small (Japanese and 15 other languages; the 'multilingual' extra). "
+        "Changing it needs `flywheel docs reindex`.",
+    )
     api_base: str | None = None
     api_key_env: str | None = None
     timeout_s: float = Field(60.0, gt=0)

