@@ -16,6 +16,7 @@ from flywheel.errors import EmbedderMismatchError
 from flywheel.knowledge.base import KnowledgeBase
 from flywheel.knowledge.index import LANGUAGE, SEGMENTED, TABLE, ChunkIndex, chunk_schema
 from flywheel.knowledge.language import detect_language, has_cjk, segment
+from flywheel.knowledge.reindex import COMPLETE_TAG, STAGING, reindex
 from tests.unit.serve_helpers import OIL, HashEmbedder
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples" / "knowledge"
@@ -174,3 +175,44 @@ def test_knowledge_base_search_embeds_queries_with_the_query_side_of_the_embedde
     kb.ingest_files(kb.principal("frank"), [("oil.md", OIL)], groups=["everyone"])
     kb.search(kb.principal("frank"), "oil level", mode="vector")
     assert embedder.queries == ["oil level"]
+
+
+class WideHashEmbedder(HashEmbedder):
+    """Another embedder with another vector size."""
+
+    name = "hash-wide"
+    dimensions = 96
+
+
+def test_reindex_re_embeds_every_chunk_and_the_new_embedder_opens_the_index(kb: KnowledgeBase) -> None:
+    uri, before = kb.settings.index_uri, kb.index.count()
+    result = reindex(uri, WideHashEmbedder())
+    assert (result.chunks, result.previous_embedder, result.embedder) == (before, "hash", "hash-wide")
+    moved = KnowledgeBase(kb.settings, embedder=WideHashEmbedder())
+    assert moved.index.built_with() == "hash-wide" and moved.index.dimensions == 96
+    hits = moved.search(moved.principal("frank"), "モバイルバッテリーは預けられますか", mode="hybrid", k=3)
+    assert hits[0].source == FAQ.name and hits[0].language == "ja"
+    assert all(h.source != BULLETIN.name for h in moved.search(moved.principal("frank"), "防水シーラント"))
+    with pytest.raises(EmbedderMismatchError):
+        ChunkIndex(uri, HashEmbedder.dimensions, embedder="hash")
+
+
+def test_reindex_upgrades_an_index_from_before_cjk_support(tmp_path: Path) -> None:
+    uri = str(tmp_path / "lancedb")
+    legacy_index(uri, HashEmbedder.dimensions)
+    assert reindex(uri, HashEmbedder()).chunks == 1
+    index = ChunkIndex(uri, HashEmbedder.dimensions, embedder="hash")
+    row = index.table.to_arrow().to_pylist()[0]
+    assert (row[LANGUAGE], row[SEGMENTED], row["chunk_id"]) == ("und", None, "old:1:0")
+
+
+def test_reindex_finishes_a_run_that_stopped_during_the_swap(kb: KnowledgeBase) -> None:
+    uri, before = kb.settings.index_uri, kb.index.count()
+    db = lancedb.connect(uri)
+    data = db.open_table(TABLE).to_arrow()
+    staging = db.create_table(STAGING, data=data, schema=data.schema)
+    staging.update_field_metadata({"path": "vector", "metadata": {COMPLETE_TAG: "complete"}})
+    db.drop_table(TABLE)
+    assert reindex(uri, HashEmbedder()).chunks == before
+    assert ChunkIndex(uri, HashEmbedder.dimensions, embedder="hash").count() == before
+    assert STAGING not in lancedb.connect(uri).table_names()

@@ -8,7 +8,7 @@ import typer
 import yaml
 from rich.table import Table
 
-from flywheel.cli.common import console, file_progress, ingest_summary, knowledge_base
+from flywheel.cli.common import console, file_progress, ingest_summary, knowledge_base, settings
 from flywheel.errors import InvalidInputError
 
 app = typer.Typer(help="Documents in the knowledge base.", no_args_is_help=True)
@@ -72,6 +72,25 @@ def import_manifest(
     console.print(ingest_summary(results))
     if any(r.status == "failed" for r in results):
         raise typer.Exit(2)
+
+
+@app.command("reindex")
+def reindex_command() -> None:
+    """Re-embed every chunk with the configured embedder (after changing embedder.model). Stop the service first."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from flywheel.knowledge.embed import get_embedder
+    from flywheel.knowledge.reindex import reindex
+
+    config = settings()
+    embedder = get_embedder(config.embedder)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task(f"Re-embedding with {embedder.name}", total=None)
+        result = reindex(config.index_uri, embedder, ann_min_rows=config.knowledge.ann_min_rows,
+                         progress=lambda done, total: bar.update(task, completed=done, total=total))
+    console.print(f"Re-embedded {result.chunks} chunks with {result.embedder} "
+                  f"(before: {result.previous_embedder or 'unrecorded'}).")
 
 
 @app.command("list")

@@ -149,11 +149,15 @@ class ChunkIndex:
                 f"Cannot open the vector index at {uri}: {exc}",
                 hint="Check FLYWHEEL_KNOWLEDGE__INDEX_URI and that the location is writable.",
             ) from exc
+        recorded = self.built_with()
+        if embedder is not None and recorded is not None and recorded != embedder:
+            raise self._mismatch(recorded, embedder)
         width = self.table.schema.field("vector").type.list_size
         if width != dimensions:
-            raise StorageError(
+            raise EmbedderMismatchError(
                 f"The index at {uri} holds {width}-d vectors but the embedder makes {dimensions}-d ones.",
-                hint="Use the embedder the index was built with, or point FLYWHEEL_KNOWLEDGE__INDEX_URI elsewhere.",
+                hint="Re-embed every chunk with the configured embedder: `flywheel docs reindex`, or use the "
+                     "embedder the index was built with, or point FLYWHEEL_KNOWLEDGE__INDEX_URI elsewhere.",
             )
         if embedder is not None:
             self.check_embedder(embedder)
@@ -177,12 +181,15 @@ class ChunkIndex:
             self.record_embedder(name)  # new, or built before the record by this (same-size) embedder
             return
         if recorded != name:
-            raise EmbedderMismatchError(
-                f"The index at {self.uri} was built with the embedder {recorded or 'all-MiniLM-L6-v2 (unrecorded)'}, "
-                f"but the configured embedder is {name}: their vectors cannot be compared.",
-                hint="Re-embed every chunk with the configured embedder: `flywheel docs reindex` (stop the service "
-                     "first), or set FLYWHEEL_EMBEDDER__MODEL back to the embedder the index was built with.",
-            )
+            raise self._mismatch(recorded, name)
+
+    def _mismatch(self, recorded: str | None, name: str) -> EmbedderMismatchError:
+        return EmbedderMismatchError(
+            f"The index at {self.uri} was built with the embedder {recorded or 'all-MiniLM-L6-v2 (unrecorded)'}, "
+            f"but the configured embedder is {name}: their vectors cannot be compared.",
+            hint="Re-embed every chunk with the configured embedder: `flywheel docs reindex` (stop the service "
+                 "first), or set FLYWHEEL_EMBEDDER__MODEL back to the embedder the index was built with.",
+        )
 
     @property
     def has_segmented_text(self) -> bool:
