@@ -10,10 +10,11 @@ finishes them.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import mimetypes
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -112,11 +113,12 @@ class KnowledgeBase:
         """Ingest (name, bytes) pairs for ``groups``; one result per file, in order."""
         groups = self.catalog.require_groups(list(groups))
         principal.require_member(groups)
+        self._open_index_in_background()
         results: list[IngestResult] = []
         batch: list[_Prepared] = []
         batch_chunks = 0
-        for name, data in files:
-            prepared = self._prepare(principal, name, data, groups, list(tags), (titles or {}).get(name))
+        for name, data, existing in self._with_existing(principal, files):
+            prepared = self._prepare(principal, name, data, groups, list(tags), (titles or {}).get(name), existing)
             results.append(prepared.result if isinstance(prepared, _Prepared) else prepared)
             if not isinstance(prepared, _Prepared):
                 if progress:
@@ -133,6 +135,16 @@ class KnowledgeBase:
             self.index.ensure_indexes()
         return results
 
+    def _open_index_in_background(self) -> None:
+        """Open the index (importing LanceDB takes seconds) while the first files are parsed and embedded;
+        a failure is raised again, with its hint, where the index is first needed."""
+        if self._index is None:
+            threading.Thread(target=self._try_open_index, name="open-index", daemon=True).start()
+
+    def _try_open_index(self) -> None:
+        with contextlib.suppress(Exception):  # raised again where the index is first needed
+            _ = self.index
+
     def ingest_paths(
         self,
         principal: Principal,
@@ -146,13 +158,32 @@ class KnowledgeBase:
         return self.ingest_files(principal, _read_files(expand_paths(paths)), groups=groups, tags=tags,
                                  progress=progress)
 
+    def _with_existing(self, principal: Principal, files: Iterable[tuple[str, bytes]], *, lookahead: int = 64,
+                       max_bytes: int = 32 * 1024 * 1024) -> Iterator[tuple[str, bytes, Document | None]]:
+        """Each file with the principal's document of that name, looked up for up to ``lookahead`` files
+        (holding at most ``max_bytes`` of them) in one query instead of one query per file."""
+        pending: list[tuple[str, bytes]] = []
+        size = 0
+        for name, data in files:
+            pending.append((name, data))
+            size += len(data)
+            if len(pending) >= lookahead or size >= max_bytes:
+                yield from self._looked_up(principal, pending)
+                pending, size = [], 0
+        yield from self._looked_up(principal, pending)
+
+    def _looked_up(self, principal: Principal,
+                   files: list[tuple[str, bytes]]) -> Iterator[tuple[str, bytes, Document | None]]:
+        existing = self.catalog.find_documents(principal.user, [name for name, _ in files])
+        for name, data in files:
+            yield name, data, existing.get(name)
+
     def _prepare(self, principal: Principal, name: str, data: bytes, groups: list[str], tags: list[str],
-                 title: str | None) -> _Prepared | IngestResult:
+                 title: str | None, existing: Document | None) -> _Prepared | IngestResult:
         """Parse and chunk one file; decide whether it is new, changed or unchanged. Stores nothing."""
         try:
             max_bytes = int(self.settings.knowledge.max_file_mb * 1024 * 1024)
             digest = content_hash(data)
-            existing = self.catalog.find_document(principal.user, name)
             if existing is not None and existing.live_version and existing.content_hash == digest:
                 if sorted(existing.groups) != groups:
                     self.set_groups(principal, existing.id, groups)
@@ -176,11 +207,13 @@ class KnowledgeBase:
 
     def _commit(self, batch: list[_Prepared], progress: ProgressCallback | None) -> None:
         """Pending versions → embeddings → one index commit → ready versions."""
-        for item in batch:
-            item.doc_id, item.version = self.catalog.begin_version(
-                document_id=item.existing.id if item.existing else None, owner=item.owner, source=item.source,
-                **self._document_fields(item),
-            )
+        begun = self.catalog.begin_versions([
+            dict(document_id=item.existing.id if item.existing else None, owner=item.owner, source=item.source,
+                 **self._document_fields(item))
+            for item in batch
+        ])
+        for item, (doc_id, version) in zip(batch, begun, strict=True):
+            item.doc_id, item.version = doc_id, version
         try:
             vectors = self.embedder.embed([chunk.text for item in batch for chunk in item.chunks])
             rows: list[dict[str, Any]] = []
@@ -192,9 +225,12 @@ class KnowledgeBase:
                 self.catalog.fail_version(item.doc_id, item.version, exc.message)
                 item.result.status, item.result.error = "failed", str(exc)
             return
+        self.catalog.finish_versions([
+            dict(document_id=item.doc_id, version=item.version, chunk_count=len(item.chunks),
+                 **self._document_fields(item))
+            for item in batch
+        ])
         for item in batch:
-            self.catalog.finish_version(item.doc_id, item.version, chunk_count=len(item.chunks),
-                                        **self._document_fields(item))
             item.result.doc_id, item.result.version, item.result.chunks = item.doc_id, item.version, len(item.chunks)
             if progress:
                 progress(item.source, len(item.chunks))

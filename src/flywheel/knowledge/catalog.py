@@ -8,7 +8,7 @@ it is live, so a crashed ingestion can be recognised and finished by the next ru
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -25,7 +25,7 @@ from sqlalchemy import (
     func,
     select,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, selectinload
 
 from flywheel.access import EVERYONE, Principal, check_name
 from flywheel.errors import InvalidInputError, NotFoundError
@@ -215,6 +215,15 @@ class Catalog:
                 _ = doc.versions  # load while the session is open
             return doc
 
+    def find_documents(self, owner: str, sources: Iterable[str]) -> dict[str, Document]:
+        """:meth:`find_document` for many file names at once (one query), by source."""
+        names = list(dict.fromkeys(sources))
+        if not names:
+            return {}
+        with self.session() as s:
+            query = select(Document).where(Document.owner == owner, Document.source.in_(names))
+            return {doc.source: doc for doc in s.scalars(query.options(selectinload(Document.versions)))}
+
     def get_document(self, document_id: str) -> Document:
         with self.session() as s:
             doc = s.get(Document, document_id)
@@ -250,32 +259,51 @@ class Catalog:
     def begin_version(self, *, document_id: str | None, owner: str, source: str, title: str, groups: list[str],
                       tags: list[str], media_type: str, size_bytes: int, content_hash: str) -> tuple[str, int]:
         """Record a pending version (creating the document if new); returns (document id, version)."""
+        return self.begin_versions([dict(document_id=document_id, owner=owner, source=source, title=title,
+                                         groups=groups, tags=tags, media_type=media_type, size_bytes=size_bytes,
+                                         content_hash=content_hash)])[0]
+
+    def begin_versions(self, items: Sequence[dict[str, Any]]) -> list[tuple[str, int]]:
+        """:meth:`begin_version` for many documents in one transaction (one commit and one query per
+        ingestion batch: a commit per document cost more than embedding a small one on SQLite)."""
         with self.session() as s:
-            doc = s.get(Document, document_id) if document_id else None
-            if doc is None:
-                doc = Document(owner=owner, source=source, title=title, groups=groups, tags=tags,
-                               media_type=media_type, size_bytes=size_bytes)
-                s.add(doc)
-                s.flush()
-            number = (max((v.version for v in doc.versions), default=0)) + 1
-            doc.versions.append(DocumentVersion(version=number, content_hash=content_hash))
-            return doc.id, number
+            docs = _with_versions(s, [item["document_id"] for item in items if item["document_id"]])
+            begun = []
+            for item in items:
+                doc = docs.get(item["document_id"] or "")
+                if doc is None:
+                    doc = Document(id=uuid.uuid4().hex, owner=item["owner"], source=item["source"],
+                                   title=item["title"], groups=item["groups"], tags=item["tags"],
+                                   media_type=item["media_type"], size_bytes=item["size_bytes"], versions=[])
+                    s.add(doc)
+                number = (max((v.version for v in doc.versions), default=0)) + 1
+                doc.versions.append(DocumentVersion(version=number, content_hash=item["content_hash"]))
+                begun.append((doc.id, number))
+            return begun
 
     def finish_version(self, document_id: str, version: int, *, chunk_count: int, title: str, groups: list[str],
                        tags: list[str], media_type: str, size_bytes: int, content_hash: str) -> None:
         """Mark a version live (after its chunks were committed to the index)."""
+        self.finish_versions([dict(document_id=document_id, version=version, chunk_count=chunk_count, title=title,
+                                   groups=groups, tags=tags, media_type=media_type, size_bytes=size_bytes,
+                                   content_hash=content_hash)])
+
+    def finish_versions(self, items: Sequence[dict[str, Any]]) -> None:
+        """:meth:`finish_version` for many documents in one transaction: all live, or none."""
         with self.session() as s:
-            doc = s.get(Document, document_id)
-            if doc is None:
-                raise NotFoundError(f"Document {document_id} vanished during ingestion.")
-            for v in doc.versions:
-                if v.version == version:
-                    v.status, v.chunk_count, v.error = "ready", chunk_count, None
-                elif v.status in ("ready", "pending"):
-                    v.status = "superseded"
-            doc.live_version, doc.content_hash = version, content_hash
-            doc.title, doc.groups, doc.tags = title, groups, tags
-            doc.media_type, doc.size_bytes = media_type, size_bytes
+            docs = _with_versions(s, [item["document_id"] for item in items])
+            for item in items:
+                doc = docs.get(item["document_id"])
+                if doc is None:
+                    raise NotFoundError(f"Document {item['document_id']} vanished during ingestion.")
+                for v in doc.versions:
+                    if v.version == item["version"]:
+                        v.status, v.chunk_count, v.error = "ready", item["chunk_count"], None
+                    elif v.status in ("ready", "pending"):
+                        v.status = "superseded"
+                doc.live_version, doc.content_hash = item["version"], item["content_hash"]
+                doc.title, doc.groups, doc.tags = item["title"], item["groups"], item["tags"]
+                doc.media_type, doc.size_bytes = item["media_type"], item["size_bytes"]
 
     def fail_version(self, document_id: str, version: int, error: str) -> None:
         with self.session() as s:
@@ -295,3 +323,11 @@ class Catalog:
             doc = s.get(Document, document_id)
             if doc is not None:
                 s.delete(doc)
+
+
+def _with_versions(s: Session, document_ids: list[str]) -> dict[str, Document]:
+    """These documents with their versions loaded, in one query, by id."""
+    if not document_ids:
+        return {}
+    query = select(Document).where(Document.id.in_(document_ids)).options(selectinload(Document.versions))
+    return {doc.id: doc for doc in s.scalars(query)}
