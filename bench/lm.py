@@ -18,6 +18,8 @@ from typing import Literal
 import dspy
 from dspy.utils.exceptions import AdapterParseError
 
+from bench import lm_threads
+from bench.lm_threads import thread_budget_rows
 from bench.report import SHARED_DATA, markdown_table, median, write_section
 from flywheel.lm.embedded import LlamaCppEngine
 
@@ -86,6 +88,7 @@ def parse_rate(lm: dspy.LM, adapter: dspy.Adapter, prompts: list[str]) -> tuple[
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--prompts", type=int, default=50)
+    parser.add_argument("--skip-threads", action="store_true", help="skip the thread-budget scenario")
     args = parser.parse_args()
     prompts = load_prompts(args.prompts)
     constrained = LlamaCppEngine()
@@ -115,6 +118,14 @@ def main() -> None:
         "(signature: `text -> sentiment: Literal[3], reason: Literal[11]`); a call counts as parsed when the "
         "adapter returns every field with a valid value.\n\n" + parse
     )
+    if not args.skip_threads:
+        budget_rows, summary = thread_budget_rows()
+        body += ("\n\n### Thread budget: decode beside a concurrent embedder load (same process)\n\n"
+                 f"{int(summary['cores'])} cores; budget (default): llama.cpp `thread_budget(1)` threads for decode "
+                 "and prompts, torch intra-op threads = the cores the loaded contexts leave (`flywheel.threads`); "
+                 "naive: llama.cpp `cpu_count` threads, torch at its default. Variants alternated, medians of 2 rounds "
+                 "(`python -m bench.lm_threads`). Decode beside the embedder, budget / naive: "
+                 f"{summary['loaded_ratio']:.2f}.\n\n" + lm_threads.table(budget_rows))
     print(speed, "\n")
     print(parse)
     write_section("lm", "Embedded LM: speed and structured-output parse rate", body, "python -m bench.lm")

@@ -24,6 +24,7 @@ import numpy as np
 
 from flywheel.config import EmbedderSettings
 from flywheel.errors import EmbedderError
+from flywheel.threads import apply_torch_threads
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -84,9 +85,11 @@ class LocalEmbedder:
     (docs/benchmarks.md, "serve"); alone, a query is encoded at once, as before.
     """
 
-    def __init__(self, batch_size: int = 64) -> None:
+    def __init__(self, batch_size: int = 64, threads: int | None = None) -> None:
         self.name = MINILM
         self.batch_size = batch_size
+        # torch intra-op threads; None: what the process's thread budget leaves (flywheel.threads)
+        self.threads = threads
         self._model: SentenceTransformer | None = None
         self._counter: Any = None
         self._load_lock = threading.Lock()
@@ -161,6 +164,7 @@ class LocalEmbedder:
         return mine.vectors
 
     def _encode(self, model: SentenceTransformer, texts: list[str]) -> np.ndarray:
+        apply_torch_threads(self.threads)
         vectors = model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True)
         return np.asarray(vectors, dtype=np.float32)
 

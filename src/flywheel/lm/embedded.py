@@ -10,7 +10,6 @@ contexts and each call holds one for its whole duration.
 
 from __future__ import annotations
 
-import os
 import queue
 import threading
 import time
@@ -23,8 +22,10 @@ from typing import TYPE_CHECKING, Any
 from dspy.lm15 import Message, Request, Response, TextPart, Usage
 from dspy.lm15 import ServerError as LM15ServerError
 
+from flywheel import threads
 from flywheel.lm.grammar import compiled_grammar, grammar_for
 from flywheel.lm.model_file import resolve_model_path
+from flywheel.threads import lm_threads
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
@@ -49,9 +50,10 @@ def thread_budget(pool_size: int, cores: int | None = None) -> int:
 
     On a 2-core machine that is one thread: llama.cpp's spin-waiting threads made generation up to
     ~40x slower with 2 threads per context as soon as anything else ran (measured; see DESIGN.md).
+    Loaded contexts reserve their threads in :mod:`flywheel.threads`, and torch's intra-op threads
+    get the rest (python -m bench.lm, "thread budget").
     """
-    cores = cores or os.cpu_count() or 1
-    return max(1, (cores - 1) // max(pool_size, 1))
+    return lm_threads(pool_size, cores)
 
 
 class LlamaCppEngine:
@@ -84,7 +86,7 @@ class LlamaCppEngine:
         self._closed = False
         # Free the contexts before interpreter teardown: llama.cpp's own destructors then find
         # its module already gone and print "Exception ignored … free_model" at every exit.
-        weakref.finalize(self, _free_pool, self._pool)
+        weakref.finalize(self, _free_and_release, self._pool, self.n_threads)
 
     # --- DSPy engine contract -------------------------------------------------------------
 
@@ -130,7 +132,9 @@ class LlamaCppEngine:
     def close(self) -> None:
         """Free the llama.cpp contexts."""
         self._closed = True
-        _free_pool(self._pool)
+        freed = _free_pool(self._pool)
+        threads.release(freed * self.n_threads)
+        self._created -= freed
 
     # --- saving / loading (dspy.LM.dump_state) --------------------------------------------
 
@@ -200,6 +204,7 @@ class LlamaCppEngine:
                 model_path=str(self.model_path),
                 n_ctx=self.n_ctx,
                 n_threads=self.n_threads,
+                n_threads_batch=self.n_threads,  # llama-cpp-python's default is every core, for prompts
                 n_batch=512,
                 verbose=False,
             )
@@ -210,13 +215,20 @@ class LlamaCppEngine:
                 "or point FLYWHEEL_LM__MODEL_PATH at a valid GGUF file.",
             ) from exc
         self.load_seconds = time.perf_counter() - started
+        threads.reserve(self.n_threads)
         return llm
 
 
-def _free_pool(pool: queue.Queue[Llama]) -> None:
+def _free_and_release(pool: queue.Queue[Llama], threads_each: int) -> None:
+    threads.release(_free_pool(pool) * threads_each)
+
+
+def _free_pool(pool: queue.Queue[Llama]) -> int:
+    freed = 0
     while True:
         try:
             llm = pool.get_nowait()
         except queue.Empty:
-            return
+            return freed
         llm.close()
+        freed += 1
