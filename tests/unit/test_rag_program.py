@@ -9,7 +9,15 @@ import pytest
 from dspy.utils import DummyLM
 
 from flywheel.access import Principal
-from flywheel.programs.rag import NOT_FOUND, Passage, RAGChatbot, RAGConfig, cited_passages, is_yes_no_question
+from flywheel.programs.rag import (
+    NOT_FOUND,
+    Passage,
+    RAGChatbot,
+    RAGConfig,
+    cited_passages,
+    is_yes_no_question,
+    strip_preamble,
+)
 
 MECH = Passage("d1:1:0", "d1", "oil.md §2 Procedure", "Check oil 5 to 30 minutes after shutdown.")
 PILOT = Passage("d2:1:0", "d2", "fuel.md", "Carry 45 minutes of final reserve fuel.")
@@ -178,6 +186,8 @@ def test_short_answers_have_room_and_lose_a_preamble() -> None:
     with dspy.context(lm=lm, adapter=dspy.JSONAdapter()):
         result = program(question="What is the highest peak?", principal=ALICE)
     assert result.answer == "Moldoveanu Peak"
+    assert strip_preamble("The answer to the question is: The answer to the question is: 1833") == "1833"
+    assert strip_preamble("The answer to the question is:") == ""
     # The grammar's bound on the answer string must leave room for a phrase, not 14 characters.
     schema = {"type": "object", "properties": {"answer": {"type": "string"},
                                                "citations": {"type": "array", "items": {"type": "integer"}}}}

@@ -14,7 +14,7 @@ import queue
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -167,6 +167,32 @@ class LlamaCppEngine:
         with self.context() as llm:
             return llm.tokenize(text.encode(), add_bos=False)
 
+    def option_logprobs(self, messages: list[dict[str, str]], prefix: str, options: Sequence[str]) -> dict[str, float]:
+        """Log-probability of each option's first distinguishing token as the reply's continuation
+        after ``prefix`` (e.g. ``{"answer": "`` then ``yes`` / ``no``): one prompt evaluation, no decoding.
+
+        This is the model's own preference between closed choices, which a decision threshold can then
+        calibrate on labelled data (greedy decoding under a grammar always takes the larger one).
+        """
+        import numpy as np
+
+        if len(set(options)) < 2:
+            raise ValueError("option_logprobs needs at least two distinct options")
+        with self.context() as llm:
+            rendered = _chat_formatter(llm)(messages=messages)
+            text = rendered.prompt + prefix
+            add_bos = not rendered.added_special
+            sequences = {o: llm.tokenize((text + o).encode(), add_bos=add_bos, special=True) for o in options}
+            shared = _common_prefix(list(sequences.values()))
+            if any(len(seq) <= shared for seq in sequences.values()):
+                raise ValueError(f"One of the options {list(options)} is a prefix of another")
+            llm.reset()
+            llm.eval(sequences[options[0]][:shared])
+            logits = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),)).astype(np.float64)
+        top = logits.max()
+        log_total = top + np.log(np.exp(logits - top).sum())
+        return {o: float(logits[seq[shared]] - log_total) for o, seq in sequences.items()}
+
     # --- the context pool -----------------------------------------------------------------
 
     @contextmanager
@@ -232,3 +258,29 @@ def _free_pool(pool: queue.Queue[Llama]) -> int:
             return freed
         llm.close()
         freed += 1
+
+
+def _common_prefix(sequences: list[list[int]]) -> int:
+    """Length of the token prefix all sequences share."""
+    shared = 0
+    for tokens in zip(*sequences, strict=False):
+        if any(t != tokens[0] for t in tokens):
+            break
+        shared += 1
+    return shared
+
+
+def _chat_formatter(llm: Llama) -> Any:
+    """The model's own chat template (from the GGUF metadata), as llama.cpp's chat completion applies it."""
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    template = llm.metadata.get("tokenizer.chat_template")
+    if not template:
+        raise ValueError("The model file carries no chat template")
+    model = llm._model
+
+    def token_text(token_id: int) -> str:
+        return model.token_get_text(token_id) if token_id != -1 else ""
+
+    return Jinja2ChatFormatter(template=template, eos_token=token_text(llm.token_eos()),
+                               bos_token=token_text(llm.token_bos()))

@@ -10,7 +10,11 @@ A weak model has few correct traces, so bootstrapping finds nothing to keep. Thi
    document's best passage for that question, with provenance = the gold documents (shown per request
    only to users who may read them; see :mod:`flywheel.programs.demos`). Yes/no questions teach the
    typed yes/no step, the others the short-answer step.
-3. **scores candidate designs** — zero-shot, labelled k-shot (fixed), labelled k-shot chosen per
+3. **calibrates yes/no decisions** where the LM engine scores continuations (the embedded model): the
+   threshold on P(yes) that decides the fit rows' yes/no questions best (a small model's own
+   preference is heavily skewed to "yes"); the uncalibrated design stays a candidate, so the
+   validation split decides whether the threshold generalises.
+4. **scores candidate designs** — zero-shot, labelled k-shot (fixed), labelled k-shot chosen per
    question (KNN), with and without a reasoning step where the LM is strong enough — on a validation
    split of the training rows (never the gate's held-out split), within the LM-call budget, and keeps
    the best; ties go to the simpler design.
@@ -32,6 +36,7 @@ from flywheel.evaluate.datasets import Dataset
 from flywheel.evaluate.metrics import normalize_answer
 from flywheel.evaluate.runner import evaluate_program
 from flywheel.optimize.compile import Budget, CompileResult, count_demos
+from flywheel.programs.choice import fit_threshold
 from flywheel.programs.demos import labelled_demo
 from flywheel.programs.rag import Passage, RAGChatbot, RAGConfig, format_passages, is_yes_no_question
 
@@ -109,6 +114,45 @@ def calibrate_refusal(kb: Any, examples: Sequence[dspy.Example], *, k: int,
         refusal_recall=refused_unanswerable / len(negatives))
 
 
+@dataclass
+class YesNoCalibration:
+    """The fitted P(yes) threshold and how it decides the fit rows' yes/no questions."""
+
+    threshold: float
+    rows: int
+    accuracy_before: float
+    accuracy_after: float
+
+
+def _yes_no_label(example: dspy.Example) -> bool | None:
+    forms = {normalize_answer(g) for g in _golds(example)} & set(YES_NO)
+    return forms == {"yes"} if len(forms) == 1 else None
+
+
+def calibrate_yes_no(program: RAGChatbot, examples: Sequence[dspy.Example], *,
+                     min_rows: int = 8) -> YesNoCalibration | None:
+    """Fit ``yes_threshold`` on the labelled yes/no rows (one prompt evaluation each, no decoding), or
+    None when there are too few rows or the LM cannot score continuations."""
+    probe = program.deepcopy()
+    probe.configure(replace(program.config, min_relevance=0.0))  # calibrate the decision, not the refusal
+    probabilities, labels = [], []
+    for example in examples:
+        label = _yes_no_label(example) if is_yes_no_question(example.question) else None
+        if label is None:
+            continue
+        p_yes = probe(question=example.question, principal=example.principal).get("yes_probability")
+        if p_yes is None:
+            return None  # an engine without continuation scores: nothing to calibrate
+        probabilities.append(float(p_yes))
+        labels.append(label)
+    if len(labels) < min_rows:
+        return None
+    before = sum((p >= program.config.yes_threshold) == y for p, y in zip(probabilities, labels, strict=True))
+    threshold, accuracy = fit_threshold(probabilities, labels, default=program.config.yes_threshold)
+    return YesNoCalibration(threshold=round(threshold, 4), rows=len(labels),
+                            accuracy_before=before / len(labels), accuracy_after=accuracy)
+
+
 def _demo_answer(golds: Sequence[str], passage_text: str, yes_no: bool) -> str | None:
     """The gold answer a demo shows: yes/no for yes/no questions, else preferably one the passage holds."""
     cleaned = [str(g).strip() for g in golds if str(g).strip()]
@@ -159,12 +203,16 @@ class Candidate:
     labelled: bool
 
 
-def candidate_designs(base: RAGConfig, *, max_demos: int, strong_lm: bool) -> list[Candidate]:
-    """The designs the search scores, simplest first (ties keep the earlier one): fewer passages (a
-    small model is easily distracted), one nearest labelled demo, a few fixed labelled demos."""
+def candidate_designs(base: RAGConfig, *, max_demos: int, strong_lm: bool,
+                      uncalibrated: RAGConfig | None = None) -> list[Candidate]:
+    """The designs the search scores, simplest first (ties keep the earlier one): the program as it
+    is (when ``base`` carries a fitted yes/no threshold), fewer passages (a small model is easily
+    distracted), one nearest labelled demo, a few fixed labelled demos."""
     shots = max(1, min(max_demos, 3))
     fewer = max(2, base.k - 1)
-    designs = [Candidate("zero-shot", replace(base, max_demos=0), False),
+    designs = [Candidate("zero-shot, uncalibrated yes/no", replace(uncalibrated, max_demos=0), False)] \
+        if uncalibrated is not None and uncalibrated != base else []
+    designs += [Candidate("zero-shot", replace(base, max_demos=0), False),
                Candidate(f"zero-shot, k={fewer}", replace(base, k=fewer, max_demos=0), False),
                Candidate("labelled 1-shot KNN", replace(base, max_demos=1, demo_selection="knn"), True),
                Candidate(f"labelled {shots}-shot", replace(base, max_demos=shots, demo_selection="fixed"), True)]
@@ -196,10 +244,14 @@ def search_rag_design(student: RAGChatbot, kb: Any, trainset: Sequence[dspy.Exam
     fit, val = _split(trainset, seed)
     calibration = calibrate_refusal(kb, trainset, k=student.config.k)
     base = student.config if calibration is None else replace(student.config, min_relevance=calibration.threshold)
+    yes_no = calibrate_yes_no(student, fit) if not student.config.reasoning else None
+    uncalibrated = base
+    if yes_no is not None:
+        base = replace(base, yes_threshold=yes_no.threshold)
     pools = labelled_demos(kb, fit)
     for pool in pools.values():
         random.Random(seed).shuffle(pool)
-    designs = candidate_designs(base, max_demos=max_demos, strong_lm=strong_lm)
+    designs = candidate_designs(base, max_demos=max_demos, strong_lm=strong_lm, uncalibrated=uncalibrated)
     if not any(pools.values()):
         designs = [d for d in designs if not d.labelled]
     val_set = Dataset("auto[val]", "qa", list(val), True)
@@ -232,6 +284,10 @@ def search_rag_design(student: RAGChatbot, kb: Any, trainset: Sequence[dspy.Exam
         params.update({f"refusal.{k}": v for k, v in asdict(calibration).items()})
     notes = [f"designs on {len(val)} validation rows: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()),
              f"chosen: {chosen.name}"]
+    if yes_no is not None:
+        params.update({f"yes_no.{k}": v for k, v in asdict(yes_no).items()})
+        notes.append(f"yes/no threshold {yes_no.threshold:.3f} on {yes_no.rows} fit rows: accuracy "
+                     f"{yes_no.accuracy_before:.2f} -> {yes_no.accuracy_after:.2f}")
     if calibration is not None:
         notes.append(f"refusal threshold {calibration.threshold:.3f}: keeps {calibration.answerable_kept:.0%} of "
                      f"answerable probes, refusal precision {calibration.refusal_precision:.2f}, "

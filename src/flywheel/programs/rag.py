@@ -14,6 +14,10 @@ The design follows the model it runs on (:class:`RAGConfig`, recorded with every
 - **the answer's form follows the question**: a yes/no question gets a typed ``yes``/``no`` answer
   (a ``Literal``, so a constrained decoder can only say one of them); other questions get a short
   phrase taken from the passages;
+- **calibrated yes/no decisions**: where the engine can score continuations (the embedded model), a
+  yes/no answer is P(yes) ≥ ``yes_threshold`` read from the LM's token probabilities for the same
+  prompt (one prompt evaluation, no decoding); ``flywheel optimize`` fits the threshold on labelled
+  rows, which moves a model that says "yes" to everything (see :mod:`flywheel.programs.choice`);
 - **a measured refusal**: the program answers "not in the documents" when the best passage's
   similarity to the query is below ``min_relevance``, a threshold calibrated on labelled data by
   ``flywheel optimize`` (answerable questions vs the same questions with their documents removed),
@@ -32,6 +36,7 @@ from typing import Any, Literal
 import dspy
 
 from flywheel.access import Principal
+from flywheel.programs.choice import first_option_probability
 from flywheel.programs.demos import (
     SOURCE_FIELD,
     DemoSelection,
@@ -77,6 +82,9 @@ class RAGConfig:
     max_demos: int = 2
     demo_selection: DemoSelection = "fixed"
     typed_yes_no: bool = True
+    # "yes" when P(yes) from the LM's token probabilities is at least this (engines that can score
+    # continuations; see flywheel.programs.choice). 0.5 is the LM's own preference; optimize fits it.
+    yes_threshold: float = 0.5
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RAGConfig:
@@ -252,29 +260,41 @@ class RAGChatbot(dspy.Module):
         step = self.respond_yes_no if yes_no else self.respond
         demos = self.selector.select(
             visible_demos(self.answer_predictor(yes_no=yes_no).demos, principal, self.readable), question)
-        reply = step(passages=context, history=turns, question=question, demos=demos)
+        inputs = {"passages": context, "history": turns, "question": question}
+        if yes_no and not self.config.reasoning:
+            p_yes = first_option_probability(self.respond_yes_no, inputs, demos, ("yes", "no"))
+            if p_yes is not None:
+                answer = "Yes" if p_yes >= self.config.yes_threshold else "No"
+                return self._answered(answer, grounding_passages(answer, passages, True), passages, query,
+                                      relevance, yes_probability=p_yes)
+        reply = step(**inputs, demos=demos)
         answer = strip_preamble(str(reply.answer or ""))
         if not answer:
             return dspy.Prediction(answer=NOT_FOUND, citations=[], passages=[asdict(p) for p in passages],
                                    found=False, query=query, relevance=relevance)
         cited = cited_passages(reply.citations, passages) or grounding_passages(answer, passages, yes_no)
-        return dspy.Prediction(
-            answer=answer.capitalize() if yes_no else answer,
-            citations=[asdict(p) for p in cited],
-            passages=[asdict(p) for p in passages],
-            found=True,
-            query=query,
-            relevance=relevance,
-            reasoning=getattr(reply, "reasoning", ""),
-        )
+        return self._answered(answer.capitalize() if yes_no else answer, cited, passages, query, relevance,
+                              reasoning=getattr(reply, "reasoning", ""))
+
+    @staticmethod
+    def _answered(answer: str, cited: Sequence[Passage], passages: Sequence[Passage], query: str,
+                  relevance: float | None, **extra: Any) -> dspy.Prediction:
+        return dspy.Prediction(answer=answer, citations=[asdict(p) for p in cited],
+                               passages=[asdict(p) for p in passages], found=True, query=query,
+                               relevance=relevance, **extra)
 
 
-_PREAMBLE = re.compile(r"^\s*(the\s+)?(short\s+)?answer(\s+is)?\s*[:\-–]\s*", re.IGNORECASE)
+_PREAMBLE = re.compile(r"^\s*(the\s+)?(short\s+)?answer(\s+to\s+(the|this|your)\s+question)?(\s+is)?\s*[:\-–]\s*",
+                       re.IGNORECASE)
 
 
 def strip_preamble(answer: str) -> str:
-    """The answer without a leading "The answer is:" / "Answer:" that small models like to write."""
-    return _PREAMBLE.sub("", answer.strip(), count=1).strip()
+    """The answer without leading "The answer is:" / "The answer to the question is:" / "Answer:"
+    (small models write them, sometimes several times over)."""
+    stripped = answer.strip()
+    while (shorter := _PREAMBLE.sub("", stripped, count=1).strip()) != stripped:
+        stripped = shorter
+    return stripped
 
 
 def _twin(name: str) -> str:
