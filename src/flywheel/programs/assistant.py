@@ -79,6 +79,14 @@ class Assistant:
                 self._programs[name] = program
             return self._programs[name]
 
+    def current(self, name: str | None = None) -> tuple[dspy.Module, int | None]:
+        """The program a call should use and its registered version, read together (a swap between
+        the two reads would otherwise label an answer with the wrong version)."""
+        name = name or self.settings.programs.default
+        program = self.program(name)
+        with self._lock:
+            return self._programs.get(name, program), self.loaded_versions.get(name)
+
     def _apply_registered_state(self, name: str, program: dspy.Module) -> int | None:
         """Load the registry's ``alias`` version into ``program``; its version number, or None."""
         if self.registry is None:

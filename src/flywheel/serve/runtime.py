@@ -153,7 +153,9 @@ class Service:
         if len(question) > limit:
             raise InvalidInputError(f"The question is longer than {limit} characters.",
                                     hint="Shorten it (the limit is limits.max_question_chars).")
-        program = self.assistant.program(program_name)  # the current champion; a swap does not affect this call
+        # The current champion and its version; a swap does not affect this call.
+        current = getattr(self.assistant, "current", None)
+        program, version = current(program_name) if current else (self.assistant.program(program_name), None)
         started = time.perf_counter()
         outcome = "error"
 
@@ -189,6 +191,7 @@ class Service:
             "steps": list(getattr(prediction, "steps", None) or []),
             "trace_id": trace_id,
             "program": program_name,
+            "version": version,
         }
 
     def explain(self, exc: BaseException) -> FlywheelError:

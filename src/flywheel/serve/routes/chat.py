@@ -103,7 +103,8 @@ async def chat_completions(request: Request, body: ChatRequest, caller: Caller) 
     reply = await service.run(service.answer, caller, program, question, history)
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
-    extra = {"trace_id": reply["trace_id"], "citations": reply["citations"], "program": program}
+    extra = {"trace_id": reply["trace_id"], "citations": reply["citations"], "program": program,
+             "version": reply.get("version")}
     headers = {"X-Flywheel-Trace-Id": reply["trace_id"]}
     if body.stream:
         return StreamingResponse(_stream(completion_id, created, body.model, reply["answer"], extra),

@@ -1,0 +1,83 @@
+"""A champion promoted while the service answers concurrent requests: no request fails, every answer
+says which version gave it (and that version's state gave it), and the new version serves afterwards."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import dspy
+import httpx
+
+from flywheel.access import Principal
+from flywheel.config import load_settings
+from flywheel.programs.assistant import Assistant
+from flywheel.registry.programs import ProgramRegistry
+from flywheel.serve.app import create_app
+from tests.unit.serve_helpers import make_env, serving
+
+
+class Marked(dspy.Module):
+    """Answers with its own state (the demo it carries), without calling an LM."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.step = dspy.Predict("question -> answer")
+
+    def forward(self, question: str, principal: Principal, history: Any = None) -> dspy.Prediction:
+        time.sleep(0.01)
+        return dspy.Prediction(answer=self.step.demos[0]["answer"] if self.step.demos else "none", citations=[])
+
+
+def marked(label: str) -> Marked:
+    program = Marked()
+    program.step.demos = [dspy.Example(question="q", answer=label)]
+    return program
+
+
+def test_promotion_under_concurrent_load_fails_no_request_and_serves_the_new_version() -> None:
+    settings = load_settings(programs={"custom": {"marked": "tests.unit.test_hot_swap:Marked"}},
+                             serve={"reload_interval_s": 0.2, "request_timeout_s": 30.0})
+    _, _, kb, _ = make_env(settings)
+    registry = ProgramRegistry(settings)
+    registry.register("marked", marked("v1"))
+    registry.register("marked", marked("v2"))
+    registry.promote("marked", 1)
+    app = create_app(settings, assistant=Assistant(settings, knowledge=kb, registry=registry), lm=None,
+                     registry=registry, tracing=False)
+    key = app.state.flywheel.keys.create("alice")[1]
+    replies: list[tuple[int, Any, str]] = []
+    stop = threading.Event()
+
+    def client(url: str) -> None:
+        with httpx.Client(timeout=30) as http:
+            while not stop.is_set():
+                reply = http.post(f"{url}/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+                                  json={"model": "marked", "messages": [{"role": "user", "content": "which?"}]})
+                body = reply.json() if reply.status_code == 200 else {}
+                content = body["choices"][0]["message"]["content"] if body else reply.text
+                replies.append((reply.status_code, (body.get("flywheel") or {}).get("version"), content))
+
+    with serving(app) as url:
+        threads = [threading.Thread(target=client, args=(url,)) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        try:
+            deadline = time.monotonic() + 60
+            while len(replies) < 20 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            registry.promote("marked", 2, reason="test")
+            while not any(version == 2 for _, version, _ in replies) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            seen = len(replies)
+            while len(replies) < seen + 20 and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(timeout=30)
+
+    assert replies and all(status == 200 for status, _, _ in replies), {s for s, _, _ in replies}
+    assert {(version, answer) for _, version, answer in replies} == {(1, "v1"), (2, "v2")}
+    assert [version for _, version, _ in replies[-8:]] == [2] * 8
