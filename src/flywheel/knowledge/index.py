@@ -10,6 +10,7 @@ the old ones), so a concurrent reader sees the old version or the new one, never
 from __future__ import annotations
 
 import threading
+import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ import pyarrow as pa
 
 from flywheel.access import AclFilter, Principal
 from flywheel.errors import EmbedderMismatchError, InvalidInputError, StorageError
+from flywheel.knowledge.ann import AnnSearch, partitions_for
 from flywheel.knowledge.embed import E5_MULTILINGUAL, USE_MULTILINGUAL
 from flywheel.knowledge.language import has_cjk, segment
 from flywheel.storage import write_errors
@@ -127,16 +129,19 @@ class Hit:
 class ChunkIndex:
     """The LanceDB table of chunks (local path or object-storage URI)."""
 
-    def __init__(self, uri: str, dimensions: int, *, ann_min_rows: int = 50_000, nprobes: int = 40,
-                 refine_factor: int = 4, ef: int = 80, embedder: str | None = None) -> None:
+    def __init__(self, uri: str, dimensions: int, *, ann_min_rows: int = 50_000, nprobes: int | None = None,
+                 refine_factor: int = 2, ef: int = 64, embedder: str | None = None) -> None:
         import lancedb
 
         self.uri = uri
         self.dimensions = dimensions
         self.ann_min_rows = ann_min_rows
-        # ANN search breadth: partitions probed, HNSW list size, and full-precision re-ranking of
-        # refine_factor × k candidates (the index stores 8-bit quantised vectors).
+        # ANN search breadth: partitions probed (None: scaled to the index, see ann.py), HNSW list size,
+        # and full-precision re-ranking of refine_factor × k candidates (the index stores 8-bit vectors).
         self.nprobes, self.refine_factor, self.ef = nprobes, refine_factor, ef
+        self._ann: AnnSearch | None = None
+        self._ann_indexed: int | None = None
+        self._ann_checked = 0.0
         self._write_lock = threading.Lock()
         try:
             self.db = lancedb.connect(uri)
@@ -259,14 +264,45 @@ class ChunkIndex:
                     self.table.optimize()  # incremental: appends new rows to every index, compacts files
 
     def build_ann_index(self, rows: int | None = None) -> None:
-        """IVF-HNSW-SQ with cosine distance, partitions scaled to the table."""
+        """IVF-HNSW-SQ with cosine distance, partitions scaled to the table (ann.py)."""
         rows = rows or self.count()
         self.table.create_index(
             metric="cosine",
             index_type="IVF_HNSW_SQ",
-            num_partitions=max(1, int(np.sqrt(rows) / 2)),
+            num_partitions=partitions_for(rows),
             replace=True,
         )
+        self._ann = None
+
+    @property
+    def ann(self) -> AnnSearch:
+        """ANN query breadth scaled to the rows the vector index was built over (read once)."""
+        if self._ann is None or (self._ann_indexed is None and time.monotonic() > self._ann_checked + 60):
+            # No vector index yet (search is exhaustive): another process may build one; look again in a minute.
+            indexed = next((i.num_indexed_rows for i in self.table.list_indices() if list(i.columns) == ["vector"]),
+                           None)
+            self._ann = AnnSearch.scaled(indexed or 0, refine_factor=self.refine_factor, ef=self.ef,
+                                         nprobes=self.nprobes)
+            self._ann_indexed, self._ann_checked = indexed, time.monotonic()
+        return self._ann
+
+    def warm(self, principal: Principal | None = None, *, queries: int = 8) -> float:
+        """Read the vector index (every IVF partition) and, with ``principal``, its ACL filter's index into
+        LanceDB's cache, so the first searches after opening do not pay those reads; seconds taken.
+        Nothing to do (0.0) while the table has no vector index (search is then exhaustive anyway)."""
+        started = time.perf_counter()
+        ann = self.ann  # also reads how many rows the vector index holds
+        if self._ann_indexed is None:
+            return 0.0
+        sample = self.table.search().select(["vector"]).limit(queries).to_list()
+        everything = max(ann.nprobes, partitions_for(self._ann_indexed))
+        for row in sample:
+            query = self.table.search(np.asarray(row["vector"], dtype=np.float32), vector_column_name="vector")
+            query = query.distance_type("cosine").limit(10).nprobes(everything)
+            if principal is not None:
+                query = query.where(AclFilter.for_principal(principal), prefilter=True)
+            query.to_list()
+        return time.perf_counter() - started
 
     # --- reads --------------------------------------------------------------------------------
 
@@ -297,9 +333,8 @@ class ChunkIndex:
             if exact:
                 query = query.bypass_vector_index()
             else:
-                # HNSW's list size must cover every candidate it hands to the re-ranking.
-                ef = max(self.ef, pool * self.refine_factor)
-                query = query.nprobes(self.nprobes).refine_factor(self.refine_factor).ef(ef)
+                ann = self.ann
+                query = query.nprobes(ann.nprobes).refine_factor(ann.refine_factor).ef(ann.ef_for(pool))
             ranked["vector"] = query.to_list()
         if mode in ("hybrid", "text") and text and text.strip():
             ranked["text"] = self.keyword_search(text, where, pool)

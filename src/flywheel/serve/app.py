@@ -135,7 +135,9 @@ def _load_retrieval(assistant: Any) -> None:
     knowledge = getattr(assistant, "knowledge", None)
     if knowledge is not None and hasattr(knowledge, "embedder"):
         knowledge.embedder.embed(["warm-up"])
-        _ = knowledge.index
+        warm = getattr(knowledge.index, "warm", None)
+        if warm is not None:
+            warm()  # the ANN index's partitions into the cache: no slow first searches
 
 
 def build_service(settings: Settings, *, assistant: Any = None, lm: Any = None, registry: Any = None,
