@@ -1,0 +1,33 @@
+"""``flywheel serve --workers N``: N server processes on one port (uvicorn's workers, one app each).
+
+Each process builds its own app from the same settings (environment and flywheel.toml), so they share
+what those name: the LanceDB location, the catalog / feedback / API-key / conversation databases and
+the MLflow tracking store. SQLite stores are opened in WAL mode with a busy timeout (``flywheel.storage``),
+so several processes may read and write them at once; a promoted champion reaches every process by the
+same registry poll (``serve.reload_interval_s``). Requests are spread by the kernel over the processes'
+shared listening socket.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+TRACING_ENV = "_FLYWHEEL_SERVE_TRACING"  # the parent's --tracing/--no-tracing, for the worker processes
+
+
+def app_factory() -> Any:
+    """One worker's app (uvicorn calls this in each process)."""
+    from flywheel.config import load_settings
+    from flywheel.serve.app import create_app
+
+    return create_app(load_settings(), tracing=os.environ.get(TRACING_ENV, "1") == "1")
+
+
+def run_workers(host: str, port: int, workers: int, *, tracing: bool, log_level: str) -> None:
+    """Serve with ``workers`` processes until interrupted."""
+    import uvicorn
+
+    os.environ[TRACING_ENV] = "1" if tracing else "0"
+    uvicorn.run("flywheel.serve.workers:app_factory", factory=True, workers=workers, host=host, port=port,
+                log_level=log_level, timeout_graceful_shutdown=10)
