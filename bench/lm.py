@@ -123,8 +123,9 @@ def main() -> None:
         body += ("\n\n### Thread budget: decode beside a concurrent embedder load (same process)\n\n"
                  f"{int(summary['cores'])} cores; budget (default): llama.cpp `thread_budget(1)` threads for decode "
                  "and prompts, torch intra-op threads = the cores the loaded contexts leave (`flywheel.threads`); "
-                 "naive: llama.cpp `cpu_count` threads, torch at its default. Variants alternated, medians of 2 rounds "
-                 "(`python -m bench.lm_threads`). Decode beside the embedder, budget / naive: "
+                 "naive: llama.cpp `cpu_count` threads, torch at its default. Variants alternated, medians of 2 "
+                 "rounds of ~6 s of decoding each (`python -m bench.lm_threads`). "
+                 "Decode beside the embedder, budget / naive: "
                  f"{summary['loaded_ratio']:.2f}.\n\n" + lm_threads.table(budget_rows))
     print(speed, "\n")
     print(parse)
