@@ -39,7 +39,7 @@ from flywheel.evaluate.metrics import exact_match, mean, token_f1
 WIKI = Path(__file__).resolve().parents[2] / "shared" / "data" / "wiki_qa"
 SEED = 13
 ABSENT_ARTICLES = 5
-SIZES = {"train": 60, "test": 60, "absent": 24}
+SIZES = {"train": 80, "test": 60, "absent": 24}
 QUICK_SIZES = {"train": 20, "test": 20, "absent": 10}
 NAIVE_K = 3
 NAIVE_PROMPT = "Passages:\n{passages}\n\nQuestion: {question}\nAnswer with a short phrase taken from the passages."

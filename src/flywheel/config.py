@@ -158,6 +158,10 @@ class ProgramSettings(BaseModel):
     reasoning: Literal["auto", "on", "off"] = Field(
         "auto", description="A reasoning step (ChainOfThought) before answers: 'auto' = on for endpoints, off for "
         "the embedded 135M model (its reasoning crowds out its answer). Optimized versions record their choice.")
+    answer_style: Literal["auto", "quote", "generate"] = Field(
+        "auto", description="Answers to questions that are not yes/no: 'quote' the passage sentence most similar "
+        "to the question, or 'generate' a short phrase; 'auto' = generate for endpoints, quote for the embedded "
+        "135M model (its phrases mostly restate the question). Optimized versions record their choice.")
     agent_max_steps: int = Field(3, ge=1, le=10, description="Tool calls the agent may make per question.")
     maintenance_db: Path | None = Field(None, description="Maintenance log (default FLYWHEEL_HOME/maintenance.db).")
 

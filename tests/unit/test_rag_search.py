@@ -85,8 +85,8 @@ def test_search_keeps_the_best_design_and_records_it() -> None:
     with dspy.context(lm=lm, adapter=dspy.JSONAdapter()):
         result = search_rag_design(RAGChatbot(retriever, k=3), FakeKB(), TRAIN, metric=metric, threads=1)
     assert result.optimizer == "auto"
-    assert set(result.params["design_scores"]) == {"zero-shot", "zero-shot, k=2", "labelled 1-shot KNN",
-                                                   "labelled 3-shot"}
+    assert set(result.params["design_scores"]) == {"zero-shot", "zero-shot, quoted answers", "zero-shot, k=2",
+                                                   "labelled 1-shot KNN", "labelled 3-shot"}
     assert result.program.config.min_relevance == result.params["refusal.threshold"]
     assert result.params["design"] in result.params["design_scores"]
 

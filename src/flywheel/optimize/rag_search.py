@@ -206,13 +206,17 @@ class Candidate:
 def candidate_designs(base: RAGConfig, *, max_demos: int, strong_lm: bool,
                       uncalibrated: RAGConfig | None = None) -> list[Candidate]:
     """The designs the search scores, simplest first (ties keep the earlier one): the program as it
-    is (when ``base`` carries a fitted yes/no threshold), fewer passages (a small model is easily
-    distracted), one nearest labelled demo, a few fixed labelled demos."""
+    is (when ``base`` carries a fitted yes/no threshold), the other answer style (quoted sentence vs
+    generated phrase), fewer passages (a small model is easily distracted), one nearest labelled demo,
+    a few fixed labelled demos."""
     shots = max(1, min(max_demos, 3))
     fewer = max(2, base.k - 1)
     designs = [Candidate("zero-shot, uncalibrated yes/no", replace(uncalibrated, max_demos=0), False)] \
         if uncalibrated is not None and uncalibrated != base else []
+    other_style = "generate" if base.answer_style == "quote" else "quote"
     designs += [Candidate("zero-shot", replace(base, max_demos=0), False),
+                Candidate(f"zero-shot, {other_style}d answers", replace(base, max_demos=0, answer_style=other_style),
+                          False),
                Candidate(f"zero-shot, k={fewer}", replace(base, k=fewer, max_demos=0), False),
                Candidate("labelled 1-shot KNN", replace(base, max_demos=1, demo_selection="knn"), True),
                Candidate(f"labelled {shots}-shot", replace(base, max_demos=shots, demo_selection="fixed"), True)]

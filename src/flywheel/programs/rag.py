@@ -13,7 +13,9 @@ The design follows the model it runs on (:class:`RAGConfig`, recorded with every
   135M model, whose reasoning crowds out its answer);
 - **the answer's form follows the question**: a yes/no question gets a typed ``yes``/``no`` answer
   (a ``Literal``, so a constrained decoder can only say one of them); other questions get a short
-  phrase taken from the passages;
+  phrase taken from the passages, or (``answer_style="quote"``, the embedded model's default) the
+  passage sentence most similar to the question, quoted with its citation, unless the generated phrase
+  is a value a passage holds (a number the question does not contain);
 - **calibrated yes/no decisions**: where the engine can score continuations (the embedded model), a
   yes/no answer is P(yes) ≥ ``yes_threshold`` read from the LM's token probabilities for the same
   prompt (one prompt evaluation, no decoding); ``flywheel optimize`` fits the threshold on labelled
@@ -47,6 +49,7 @@ from flywheel.programs.demos import (
     remember_sources,
     visible_demos,
 )
+from flywheel.programs.quote import best_sentence, is_grounded_value
 
 __all__ = ["NOT_FOUND", "SOURCE_FIELD", "Passage", "RAGChatbot", "RAGConfig", "annotate_demo_sources",
            "cited_passages", "is_yes_no_question", "knowledge_readable", "knowledge_retriever", "visible_demos"]
@@ -67,9 +70,18 @@ class Passage:
     citation: str
     text: str
     relevance: float | None = None  # cosine similarity of the query to this chunk, when known
+    section: str | None = None  # heading path; the chunk's first line repeats it when set
+
+    def body(self) -> str:
+        """The text without the heading-path line the chunker puts first (it is a heading, not content)."""
+        if not self.section:
+            return self.text
+        first, _, rest = self.text.partition("\n")
+        return rest if rest and first.rstrip().endswith(self.section.split(" > ")[-1]) else self.text
 
 
 Retriever = Callable[[str, Principal, int], Sequence[Passage]]
+AnswerStyle = Literal["generate", "quote"]
 
 
 @dataclass(frozen=True)
@@ -85,6 +97,9 @@ class RAGConfig:
     # "yes" when P(yes) from the LM's token probabilities is at least this (engines that can score
     # continuations; see flywheel.programs.choice). 0.5 is the LM's own preference; optimize fits it.
     yes_threshold: float = 0.5
+    # Other questions: "quote" the passage sentence most similar to the question unless the LM's phrase is
+    # a value a passage holds (for small models), or "generate" a short phrase (flywheel.programs.quote).
+    answer_style: AnswerStyle = "generate"
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RAGConfig:
@@ -96,7 +111,7 @@ def knowledge_retriever(kb: Any) -> Retriever:
     """A retriever over a :class:`~flywheel.knowledge.base.KnowledgeBase` (ACL applied inside the query)."""
 
     def retrieve(query: str, principal: Principal, k: int) -> list[Passage]:
-        return [Passage(h.chunk_id, h.doc_id, h.citation(), h.text, h.relevance.get("vector"))
+        return [Passage(h.chunk_id, h.doc_id, h.citation(), h.text, h.relevance.get("vector"), h.section)
                 for h in kb.search(principal, query, k=k)]
 
     return retrieve
@@ -123,7 +138,10 @@ def default_config(settings: Any) -> RAGConfig:
     """The design a new user gets for the configured LM (before any optimization)."""
     choice = settings.programs.reasoning
     reasoning = settings.lm.reasons_well() if choice == "auto" else choice == "on"
-    return RAGConfig(k=settings.programs.retrieval_k, reasoning=reasoning)
+    style = settings.programs.answer_style
+    if style == "auto":  # a model too small to reason is also too small to phrase answers: it quotes
+        style = "generate" if settings.lm.reasons_well() else "quote"
+    return RAGConfig(k=settings.programs.retrieval_k, reasoning=reasoning, answer_style=style)
 
 
 def rag_program(kb: Any, settings: Any) -> RAGChatbot:
@@ -272,6 +290,11 @@ class RAGChatbot(dspy.Module):
         if not answer:
             return dspy.Prediction(answer=NOT_FOUND, citations=[], passages=[asdict(p) for p in passages],
                                    found=False, query=query, relevance=relevance)
+        if not yes_no and self.config.answer_style == "quote" and \
+                not is_grounded_value(answer, question, [p.text for p in passages]):
+            quoted = best_sentence(query, passages, Passage.body, self.embed)
+            if quoted is not None:
+                return self._answered(quoted[0], [quoted[1]], passages, query, relevance, generated=answer)
         cited = cited_passages(reply.citations, passages) or grounding_passages(answer, passages, yes_no)
         return self._answered(answer.capitalize() if yes_no else answer, cited, passages, query, relevance,
                               reasoning=getattr(reply, "reasoning", ""))
