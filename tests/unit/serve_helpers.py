@@ -71,7 +71,8 @@ class Env:
 def make_settings(**overrides: Any) -> Settings:
     custom = {"slow": "tests.unit.serve_helpers:SlowProgram", "broken": "tests.unit.serve_helpers:BrokenProgram"}
     serve = {"reload_interval_s": 0, "request_timeout_s": 1.0, **overrides.pop("serve", {})}
-    return load_settings(programs={"custom": custom}, serve=serve, **overrides)
+    # The stub LM's answer is what these tests check: generate it rather than quote a passage.
+    return load_settings(programs={"custom": custom, "answer_style": "generate"}, serve=serve, **overrides)
 
 
 def make_env(settings: Settings | None = None, lm: Any = None) -> tuple[Any, Settings, KnowledgeBase, dict[str, str]]:
