@@ -24,6 +24,11 @@ def test_sentences_split_on_ends_and_lines_and_drop_fragments() -> None:
         "Wilson was a scholar.", "He was born in 1856.", "| Standard bolt | 92 Nm |"]
 
 
+def test_japanese_sentences_split_on_their_own_full_stops() -> None:
+    text = "受託手荷物は1個目が35ドルです。2個目は45ドルです！はい。"
+    assert sentences(text) == ["受託手荷物は1個目が35ドルです。", "2個目は45ドルです！"]
+
+
 def test_best_sentence_by_content_words_without_an_embedder() -> None:
     sentence, passage = best_sentence("Where was Wilson born?", [TORQUE, BIRTH], lambda p: p.text)
     assert sentence == "Wilson was born in Staunton, Virginia, in 1856." and passage is BIRTH

@@ -22,10 +22,13 @@ import numpy as np
 P = TypeVar("P")
 Embed = Callable[[Sequence[str]], Any]
 
-# Sentence ends (. ! ? followed by a capital, digit or quote) and line breaks (lists, tables, headings).
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])|\s*\n+\s*")
+# Sentence ends (. ! ? followed by a capital, digit or quote; Japanese/Chinese 。！？) and line breaks
+# (lists, tables, headings).
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])|(?<=[。！？])\s*|\s*\n+\s*")
 _WORD = re.compile(r"\w+")
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")
 MIN_WORDS = 3
+MIN_CJK_CHARACTERS = 6  # CJK text has no spaces: a "word" of \w+ is a whole clause
 _FUNCTION_WORDS = frozenset({
     "a", "an", "and", "are", "as", "at", "be", "been", "by", "did", "do", "does", "for", "from", "how", "in",
     "is", "it", "its", "of", "on", "or", "that", "the", "this", "to", "was", "were", "what", "when", "where",
@@ -34,8 +37,9 @@ _FUNCTION_WORDS = frozenset({
 
 
 def sentences(text: str) -> list[str]:
-    """The sentences (and list items / table rows) of ``text`` with at least three words."""
-    return [s.strip() for s in _SENTENCE_END.split(text) if len(_WORD.findall(s)) >= MIN_WORDS]
+    """The sentences (and list items / table rows) of ``text`` with at least three words (six CJK characters)."""
+    return [s.strip() for s in _SENTENCE_END.split(text)
+            if len(_WORD.findall(s)) >= MIN_WORDS or len(_CJK.findall(s)) >= MIN_CJK_CHARACTERS]
 
 
 def _content_words(text: str) -> set[str]:
