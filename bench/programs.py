@@ -20,11 +20,11 @@ from dspy.lm15 import Message, Response, TextPart, Usage
 
 from bench.report import markdown_table, median, write_section
 from flywheel.access import Principal
+from flywheel.assistant.builtin_tools import default_tools
 from flywheel.config import LMSettings
 from flywheel.lm import build_lm
 from flywheel.programs.agent import ToolAgent, lexical_ranker
 from flywheel.programs.rag import Passage, RAGChatbot
-from flywheel.tools.builtin import default_tools
 
 PASSAGES = [Passage(f"d{i}:1:0", f"d{i}", f"manual-{i}.md §{i}", "Check the oil 5 to 30 minutes after shutdown. " * 8)
             for i in range(4)]

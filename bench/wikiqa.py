@@ -111,6 +111,7 @@ def refusal(answerable: list[dict[str, Any]], unanswerable: list[dict[str, Any]]
 
 
 def run(quick: bool) -> dict[str, Any]:
+    from flywheel.assistant import Assistant
     from flywheel.config import load_settings
     from flywheel.evaluate.datasets import dataset_from_rows
     from flywheel.knowledge.base import KnowledgeBase
@@ -118,7 +119,6 @@ def run(quick: bool) -> dict[str, Any]:
     from flywheel.lm.factory import embedded_engine
     from flywheel.optimize.compile import Budget
     from flywheel.optimize.workflow import OptimizeRequest, optimize_program
-    from flywheel.programs.assistant import Assistant
     from flywheel.registry.programs import ProgramRegistry
 
     sizes = QUICK_SIZES if quick else SIZES

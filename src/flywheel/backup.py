@@ -31,11 +31,13 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 from flywheel.config import Settings
 from flywheel.errors import InvalidInputError, StorageError
+from flywheel.knowledge.snapshot import snapshot_tables, table_versions
 
 MANIFEST = "flywheel-backup.json"
 ATTEMPTS = 50
@@ -106,8 +108,6 @@ def _local_index_dir(settings: Settings) -> Path | None:
 
 def backup_home(settings: Settings, target: Path, progress: Progress | None = None) -> BackupReport:
     """Copy FLYWHEEL_HOME to the new directory ``target`` (see the module docstring)."""
-    from flywheel.knowledge.snapshot import snapshot_tables
-
     home = settings.home
     target = target.expanduser().resolve()
     if target.exists() and any(target.iterdir()):
@@ -163,8 +163,6 @@ def _copy_databases_at_one_index_version(home: Path, databases: list[Path], inde
     The index version is read before and after the (quick) database copies; if a commit landed in
     between, the copies are made again, so the catalog and the index describe one instant.
     """
-    from flywheel.knowledge.snapshot import table_versions
-
     for attempt in range(ATTEMPTS):
         before = table_versions(index) if index is not None else {}
         for path in databases:  # 1. databases, each a consistent copy
@@ -186,7 +184,6 @@ def _write_manifest(root: Path, home: Path, report: BackupReport) -> tuple[int, 
     files: dict[str, dict[str, Any]] = {}
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         files[str(path.relative_to(root))] = {"sha256": sha256_of(path), "bytes": path.stat().st_size}
-    from importlib.metadata import version
 
     manifest = {"format": FORMAT, "created_at": datetime.now(UTC).isoformat(), "home": str(home),
                 "flywheel": version("flywheel"), "databases": report.databases, "lancedb_tables": report.tables,

@@ -34,6 +34,7 @@ def input_format(path: Path) -> str:
 
 def read_table(path: Path, text_column: str | None = "text") -> pd.DataFrame:
     """The table in ``path``; with ``text_column``, check that the column exists and there are rows."""
+    # Lazy (start-up time): only this path needs pandas.
     import pandas as pd
 
     path = Path(path).expanduser()

@@ -14,10 +14,10 @@ import dspy
 import pytest
 from dspy.utils import DummyLM
 
+from flywheel.assistant import Assistant
 from flywheel.config import Settings, load_settings
 from flywheel.feedback import FeedbackStore
 from flywheel.knowledge.base import KnowledgeBase
-from flywheel.programs.assistant import Assistant
 from flywheel.serve.app import create_app
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.unit.serve_helpers import HashEmbedder, serving

@@ -24,8 +24,8 @@ from dspy.utils import DummyLM
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
+from flywheel.assistant import Assistant
 from flywheel.knowledge.base import KnowledgeBase
-from flywheel.programs.assistant import Assistant
 from flywheel.serve.app import create_app
 from tests.unit.serve_helpers import serving, stub_lm_base
 

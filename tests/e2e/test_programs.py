@@ -8,9 +8,9 @@ from pathlib import Path
 import dspy
 import pytest
 
+from flywheel.assistant import Assistant
 from flywheel.knowledge.base import KnowledgeBase
 from flywheel.lm import configure_dspy
-from flywheel.programs.assistant import Assistant
 from flywheel.tools.maintenance import build_database
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"

@@ -9,9 +9,9 @@ from pathlib import Path
 import mlflow
 import pytest
 
+from flywheel.assistant import Assistant
 from flywheel.config import load_settings
 from flywheel.knowledge.base import KnowledgeBase
-from flywheel.programs.assistant import Assistant
 from flywheel.registry.responses_agent import save_responses_agent
 from tests.unit.serve_helpers import stub_lm_base
 

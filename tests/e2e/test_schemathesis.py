@@ -15,9 +15,9 @@ from dspy.utils import DummyLM
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 
+from flywheel.assistant import Assistant
 from flywheel.config import load_settings
 from flywheel.knowledge.base import KnowledgeBase
-from flywheel.programs.assistant import Assistant
 from flywheel.serve.app import create_app
 from tests.unit.serve_helpers import ANSWER, OIL, HashEmbedder
 

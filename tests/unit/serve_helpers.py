@@ -20,9 +20,9 @@ from dspy.utils import DummyLM
 from fastapi.testclient import TestClient
 
 from flywheel.access import Principal
+from flywheel.assistant import Assistant
 from flywheel.config import Settings, load_settings
 from flywheel.knowledge.base import KnowledgeBase
-from flywheel.programs.assistant import Assistant
 from flywheel.serve.app import create_app
 
 OIL = b"# Oil servicing\n\nCheck the engine oil level 5 to 30 minutes after engine shutdown.\n"

@@ -7,8 +7,8 @@ import pytest
 from dspy.utils import DummyLM
 
 from flywheel.access import Principal
+from flywheel.assistant.builtin_tools import default_tools
 from flywheel.programs.agent import NO_ANSWER, ToolAgent
-from flywheel.tools.builtin import default_tools
 from flywheel.tools.maintenance import MaintenanceRecords, build_database
 from flywheel.tools.registry import Tool, ToolContext, ToolRegistry, ToolResult
 

@@ -128,8 +128,8 @@ def test_classifier_state_round_trips(tmp_path: Path) -> None:
 
 
 def test_the_assistant_builds_the_classifier_by_name_with_configured_labels(tmp_path: Path) -> None:
+    from flywheel.assistant import BUILTIN_PROGRAMS, Assistant
     from flywheel.config import load_settings
-    from flywheel.programs.assistant import BUILTIN_PROGRAMS, Assistant
 
     labels = write(tmp_path, "sentiments: [negative, positive]\nreasons: [Price]\n")
     assistant = Assistant(load_settings(classify={"labels": labels}), knowledge=object())

@@ -5,9 +5,9 @@ import pytest
 from dspy.utils import DummyLM
 
 from flywheel.access import Principal
+from flywheel.assistant import Assistant, load_program_class
 from flywheel.config import load_settings
 from flywheel.errors import ConfigError, NotFoundError
-from flywheel.programs.assistant import Assistant, load_program_class
 
 
 class NoKnowledge:

@@ -16,7 +16,7 @@ from tests.unit.test_serve_tracing import isolated_export  # noqa: F401  (autous
 
 @pytest.fixture
 def traced() -> Iterator[tuple[TestClient, dict[str, str], object]]:
-    from flywheel.programs.assistant import Assistant
+    from flywheel.assistant import Assistant
     from flywheel.serve.app import create_app
 
     # make_env's app traces nothing; a traced app over the same knowledge base, LM and key store

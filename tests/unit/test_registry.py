@@ -7,12 +7,12 @@ import dspy
 import pytest
 from dspy.utils import DummyLM
 
+from flywheel.assistant import Assistant
 from flywheel.config import load_settings
 from flywheel.errors import NotFoundError
 from flywheel.evaluate.datasets import dataset_from_rows
 from flywheel.optimize.compile import Budget
 from flywheel.optimize.workflow import OptimizeRequest, optimize_program
-from flywheel.programs.assistant import Assistant
 from flywheel.registry.programs import ProgramRegistry
 
 

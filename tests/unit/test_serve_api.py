@@ -306,8 +306,8 @@ def test_serve_with_deploy_registers_the_champion_once(flywheel_home) -> None:
     import dspy
     from dspy.utils import DummyLM
 
+    from flywheel.assistant import Assistant
     from flywheel.knowledge.base import KnowledgeBase
-    from flywheel.programs.assistant import Assistant
     from flywheel.registry.programs import ProgramRegistry
     from flywheel.serve.app import create_app
     from tests.unit.serve_helpers import HashEmbedder

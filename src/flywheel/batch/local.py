@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextvars
 import hashlib
+import inspect
 import json
 import os
 import shutil
@@ -26,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 from flywheel.batch import PREDICTION_COLUMNS
 from flywheel.batch.io import write_parquet
 from flywheel.errors import ConfigError, FlywheelError, InvalidInputError, LMError
+from flywheel.lm import configure_dspy
+from flywheel.registry.programs import ProgramRegistry
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -77,6 +80,7 @@ def checkpoint_dir(out: Path) -> Path:
 
 def input_digest(texts: pd.Series) -> str:
     """A fingerprint of the texts to classify (order included), so a checkpoint matches its input."""
+    # Lazy (start-up time): only this path needs pandas.
     import pandas as pd
 
     hashed = pd.util.hash_pandas_object(texts.astype(str), index=False).to_numpy()
@@ -93,6 +97,7 @@ class Checkpoint:
 
     def load(self) -> pd.DataFrame | None:
         """Results committed by an earlier run with the same key (None without a checkpoint)."""
+        # Lazy (start-up time): only this path needs pandas.
         import pandas as pd
 
         manifest_path = self.dir / MANIFEST
@@ -117,6 +122,7 @@ class Checkpoint:
 
     def commit(self, results: list[dict[str, Any]]) -> None:
         """Write one part file, then name it in the manifest (both steps atomic)."""
+        # Lazy (start-up time): only this path needs pandas.
         import pandas as pd
 
         if not results:
@@ -179,6 +185,7 @@ def classify_frame(
     another program is refused. After ``abort_after`` consecutive failures (an unreachable LM,
     say) the run stops with an error, keeping its checkpoint; failed rows are retried on resume.
     """
+    # Lazy (start-up time): only this path needs pandas.
     import pandas as pd
 
     out = Path(out)
@@ -299,10 +306,9 @@ def registered_predictor(settings: Settings, ref: str) -> tuple[Predictor, str]:
 
     It is the same MLflow pyfunc model the Spark engine and the REST service run.
     """
+    # Lazy (start-up time): only this path needs MLflow.
     import mlflow
     import pandas as pd
-
-    from flywheel.registry.programs import ProgramRegistry
 
     registry = ProgramRegistry(settings)
     version = registry.require("classifier", ref, hint="Omit --program-version to run the zero-shot classifier, or "
@@ -345,10 +351,8 @@ def program_predictor_for(settings: Settings, program: str = "classifier", label
     or, with ``ref``, a registered version; another name is a custom program from ``programs.custom``
     whose ``forward(text)`` returns sentiment, reason and justification.
     """
-    import inspect
-
-    from flywheel.lm import configure_dspy
-    from flywheel.programs.assistant import load_program_class
+    # Lazy (start-up time): only this path needs the assistant (DSPy and every program).
+    from flywheel.assistant import load_program_class
     from flywheel.programs.classify import FeedbackClassifier, load_labels
 
     if ref is not None:

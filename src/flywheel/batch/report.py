@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from flywheel.errors import InvalidInputError
 from flywheel.evaluate.metrics import MISSING_PREDICTION, ClassScore, Scores, score_labels
+from flywheel.registry.tracking import use_tracking
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -52,9 +53,11 @@ def score(gold: Sequence[Any], predicted: Sequence[Any]) -> Scores:
 
 def confusion_png(scores: Scores, path: Path, title: str = "Confusion matrix") -> Path:
     """The confusion matrix as a PNG (gold labels down, predictions across)."""
+    # Lazy (start-up time): only this path needs matplotlib.
     import matplotlib
 
     matplotlib.use("Agg")
+    # Lazy (start-up time): only this path needs matplotlib.
     import matplotlib.pyplot as plt
 
     size = max(4.0, 0.6 * len(scores.columns) + 2.5)
@@ -103,6 +106,7 @@ def _markdown(scores: Scores, baseline: Scores | None, source: Path, label_colum
 
 
 def _read(path: Path) -> pd.DataFrame:
+    # Lazy (start-up time): only this path needs pandas.
     import pandas as pd
 
     try:
@@ -157,9 +161,8 @@ def write_report(output: Path, label_column: str = "sentiment", *, predicted_col
 def log_report(settings: Settings, files: ReportFiles, *, params: dict[str, Any] | None = None,
                run_name: str = "classify-report") -> str:
     """Log the report's metrics and files to MLflow (Flywheel's tracking store); returns the run id."""
+    # Lazy (start-up time): only this path needs MLflow.
     import mlflow
-
-    from flywheel.registry.tracking import use_tracking
 
     use_tracking(settings)
     with mlflow.start_run(run_name=run_name) as run:

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from flywheel.batch.io import FORMAT_HINT, FORMATS, input_format
 from flywheel.batch.local import BatchSummary
+from flywheel.batch.spark_resume import run_in_chunks
 from flywheel.errors import ConfigError, InvalidInputError, LMError
 
 if TYPE_CHECKING:
@@ -74,6 +75,7 @@ def spark_session(master: str = "local[*]", conf: dict[str, str] | None = None,
                   app_name: str = "flywheel-classify") -> SparkSession:
     """A SparkSession for ``master``; local masters run their Python workers with this interpreter."""
     try:
+        # Lazy (start-up time): only this path needs PySpark.
         from pyspark.sql import SparkSession
     except ImportError as exc:
         raise ConfigError("--engine spark needs PySpark, which is not installed.",
@@ -168,6 +170,7 @@ def classify_spark(spark: SparkSession, input_path: Path | str, text_column: str
     and a local ``out``, the run is resumable (:mod:`flywheel.batch.spark_resume`): ``on_progress``
     then gets (rows done, all rows) after each chunk instead of Spark task counts.
     """
+    # Lazy (start-up time): only this path needs MLflow.
     import mlflow
     from pyspark.sql import functions as F
     from pyspark.sql.types import StringType, StructField, StructType
@@ -203,8 +206,6 @@ def classify_spark(spark: SparkSession, input_path: Path | str, text_column: str
             *kept, *[field(name) for name in ("sentiment", "reason", "justification", "error")])
 
     if resumable:
-        from flywheel.batch.spark_resume import run_in_chunks
-
         key = {"input": str(Path(str(input_path)).resolve()) if not is_uri(str(input_path)) else str(input_path),
                "model": model_uri, "text_column": text_column, "partitions": n}
         try:
@@ -245,6 +246,7 @@ def classify_spark(spark: SparkSession, input_path: Path | str, text_column: str
 
 def _summary(spark: SparkSession, out: str, out_path: Path, seconds: float, *, resumed: int = 0,
              classified: int | None = None) -> BatchSummary:
+    # Lazy (start-up time): only this path needs PySpark.
     from pyspark.sql import functions as F
 
     written = spark.read.parquet(out)

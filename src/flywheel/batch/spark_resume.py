@@ -35,6 +35,7 @@ def partial_dir(out: Path) -> Path:
 
 def plan_chunks(numbered: DataFrame, row_column: str, chunk_rows: int) -> tuple[list[Ranges], int]:
     """Row-id ranges of each chunk (in input order) and the number of rows; one pass over the input."""
+    # Lazy (start-up time): only this path needs PySpark.
     from pyspark.sql import functions as F
 
     stats = (numbered.select(F.spark_partition_id().alias("p"), F.col(row_column))
@@ -57,6 +58,7 @@ def plan_chunks(numbered: DataFrame, row_column: str, chunk_rows: int) -> tuple[
 
 
 def chunk_filter(row_column: str, ranges: Ranges) -> Any:
+    # Lazy (start-up time): only this path needs PySpark.
     from pyspark.sql import functions as F
 
     condition = None

@@ -11,8 +11,8 @@ from flywheel.cli.common import console, settings
 
 
 def _assistant() -> Any:
+    from flywheel.assistant import Assistant
     from flywheel.lm import configure_dspy
-    from flywheel.programs.assistant import Assistant
     from flywheel.registry.programs import registry_if_configured
 
     configure_dspy(settings())

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from flywheel.cli.common import console, settings
+from flywheel.cli.common import console, progress_bar, settings
 
 
 def classifier_training_set(train: Path | None, unlabelled: Path | None, from_feedback: bool, *, text_column: str,
@@ -47,7 +47,7 @@ def classifier_training_set(train: Path | None, unlabelled: Path | None, from_fe
 
 
 def _teacher_rows(program: Any, pool_path: Path, *, text_column: str, limit: int | None) -> list[dict[str, Any]]:
-    from flywheel.cli.evaluate import load_examples, progress_bar
+    from flywheel.evaluate.workflow import load_examples
     from flywheel.lm.factory import build_lm
     from flywheel.optimize.pseudo_label import label_pool
     from flywheel.programs.classify import FeedbackClassifier

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -56,4 +56,30 @@ def ingest_summary(results: Sequence[IngestResult]) -> Table:
     for r in results:
         counts[r.status] = counts.get(r.status, 0) + 1
     table.caption = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+    return table
+
+
+@contextmanager
+def progress_bar() -> Iterator[Any]:
+    """Rich progress bars by label; yields ``update(label, done, total)``."""
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        tasks: dict[str, Any] = {}
+
+        def update(label: str, done: int, total: int | None) -> None:
+            if label not in tasks:
+                tasks[label] = progress.add_task(label, total=total)
+            progress.update(tasks[label], completed=done, total=total)
+
+        yield update
+
+
+def metrics_table(title: str, columns: dict[str, dict[str, float | None]]) -> Table:
+    table = Table(title=title)
+    table.add_column("metric")
+    for name in columns:
+        table.add_column(name, justify="right")
+    names = list(dict.fromkeys(m for values in columns.values() for m in values))
+    for metric in names:
+        table.add_row(metric, *[("–" if v.get(metric) is None else f"{v[metric]:.3f}") for v in columns.values()])
     return table

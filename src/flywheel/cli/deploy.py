@@ -19,8 +19,8 @@ def deploy(
                                         "(`mlflow models serve` then speaks the OpenAI Responses shape)."),
 ) -> None:
     """Register the program (with its champion state, if any) and print how to serve it."""
+    from flywheel.assistant import Assistant
     from flywheel.errors import InvalidInputError, NotFoundError
-    from flywheel.programs.assistant import Assistant
     from flywheel.registry.programs import CHAMPION, ProgramRegistry, deploy_program
 
     config = settings()

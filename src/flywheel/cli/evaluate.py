@@ -3,96 +3,46 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from flywheel.cli.common import console, settings
-
-
-def _kind(program: str) -> str:
-    return "classifier" if program == "classifier" else "qa"
+from flywheel.cli.common import console, knowledge_base, metrics_table, progress_bar, settings
+from flywheel.programs.kinds import ProgramKind
 
 
 def _runtime(program: str, *, version: str | None = None) -> tuple[Any, Any, Any]:
     """(assistant, registry, judge LM) with DSPy configured."""
+    from flywheel.assistant import Assistant, NoKnowledge
     from flywheel.lm import configure_dspy
     from flywheel.lm.factory import build_lm
-    from flywheel.programs.assistant import Assistant
     from flywheel.registry.programs import ProgramRegistry
 
     s = settings()
     configure_dspy(s)
     registry = ProgramRegistry(s)
-    knowledge = None
-    if _kind(program) == "classifier":
-        knowledge = _NoKnowledge()
+    # The classifier reads no documents: spare it opening the index.
+    knowledge = NoKnowledge() if ProgramKind.of(program) == ProgramKind.CLASSIFIER else None
     assistant = Assistant(s, knowledge=knowledge, registry=registry, alias=version or "champion")
     judge_lm = build_lm(s.judge_lm) if s.judge_lm is not None else None
     return assistant, registry, judge_lm
 
 
-class _NoKnowledge:
-    """The classifier reads no documents; spare it opening the index."""
-
-    catalog = None
-
-
 def load_examples(path: Path, program: str, *, text_column: str, as_user: str | None, limit: int | None) -> Any:
-    from flywheel.evaluate.datasets import read_rows
+    """The dataset at ``path`` for ``program``, resolved against this installation's catalog."""
+    from flywheel.evaluate.workflow import load_examples as load
 
-    return examples_from_rows(read_rows(path), program, name=path.name, text_column=text_column, as_user=as_user,
-                              limit=limit)
+    return load(path, program, text_column=text_column, as_user=as_user, limit=limit, knowledge=knowledge_base)
 
 
 def examples_from_rows(rows: list[dict[str, Any]], program: str, *, name: str, text_column: str,
                        as_user: str | None, limit: int | None) -> Any:
-    """Validated examples for the program's kind; question rows resolve users and documents in the catalog."""
-    from flywheel.evaluate.datasets import dataset_from_rows
+    from flywheel.evaluate.workflow import examples_from_rows as from_rows
 
-    if _kind(program) == "classifier":
-        return dataset_from_rows(rows, "classifier", name=name, text_column=text_column, limit=limit)
-    from flywheel.knowledge.base import KnowledgeBase
-
-    kb = KnowledgeBase(settings())
-    documents = kb.catalog.list_documents()
-
-    def resolve(source: str) -> str | None:
-        return next((d.id for d in documents if source in {d.id, d.source} or d.source.endswith("/" + source)
-                     or source.endswith("/" + d.source)), None)
-
-    return dataset_from_rows(rows, "qa", name=name, principal_for=kb.principal, resolve_document=resolve,
-                             default_user=as_user, limit=limit)
-
-
-@contextmanager
-def progress_bar() -> Iterator[Any]:
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=False) as progress:
-        tasks: dict[str, Any] = {}
-
-        def update(label: str, done: int, total: int | None) -> None:
-            if label not in tasks:
-                tasks[label] = progress.add_task(label, total=total)
-            progress.update(tasks[label], completed=done, total=total)
-
-        yield update
-
-
-def metrics_table(title: str, columns: dict[str, dict[str, float | None]]) -> Table:
-    table = Table(title=title)
-    table.add_column("metric")
-    for name in columns:
-        table.add_column(name, justify="right")
-    names = list(dict.fromkeys(m for values in columns.values() for m in values))
-    for metric in names:
-        table.add_row(metric, *[("–" if v.get(metric) is None else f"{v[metric]:.3f}") for v in columns.values()])
-    return table
+    return from_rows(rows, program, name=name, text_column=text_column, as_user=as_user, limit=limit,
+                     knowledge=knowledge_base)
 
 
 def evaluate(
@@ -111,45 +61,28 @@ def evaluate(
     """Run a program over a dataset in parallel; print, save and log (MLflow) the scores."""
     from flywheel.evaluate.catalog import DEFAULT_METRICS, resolve_metrics
     from flywheel.evaluate.report import write_report
-    from flywheel.evaluate.runner import evaluate_program
-    from flywheel.registry.tracking import log_run_results, use_tracking
+    from flywheel.evaluate.workflow import EvaluationRequest, evaluate_versions
+    from flywheel.registry.tracking import dspy_autologging, log_run_results
 
     s = settings()
-    kind = _kind(program)
+    kind = ProgramKind.of(program)
     assistant, _registry, judge_lm = _runtime(program, version=version)
     data = load_examples(dataset, program, text_column=text_column, as_user=as_user, limit=limit)
     names = metric or list(DEFAULT_METRICS[kind])
-    if judge and kind == "qa":
+    if judge and kind == ProgramKind.QA:
         names += ["faithfulness", "relevance", "safety"]
     metrics = resolve_metrics(names, kind, composites=s.optimize.composites, judge_lm=judge_lm,
                               k=s.programs.retrieval_k)
-    loaded = assistant.program(program)
-    label = f"{program}@v{assistant.loaded_versions.get(program)}" if assistant.loaded_versions.get(program) \
-        else f"{program} (unregistered)"
-    if trace:
-        import mlflow
-
-        use_tracking(s)
-        mlflow.dspy.autolog(log_traces=True)
-    before = None
+    assistant.program(program)  # loads the registered version, for the label
+    number = assistant.loaded_versions.get(program)
+    label = f"{program}@v{number}" if number else f"{program} (unregistered)"
+    request = EvaluationRequest(program, data, metrics, threads=s.optimize.threads, label=label, baseline=baseline)
     with progress_bar() as update:
-        if baseline is not None:
-            other, _, _ = _runtime(program, version=baseline)
-            other.program(program)  # loads the registered state, recording its version
-            if other.loaded_versions.get(program) is None:
-                from flywheel.errors import NotFoundError
-
-                raise NotFoundError(f"Program {program!r} has no registered version {baseline!r}.",
-                                    hint=f"See `flywheel programs show {program}`.")
-            before = evaluate_program(other.program(program), data, metrics, name=f"{program}@{baseline}",
-                                      threads=s.optimize.threads,
-                                      progress=lambda done, total: update(f"evaluating {baseline}", done, total))
-        result = evaluate_program(loaded, data, metrics, name=label, threads=s.optimize.threads,
-                                  progress=lambda done, total: update("evaluating", done, total))
-    if trace:
-        import mlflow
-
-        mlflow.dspy.autolog(disable=True)
+        outcome = evaluate_versions(
+            assistant, request, progress=update,
+            baseline_assistant=_runtime(program, version=baseline)[0] if baseline is not None else None,
+            tracing=(lambda: dspy_autologging(s)) if trace else nullcontext)
+    result, before = outcome.result, outcome.baseline
     directory = report or s.home / "reports" / f"eval-{program}-{time.strftime('%Y%m%d-%H%M%S')}"
     write_report(result, directory, metric=names[0] if names else None, baseline=before)
     run_id = log_run_results(s, run_name=f"eval-{program}", metrics=result.metrics, report_dir=directory,
@@ -196,9 +129,9 @@ def optimize(
     from flywheel.registry.tracking import log_run_results, use_tracking
 
     s = settings()
-    kind = _kind(program)
-    optimizer = optimizer or ("auto" if kind == "classifier" or program == "rag" else "bootstrap")
-    if kind == "classifier":
+    kind = ProgramKind.of(program)
+    optimizer = optimizer or ("auto" if kind == ProgramKind.CLASSIFIER or program == "rag" else "bootstrap")
+    if kind == ProgramKind.CLASSIFIER:
         from flywheel.cli.classifier_training import classifier_training_set
 
         train_set = classifier_training_set(train, unlabelled, from_feedback, text_column=text_column,
@@ -256,7 +189,7 @@ def _training_set(program: str, train: Path | None, from_feedback: bool, *, text
         raise InvalidInputError("No training data.", hint="Pass --train FILE and/or --from-feedback.")
     rows: list[dict[str, Any]] = read_rows(train) if train is not None else []
     if from_feedback:
-        if _kind(program) == "classifier":
+        if ProgramKind.of(program) == ProgramKind.CLASSIFIER:
             raise InvalidInputError("Feedback is collected on chat answers, not on classifications.",
                                     hint="Use --train with labelled feedback texts for the classifier.")
         from flywheel.feedback import FeedbackStore
@@ -277,7 +210,7 @@ def _teacher_labelled(program: str, pool_path: Path, *, text_column: str, limit:
     from flywheel.lm.factory import build_lm
     from flywheel.optimize.pseudo_label import label_pool
 
-    if _kind(program) != "classifier":
+    if ProgramKind.of(program) != ProgramKind.CLASSIFIER:
         raise InvalidInputError("--unlabelled is for the classifier.",
                                 hint="For chatbots use --train (gold answers optional) or --from-feedback.")
     s = settings()

@@ -22,9 +22,9 @@ def mcp(
     import anyio
 
     from flywheel.access import Principal
-    from flywheel.mcp.server import build_mcp_server
     from flywheel.serve.app import build_service
     from flywheel.serve.deps import principal_for_user
+    from flywheel.serve.mcp.server import build_mcp_server
 
     config = settings()
     service = build_service(config, tracing=tracing)

@@ -27,6 +27,8 @@ from flywheel.evaluate.metrics import (
     token_f1,
     tool_choice,
 )
+from flywheel.programs import judges
+from flywheel.programs.rag import NOT_FOUND
 
 # Metrics whose value needs an LM call; evaluation only runs them when asked.
 JUDGE_METRICS = frozenset({"faithfulness", "relevance", "safety", "semantic_f1"})
@@ -54,8 +56,6 @@ def _judged(judge_factory: Any, judge_lm: Any, needs_passages: bool = False) -> 
         if needs_passages:
             passages = _passages_text(prediction)
             if not passages:
-                from flywheel.programs.rag import NOT_FOUND
-
                 # No passages: only an honest refusal is faithful.
                 return 1.0 if answer == NOT_FOUND else 0.0
             inputs["passages"] = passages
@@ -70,6 +70,7 @@ def _semantic_f1(judge_lm: Any) -> Metric:
         gold = _field(example, "answer")
         if gold is None or gold == "":
             return None
+        # Lazy (start-up time): only this path needs DSPy.
         from dspy.evaluate import SemanticF1
 
         reference = dspy.Example(question=str(_field(example, "question", "")), response=str(gold))
@@ -88,7 +89,6 @@ def metric_catalog(kind: str, *, judge_lm: Any = None, k: int = 5) -> dict[str, 
             "reason_accuracy": label_match("reason"),
             "label_accuracy": label_match("sentiment", "reason"),
         }
-    from flywheel.programs import judges
 
     return {
         "exact_match": exact_match,

@@ -98,9 +98,11 @@ def _class_tables(field: str, report: dict[str, Any] | None) -> list[str]:
 
 
 def _plots(result: EvalResult, directory: Path, baseline: EvalResult | None) -> None:
+    # Lazy (start-up time): only this path needs matplotlib.
     import matplotlib
 
     matplotlib.use("Agg")
+    # Lazy (start-up time): only this path needs matplotlib.
     import matplotlib.pyplot as plt
 
     per_example = [m for m in result.metrics if any(e.scores.get(m) is not None for e in result.examples)]

@@ -23,7 +23,7 @@ from flywheel.access import Principal
 from flywheel.config import Settings
 from flywheel.errors import FlywheelError, InvalidInputError, NotFoundError
 from flywheel.knowledge.catalog import Catalog, Document
-from flywheel.knowledge.chunk import Chunk, chunk_document
+from flywheel.knowledge.chunk import Chunk, chunk_document, count_tokens_approx
 from flywheel.knowledge.embed import Embedder, get_embedder
 from flywheel.knowledge.index import LANGUAGE, SEGMENTED, ChunkIndex, Fusion, Hit, MetadataFilter, SearchMode
 from flywheel.knowledge.language import CJK_LANGUAGES, detect_language, segment
@@ -354,8 +354,6 @@ def embed_query(embedder: Embedder, query: str) -> Any:
 
 
 def _default_counter() -> Callable[[str], int]:
-    from flywheel.knowledge.chunk import count_tokens_approx
-
     return count_tokens_approx
 
 

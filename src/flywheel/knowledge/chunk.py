@@ -21,7 +21,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from flywheel.knowledge.parse import Block, ParsedDocument
+from flywheel.knowledge.blocks import Block, ParsedDocument
 
 TokenCounter = Callable[[str], int]
 _SENTENCE = re.compile(r"(?<=[.!?;:])\s+")

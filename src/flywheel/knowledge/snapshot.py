@@ -49,6 +49,7 @@ def _scan(table: object) -> int:
 
 def table_versions(source: Path) -> dict[str, int]:
     """The latest committed version of every table of the LanceDB database at ``source`` (read from disk now)."""
+    # Lazy (start-up time): only this path needs LanceDB.
     import lancedb
 
     db = lancedb.connect(str(source))
@@ -58,6 +59,7 @@ def table_versions(source: Path) -> dict[str, int]:
 def snapshot_tables(source: Path, target: Path, versions: dict[str, int]) -> dict[str, int]:
     """Copy the tables of the LanceDB database at ``source`` to ``target``, each pinned to ``versions[name]``;
     checks the copies open and hold the same rows. Returns ``versions``."""
+    # Lazy (start-up time): only this path needs LanceDB.
     import lancedb
 
     db = lancedb.connect(str(source))
@@ -86,6 +88,7 @@ def snapshot_tables(source: Path, target: Path, versions: dict[str, int]) -> dic
 
 def check_index(uri: str) -> str:
     """Open every table and read every data file; a StorageError that says how to repair, else a summary."""
+    # Lazy (start-up time): only this path needs LanceDB.
     import lancedb
 
     path = Path(uri)

@@ -59,6 +59,7 @@ def check_deadline() -> None:
 
 
 def _is_retryable(exc: BaseException) -> bool:
+    # Lazy (start-up time): only this path needs DSPy.
     from dspy.utils.exceptions import is_retryable_lm_error
 
     return isinstance(exc, Exception) and is_retryable_lm_error(exc)

@@ -23,6 +23,7 @@ from dspy.lm15 import Message, Request, Response, TextPart, Usage
 from dspy.lm15 import ServerError as LM15ServerError
 
 from flywheel import threads
+from flywheel.errors import ModelFileError
 from flywheel.lm.grammar import compiled_grammar, grammar_for
 from flywheel.lm.model_file import resolve_model_path
 from flywheel.threads import lm_threads
@@ -124,6 +125,7 @@ class LlamaCppEngine:
 
     def stream(self, request: Request) -> Iterator[Any]:
         """Token-by-token events (lm15 stream protocol)."""
+        # Lazy (start-up time): only this path needs DSPy.
         from dspy.lm15 import response_to_events
 
         # DSPy assembles events into a Response; emit the real completion as events.
@@ -220,9 +222,8 @@ class LlamaCppEngine:
         return self._pool.get()
 
     def _load(self) -> Llama:
+        # Lazy (start-up time): only this path needs llama.cpp.
         from llama_cpp import Llama
-
-        from flywheel.errors import ModelFileError
 
         started = time.perf_counter()
         try:

@@ -24,6 +24,7 @@ _engines_lock = threading.Lock()
 
 def embedded_engine(settings: LMSettings) -> LlamaCppEngine:
     """The process-wide engine for these settings (one model load per process)."""
+    # Lazy (start-up time): only this path needs llama.cpp.
     from flywheel.lm.embedded import LlamaCppEngine
 
     key = (settings.model_path, settings.n_ctx, settings.n_threads, settings.pool_size, settings.repeat_penalty)
@@ -44,12 +45,14 @@ def embedded_engine(settings: LMSettings) -> LlamaCppEngine:
 
 def _declare_endpoint_provider(structured_outputs: bool) -> str:
     """Declare OpenAI-compatible endpoints to DSPy, stating whether they honour JSON schemas."""
+    # Lazy (start-up time): only this path needs DSPy.
     from dspy.lm15 import ModelSupport, ProviderDefinition, register_provider
     from dspy.lm15 import registered_providers as registered
 
     provider_id = ENDPOINT_PROVIDER if structured_outputs else f"{ENDPOINT_PROVIDER}-plain"
     if any(p.id == provider_id for p in registered()):
         return provider_id
+    # Lazy (start-up time): only this path needs DSPy.
     from dspy._vendor.lm15.features import AccessPolicy
 
     # The address here is only a default: every LM passes its own api_base.
@@ -63,6 +66,7 @@ def _declare_endpoint_provider(structured_outputs: bool) -> str:
 def build_lm(settings: LMSettings) -> dspy.LM:
     """A ``dspy.LM`` for these settings (a :class:`~flywheel.lm.bounded.BoundedLM`: deadline-aware, bounded
     retries). Remote keys are read from the environment here."""
+    # Lazy (start-up time): only this path needs DSPy.
     from flywheel.lm.bounded import BoundedLM
 
     if settings.provider == "embedded":
@@ -98,6 +102,7 @@ def configure_dspy(settings: Settings, lm: dspy.LM | None = None) -> dspy.LM:
     Flywheel uses DSPy's JSONAdapter: it describes outputs as a JSON schema, which the embedded
     engine (and structured-output endpoints) enforce while decoding.
     """
+    # Lazy (start-up time): only this path needs DSPy.
     import dspy
 
     settings.ensure_dirs()

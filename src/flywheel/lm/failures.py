@@ -12,6 +12,7 @@ def is_endpoint_fault(exc: BaseException) -> bool:
     """Whether a failed program call says the LM endpoint is unwell (what the circuit breaker counts):
     timeouts, connection failures, 5xx, rate limits and replies that are not even JSON; not bad input,
     authentication, or an answer the adapter could not parse."""
+    # Lazy (start-up time): only this path needs DSPy.
     from dspy.utils.exceptions import (
         LMProviderError,
         LMRateLimitError,
@@ -31,6 +32,7 @@ def lm_failure(exc: BaseException, settings: LMSettings) -> FlywheelError:
     """A Flywheel error describing why the configured LM did not answer."""
     if isinstance(exc, FlywheelError):
         return exc
+    # Lazy (start-up time): only this path needs DSPy.
     from dspy.utils.exceptions import (
         AdapterParseError,
         LMAuthError,

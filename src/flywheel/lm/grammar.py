@@ -162,6 +162,7 @@ def schema_to_gbnf(schema: dict[str, Any], *, string_budget: int) -> str:
     try:
         root = converter.visit(schema, "root")
     except (UnsupportedSchema, KeyError, TypeError):
+        # Lazy (start-up time): only this path needs llama.cpp.
         from llama_cpp.llama_grammar import json_schema_to_gbnf
 
         return json_schema_to_gbnf(json.dumps(schema))
@@ -191,6 +192,7 @@ _MIN_STRING_BUDGET = 8
 @lru_cache(maxsize=128)
 def compiled_grammar(gbnf: str) -> LlamaGrammar:
     """The llama.cpp grammar object for ``gbnf`` (compiled once per process)."""
+    # Lazy (start-up time): only this path needs llama.cpp.
     from llama_cpp import LlamaGrammar
 
     return LlamaGrammar.from_string(gbnf, verbose=False)

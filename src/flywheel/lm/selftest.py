@@ -10,12 +10,13 @@ from __future__ import annotations
 import sys
 import time
 
+from flywheel.lm.model_file import resolve_model_path
+
 
 def main() -> int:
     """Load the packaged (or configured) GGUF, complete a short prompt; 0 on success."""
+    # Lazy (start-up time): only this path needs llama.cpp.
     from llama_cpp import Llama
-
-    from flywheel.lm.model_file import resolve_model_path
 
     path = resolve_model_path(None)
     llm = Llama(model_path=str(path), n_ctx=512, n_threads=1, verbose=False)

@@ -52,6 +52,7 @@ class ChatRequest(BaseModel):
 
 def create_app(engine: LlamaCppEngine, *, model_name: str, default_max_tokens: int = 768) -> FastAPI:
     """The FastAPI app serving ``engine`` under ``model_name``."""
+    # Lazy (start-up time): only this path needs FastAPI.
     from fastapi import FastAPI, HTTPException
     from fastapi.concurrency import run_in_threadpool
     from fastapi.responses import JSONResponse, StreamingResponse
@@ -107,6 +108,7 @@ def _sse(engine: LlamaCppEngine, kwargs: dict[str, Any], model_name: str) -> Ite
 
 def serve(engine: LlamaCppEngine, *, host: str, port: int, model_name: str, default_max_tokens: int) -> None:
     """Run the server in the foreground until interrupted."""
+    # Lazy (start-up time): only this path needs uvicorn.
     import uvicorn
 
     app = create_app(engine, model_name=model_name, default_max_tokens=default_max_tokens)

@@ -36,7 +36,10 @@ import dspy
 
 from flywheel.errors import InvalidInputError
 from flywheel.evaluate.metrics import score_labels
-from flywheel.optimize.distill import LabelledText, distill, stratified_split
+from flywheel.optimize.compile import CompileResult, count_demos
+from flywheel.optimize.distill import LabelledText, distill, labelled_texts, stratified_split
+from flywheel.programs.classify import FeedbackClassifier
+from flywheel.programs.classify_head import shared_embedder
 
 Progress = Callable[[str, int, int | None], None]
 
@@ -123,8 +126,6 @@ def search(student: Any, rows: Sequence[LabelledText], *, embedder: Any, objecti
            max_lm_calls: int | None = None, threads: int = 2, seed: int = 0,
            progress: Progress | None = None) -> SearchOutcome:
     """Score the candidates on a validation split of ``rows`` and rebuild the best on all of them."""
-    from flywheel.programs.classify import FeedbackClassifier
-
     started = time.perf_counter()
     labels = student.labels
     gold_rows = [r for r in rows if r.source == "gold"] or list(rows)
@@ -218,10 +219,6 @@ def compile_classifier(student: Any, examples: Sequence[dspy.Example], *, optimi
     ``options``: ``lm_rows`` (LM-scored validation rows per LM candidate), ``lm_share`` (the cascade's
     LM budget), ``per_class`` (balanced demos per sentiment).
     """
-    from flywheel.optimize.compile import CompileResult, count_demos
-    from flywheel.optimize.distill import labelled_texts
-    from flywheel.programs.classify_head import shared_embedder
-
     options = dict(options or {})
     embedder = embedder or shared_embedder()
     rows = labelled_texts(examples)

@@ -24,6 +24,8 @@ import dspy
 from dspy.utils.callback import BaseCallback
 
 from flywheel.errors import ConfigError, FlywheelError
+from flywheel.knowledge.embed import LocalEmbedder
+from flywheel.programs.demos import CONTENT_FIELDS, annotate_demo_sources
 
 OPTIMIZERS = ("bootstrap", "random-search", "mipro", "knn", "gepa")
 Progress = Callable[[int, int | None, float], None]
@@ -86,8 +88,6 @@ def count_demos(program: dspy.Module) -> int:
 
 
 def _knn_vectorizer() -> dspy.Embedder:
-    from flywheel.knowledge.embed import LocalEmbedder
-
     embedder = LocalEmbedder()
     return dspy.Embedder(lambda texts: embedder.embed(list(texts)), caching=False)
 
@@ -160,8 +160,6 @@ def compile_program(
     progress: Progress | None = None,
 ) -> CompileResult:
     """Optimize a copy of ``student``; the original is left untouched."""
-    from flywheel.programs.demos import CONTENT_FIELDS, annotate_demo_sources
-
     if not trainset:
         raise ConfigError("The training set is empty.", hint="Give a dataset with at least one example.")
     budget = budget or Budget()

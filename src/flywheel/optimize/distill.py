@@ -23,6 +23,8 @@ import numpy as np
 
 from flywheel.errors import InvalidInputError
 from flywheel.evaluate.metrics import score_labels
+from flywheel.programs.classify import FeedbackClassifier
+from flywheel.programs.classify_head import fit_head, prepare_text
 
 SOURCES = ("feedback", "gold", "teacher")  # most trusted first
 C_GRID = (0.5, 1.0, 2.0, 4.0)
@@ -89,9 +91,6 @@ def stratified_split(labels: Sequence[str], fraction: float, seed: int) -> tuple
 def distill(student: Any, rows: Sequence[LabelledText], *, embedder: Any, seed: int = 0,
             val_fraction: float = 0.2, c_grid: Sequence[float] = C_GRID) -> DistillOutcome:
     """Train a head for ``student`` (a FeedbackClassifier) on ``rows``; returns a new program with it."""
-    from flywheel.programs.classify import FeedbackClassifier
-    from flywheel.programs.classify_head import fit_head, prepare_text
-
     started = time.perf_counter()
     rows = merge_sources(rows)
     labels = student.labels

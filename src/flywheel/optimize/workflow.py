@@ -30,6 +30,7 @@ from flywheel.evaluate.runner import EvalResult, evaluate_program
 from flywheel.optimize.classifier_search import CLASSIFIER_OPTIMIZERS, compile_classifier
 from flywheel.optimize.compile import Budget, CompileResult, compile_program
 from flywheel.optimize.gate import GateDecision, decide
+from flywheel.optimize.rag_search import search_rag_design
 
 Progress = Callable[[str, int, int | None], None]
 
@@ -113,8 +114,6 @@ def optimize_program(
     per_example = next(iter(objective.values()), None) or metrics.get("accuracy") or next(iter(metrics.values()))
     compile_metric = optimizer_metric(per_example, threshold=0.5 if kind == "qa" else 1.0)
     if kind == "qa" and request.optimizer == "auto":
-        from flywheel.optimize.rag_search import search_rag_design
-
         compiled = search_rag_design(
             baseline_program, assistant.knowledge, request.train.examples, metric=compile_metric,
             threads=request.threads, budget=request.budget, seed=request.seed, max_demos=request.max_demos,

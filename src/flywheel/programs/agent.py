@@ -13,6 +13,7 @@ leans on the order, which is what keeps the embedded 135M model on the right too
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -80,8 +81,6 @@ def lexical_ranker(question: str, tools: Sequence[Tool]) -> list[Tool]:
 
 
 def re_words(text: str) -> list[str]:
-    import re
-
     return [w for w in re.findall(r"[a-z0-9]+", text.lower()) if len(w) > 2]
 
 

@@ -9,6 +9,8 @@ any structured-output endpoint) can only answer with a valid label.
 
 from __future__ import annotations
 
+import contextvars
+from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -17,6 +19,7 @@ import dspy
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from flywheel.errors import ConfigError, InvalidInputError
+from flywheel.programs.classify_head import ClassifierHead, shared_embedder
 
 NEGATIVE = "negative"
 MAX_LABEL_CHARS = 80
@@ -115,6 +118,7 @@ class LabelSet(BaseModel):
 
 def load_labels(path: Path | None = None) -> LabelSet:
     """The label set in ``path`` (YAML), or Flywheel's default (the airline feedback taxonomy)."""
+    # Lazy (start-up time): only this path needs PyYAML.
     import yaml
 
     if path is None:
@@ -213,9 +217,6 @@ class FeedbackClassifier(dspy.Module):
         Each result is ``{sentiment, reason, justification, routed, error}``; a row that fails gets
         ``error`` and the others still answer.
         """
-        import contextvars
-        from concurrent.futures import ThreadPoolExecutor
-
         results: list[dict[str, Any]] = [{} for _ in texts]
         valid = [i for i, t in enumerate(texts) if isinstance(t, str) and t.strip()]
         for i in set(range(len(texts))) - set(valid):
@@ -250,8 +251,6 @@ class FeedbackClassifier(dspy.Module):
         return [{**self._from_head(g), "confidence": g.confidence} for g in self._head_predictions(texts)]
 
     def _head_predictions(self, texts: list[str]) -> list[Any]:
-        from flywheel.programs.classify_head import shared_embedder
-
         return self.head.predict_texts(texts, shared_embedder(self.head.embedder))
 
     def _from_head(self, guess: Any) -> dict[str, Any]:
@@ -266,8 +265,6 @@ class FeedbackClassifier(dspy.Module):
         return state
 
     def load_state(self, state: dict[str, Any], **kwargs: Any) -> FeedbackClassifier:
-        from flywheel.programs.classify_head import ClassifierHead
-
         head = state.get("head")
         if head is not None:
             head = ClassifierHead.from_state(head)

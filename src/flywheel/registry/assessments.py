@@ -20,6 +20,7 @@ RATING, CORRECTION, COMMENT = "user_rating", "expected_response", "user_comment"
 def log_user_feedback(trace_id: str, user: str, *, rating: str | None = None, correction: str | None = None,
                       comment: str | None = None) -> list[str]:
     """Attach the feedback to the MLflow trace ``trace_id``; the assessment names written (none if no trace)."""
+    # Lazy (start-up time): only this path needs MLflow.
     import mlflow
     from mlflow.entities import AssessmentSource, AssessmentSourceType, Expectation, Feedback
 

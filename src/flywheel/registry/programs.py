@@ -89,8 +89,10 @@ class ProgramRegistry:
                  params: dict[str, Any] | None = None, description: str = "", run_id: str | None = None,
                  config: dict[str, Any] | None = None) -> ProgramVersion:
         """Log ``program`` as a pyfunc model and register it as a new (candidate) version."""
+        # Lazy (start-up time): only this path needs MLflow.
         import mlflow
 
+        # Lazy (start-up time): only this path needs MLflow and pandas.
         from flywheel.registry.pyfunc import save_program_model
 
         client = self.client
@@ -203,6 +205,7 @@ class ProgramRegistry:
 
     def load_state(self, name: str, ref: str | int = CHAMPION) -> tuple[ProgramVersion, dict[str, Any]] | None:
         """The DSPy state of a version (cached per version), or None when the ref does not exist."""
+        # Lazy (start-up time): only this path needs MLflow.
         import mlflow
 
         found = self.get(name, ref)

@@ -27,9 +27,14 @@ from typing import Any
 import mlflow
 import pandas as pd
 
+from flywheel import __version__
 from flywheel.access import Principal
-from flywheel.config import Settings
+from flywheel.assistant import Assistant, NoKnowledge
+from flywheel.config import Settings, load_settings
 from flywheel.errors import FlywheelError, InvalidInputError
+from flywheel.lm.factory import configure_dspy
+from flywheel.programs.kinds import ProgramKind
+from flywheel.registry.tracking import use_tracking
 
 STATE_FILE = "program_state.json"
 CHAT_OUTPUTS = ["answer", "citations", "trace_id", "conversation_id", "error"]
@@ -37,16 +42,12 @@ CLASSIFIER_OUTPUTS = ["sentiment", "reason", "justification", "trace_id", "error
 ANONYMOUS = "anonymous"
 
 
-def program_kind(name: str) -> str:
-    return "classifier" if name == "classifier" else "qa"
-
-
 def structural_config(name: str, settings: Settings, program: Any = None) -> dict[str, Any]:
     """The knobs that are part of the program itself (kept with the version)."""
     config: dict[str, Any] = {"retrieval_k": settings.programs.retrieval_k,
                               "agent_max_steps": settings.programs.agent_max_steps}
     labels = getattr(program, "labels", None)
-    if name == "classifier" and labels is not None:
+    if ProgramKind.of(name) == ProgramKind.CLASSIFIER and labels is not None:
         config["labels"] = labels.model_dump()
     return config
 
@@ -59,10 +60,11 @@ def apply_structural_config(settings: Settings, config: dict[str, Any]) -> Setti
 
 
 def _signature(kind: str) -> Any:
+    # Lazy (start-up time): only this path needs MLflow.
     from mlflow.models import ModelSignature
     from mlflow.types.schema import ColSpec, Schema
 
-    if kind == "classifier":
+    if kind == ProgramKind.CLASSIFIER:
         inputs = Schema([ColSpec("string", "text")])
         outputs = Schema([ColSpec("string", c, required=False) for c in CLASSIFIER_OUTPUTS])
     else:
@@ -73,7 +75,7 @@ def _signature(kind: str) -> Any:
 
 
 def _input_example(kind: str) -> pd.DataFrame:
-    if kind == "classifier":
+    if kind == ProgramKind.CLASSIFIER:
         return pd.DataFrame([{"text": "My flight was delayed three hours and nobody told us why."}])
     return pd.DataFrame([{"question": "What is the checked baggage allowance?", "user": ANONYMOUS,
                           "messages": None, "conversation_id": None}])
@@ -86,22 +88,15 @@ def save_program_model(path: Path, name: str, program: Any, settings: Settings, 
     path.parent.mkdir(parents=True, exist_ok=True)
     state_path = path.parent / STATE_FILE
     program.save(str(state_path))
-    kind = program_kind(name)
-    model_config = {"program": name, "kind": kind,
+    kind = ProgramKind.of(name)
+    model_config = {"program": name, "kind": kind.value,
                     "config": config or structural_config(name, settings, program)}
-    from flywheel import __version__
 
     mlflow.pyfunc.save_model(
         str(path), python_model=ProgramModel(), artifacts={"program_state": str(state_path)},
         model_config=model_config, signature=_signature(kind), input_example=_input_example(kind),
         pip_requirements=[f"flywheel=={__version__}", "dspy==3.4.1", f"mlflow=={mlflow.__version__}"],
     )
-
-
-class _NoKnowledge:
-    """Stands in for the knowledge base where a program reads no documents (the classifier)."""
-
-    catalog = None
 
 
 _PROCESS_MODELS: dict[str, tuple[Any, Any, bool]] = {}
@@ -116,14 +111,12 @@ class ProgramModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context: Any) -> None:
         config = dict(context.model_config or {})
         self.name = config.get("program", "rag")
-        if program_kind(self.name) != "classifier":
+        if ProgramKind.of(self.name) != ProgramKind.CLASSIFIER:
             self._load(context, config)
             return
         # Spark's local mode loads the model once per task, not once per Python worker: keep the loaded
         # classifier (its embedder, head and LM) per process, keyed by its exact state, config and settings.
         import hashlib
-
-        from flywheel.config import load_settings
 
         state = Path(context.artifacts["program_state"]).read_bytes()
         environment = load_settings().model_dump_json()  # another LM or embedder configured: another program
@@ -136,24 +129,18 @@ class ProgramModel(mlflow.pyfunc.PythonModel):
             self.settings, self.assistant, self.trace = _PROCESS_MODELS[key]
 
     def _load(self, context: Any, config: dict[str, Any]) -> None:
-        from flywheel.config import load_settings
-        from flywheel.lm.factory import configure_dspy
-        from flywheel.programs.assistant import Assistant
-
         global PROCESS_LOADS
         PROCESS_LOADS += 1
         settings = apply_structural_config(load_settings(), config.get("config", {}))
         configure_dspy(settings)
         self.settings = settings
         # The classifier reads no documents: spare every Spark worker opening the knowledge index.
-        knowledge = _NoKnowledge() if program_kind(self.name) == "classifier" else None
+        knowledge = NoKnowledge() if ProgramKind.of(self.name) == ProgramKind.CLASSIFIER else None
         self.assistant = Assistant(settings, knowledge=knowledge, labels=config.get("config", {}).get("labels"))
         program = self.assistant.program(self.name)
         program.load(context.artifacts["program_state"])
         self.assistant.set_program(self.name, program)
         try:
-            from flywheel.registry.tracking import use_tracking
-
             use_tracking(settings)
             mlflow.dspy.autolog(log_traces=True)
             self.trace = True
@@ -214,9 +201,9 @@ def _resolve_principal(assistant: Any, user: Any) -> Principal:
 def answer_row(assistant: Any, row: dict[str, Any], *, program: str,
                principal: Principal | None = None) -> dict[str, Any]:
     """One row through the program; errors become the row's ``error``."""
-    kind = program_kind(program)
+    kind = ProgramKind.of(program)
     try:
-        if kind == "classifier":
+        if kind == ProgramKind.CLASSIFIER:
             text = row.get("text")
             if not isinstance(text, str) or not text.strip():
                 raise InvalidInputError("Each row needs a non-empty 'text'.", hint='e.g. {"text": "…"}')
@@ -265,10 +252,10 @@ def predict_frame(assistant: Any, frame: pd.DataFrame, *, program: str | None = 
     if not isinstance(frame, pd.DataFrame):
         frame = pd.DataFrame(frame)
     rows = frame.to_dict(orient="records")
-    columns = CLASSIFIER_OUTPUTS if program_kind(program) == "classifier" else CHAT_OUTPUTS
+    columns = CLASSIFIER_OUTPUTS if ProgramKind.of(program) == ProgramKind.CLASSIFIER else CHAT_OUTPUTS
     if not rows:
         return pd.DataFrame(columns=columns)
-    loaded = assistant.program(program) if program_kind(program) == "classifier" else None
+    loaded = assistant.program(program) if ProgramKind.of(program) == ProgramKind.CLASSIFIER else None
     if getattr(loaded, "head", None) is not None and hasattr(loaded, "classify_many"):
         return _classify_batched(loaded, rows, workers=workers or assistant.settings.classify.threads, trace=trace)
     workers = max(1, min(workers or assistant.settings.serve.workers, len(rows)))

@@ -22,9 +22,12 @@ import mlflow
 from mlflow.pyfunc import ResponsesAgent
 from mlflow.types.responses import ResponsesAgentRequest, ResponsesAgentResponse, ResponsesAgentStreamEvent
 
+from flywheel import __version__
+from flywheel.answers import stream_pieces
 from flywheel.config import Settings
 from flywheel.errors import InvalidInputError, LMError
-from flywheel.registry.pyfunc import STATE_FILE, ProgramModel, program_kind, structural_config, traced_answer
+from flywheel.programs.kinds import ProgramKind
+from flywheel.registry.pyfunc import STATE_FILE, ProgramModel, structural_config, traced_answer
 
 
 def _text(content: Any) -> str:
@@ -66,11 +69,10 @@ class ProgramResponsesAgent(ResponsesAgent):
             custom_outputs=_custom_outputs(out))
 
     def predict_stream(self, request: ResponsesAgentRequest) -> Generator[ResponsesAgentStreamEvent, None, None]:
-        from flywheel.serve.routes.chat import pieces
 
         out = self._answer(request)
         item_id = f"msg_{uuid.uuid4().hex}"
-        for piece in pieces(out["answer"]):
+        for piece in stream_pieces(out["answer"]):
             yield ResponsesAgentStreamEvent(**self.create_text_delta(delta=piece, item_id=item_id))
         yield ResponsesAgentStreamEvent(type="response.output_item.done", custom_outputs=_custom_outputs(out),
                                         item=self.create_text_output_item(text=out["answer"], id=item_id))
@@ -83,10 +85,9 @@ def _custom_outputs(out: dict[str, Any]) -> dict[str, Any]:
 
 def save_responses_agent(path: Path, name: str, program: Any, settings: Settings) -> None:
     """Write ``program`` (with its current state) as a ResponsesAgent model directory at ``path``."""
-    if program_kind(name) == "classifier":
+    if ProgramKind.of(name) == ProgramKind.CLASSIFIER:
         raise InvalidInputError("The classifier is not a chat program: it has no ResponsesAgent form.",
                                 hint="Deploy rag, agent or a custom chat program with --responses-agent.")
-    from flywheel import __version__
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

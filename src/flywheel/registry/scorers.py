@@ -18,18 +18,18 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from flywheel.config import Settings
+from flywheel.errors import ConfigError
+from flywheel.lm import build_lm
 
 JUDGES = ("faithfulness", "relevance", "safety")
 
 
 def judge_scorers(settings: Settings, *, judge_lm: Any = None, names: Sequence[str] = JUDGES) -> list[Any]:
     """MLflow scorers for the named Flywheel judges, bound to ``judge_lm`` (default: the configured judge LM)."""
-    from flywheel.errors import ConfigError
+    # Lazy (start-up time): only this path needs DSPy.
     from flywheel.evaluate.catalog import metric_catalog
 
     if judge_lm is None:
-        from flywheel.lm import build_lm
-
         judge_lm = build_lm(settings.judge_lm or settings.lm)
     catalog = metric_catalog("qa", judge_lm=judge_lm)
     unknown = [n for n in names if n not in (*JUDGES, "semantic_f1")]
@@ -41,6 +41,7 @@ def judge_scorers(settings: Settings, *, judge_lm: Any = None, names: Sequence[s
 
 
 def _scorer(name: str, metric: Any, model: str) -> Any:
+    # Lazy (start-up time): only this path needs DSPy.
     import dspy
     from mlflow.entities import AssessmentSource, AssessmentSourceType, Feedback
     from mlflow.genai.scorers import scorer

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import threading
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from flywheel.config import Settings
@@ -24,6 +25,7 @@ def use_tracking(settings: Settings) -> Any:
     os.environ.setdefault("MLFLOW_ENABLE_ASYNC_TRACE_LOGGING", "false")
     os.environ.setdefault("MLFLOW_SQLALCHEMYSTORE_POOL_SIZE", "32")
     os.environ.setdefault("MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW", "32")
+    # Lazy (start-up time): only this path needs MLflow.
     import mlflow
     from mlflow import MlflowClient
 
@@ -57,6 +59,7 @@ def use_tracking(settings: Settings) -> Any:
 def log_run_results(settings: Settings, *, run_name: str, params: dict[str, Any], metrics: dict[str, float | None],
                     report_dir: Any = None, tables: dict[str, Any] | None = None) -> str:
     """Log one evaluation/optimization run (params, metrics, report files, tables); returns the run id."""
+    # Lazy (start-up time): only this path needs MLflow.
     import mlflow
 
     use_tracking(settings)
@@ -75,3 +78,19 @@ def log_run_results(settings: Settings, *, run_name: str, params: dict[str, Any]
 def _metric_key(name: str) -> str:
     """MLflow metric names allow letters, digits, _ - . / and spaces; '@' is not one of them."""
     return name.replace("@", "_at_")
+
+
+@contextmanager
+def dspy_autologging(settings: Settings) -> Iterator[None]:
+    """Trace every DSPy module and LM call to Flywheel's tracking store while inside; off again on exit,
+    also when the body raises (a failed evaluation must not leave a long-lived process tracing)."""
+    # Lazy (start-up time): only this path needs MLflow.
+    import mlflow
+    import mlflow.dspy
+
+    use_tracking(settings)
+    mlflow.dspy.autolog(log_traces=True)
+    try:
+        yield
+    finally:
+        mlflow.dspy.autolog(disable=True)

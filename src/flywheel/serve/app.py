@@ -7,6 +7,7 @@ anything unexpected is a 500 whose details go to the log only.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -26,6 +27,16 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from flywheel.config import Settings
 from flywheel.errors import FlywheelError
+from flywheel.feedback import FeedbackStore
+from flywheel.keys import ApiKeyStore
+from flywheel.lm import configure_dspy
+from flywheel.registry.programs import ProgramRegistry, deploy_program
+from flywheel.serve.limits import LimitsMiddleware
+from flywheel.serve.metrics import Metrics
+from flywheel.serve.response_store import ResponseStore
+from flywheel.serve.routes import chat, documents, feedback, health, invocations, responses
+from flywheel.serve.tracing import Tracer
+from flywheel.storage import database_failure
 
 log = logging.getLogger("flywheel.serve")
 STATIC = Path(__file__).parent / "static"
@@ -74,8 +85,6 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(SQLAlchemyError)
     async def database_error(_request: Request, exc: SQLAlchemyError) -> JSONResponse:
-        from flywheel.storage import database_failure
-
         error = database_failure(exc)
         log.warning("Database error while handling a request: %s", exc)
         retry = getattr(error, "retry_after", None)
@@ -109,9 +118,8 @@ def _install_metrics_middleware(app: FastAPI) -> None:
 
 
 def _build_assistant(settings: Settings, registry: Any) -> Any:
-    import inspect
-
-    from flywheel.programs.assistant import Assistant
+    # Lazy (start-up time): only this path needs the assistant (DSPy and every program).
+    from flywheel.assistant import Assistant
 
     if registry is not None and "registry" in inspect.signature(Assistant.__init__).parameters:
         return Assistant(settings, registry=registry)
@@ -119,10 +127,6 @@ def _build_assistant(settings: Settings, registry: Any) -> Any:
 
 
 def _default_registry(settings: Settings) -> Any:
-    try:
-        from flywheel.registry.programs import ProgramRegistry
-    except ImportError:
-        return None
     try:
         return ProgramRegistry(settings)
     except FlywheelError as exc:
@@ -143,16 +147,11 @@ def _load_retrieval(assistant: Any) -> None:
 def build_service(settings: Settings, *, assistant: Any = None, lm: Any = None, registry: Any = None,
                   tracing: bool = True, use_registry: bool = True) -> Any:
     """The :class:`~flywheel.serve.runtime.Service` an app (or ``flywheel mcp``) runs on; defaults as in create_app."""
-    from flywheel.feedback import FeedbackStore
-    from flywheel.keys import ApiKeyStore
-    from flywheel.serve.metrics import Metrics
+    # Lazy (start-up time): only this path needs DSPy and the stores.
     from flywheel.serve.runtime import Service
-    from flywheel.serve.tracing import Tracer
 
     settings.ensure_dirs()
     if lm is None:
-        from flywheel.lm import configure_dspy
-
         lm = configure_dspy(settings)
     if assistant is None:
         if registry is None and use_registry:
@@ -173,10 +172,9 @@ def create_app(settings: Settings, *, assistant: Any = None, lm: Any = None, reg
     logged and registered as the champion MLflow model at start-up when it has none (what
     ``flywheel deploy`` does), so one command goes from a program on disk to a live endpoint.
     """
-    from flywheel.mcp.http import PATH as MCP_PATH
-    from flywheel.mcp.http import McpEndpoint
-    from flywheel.serve.response_store import ResponseStore
-    from flywheel.serve.routes import chat, documents, feedback, health, invocations, responses
+    # Lazy (start-up time): only this path needs the MCP SDK.
+    from flywheel.serve.mcp.http import PATH as MCP_PATH
+    from flywheel.serve.mcp.http import McpEndpoint
 
     service = build_service(settings, assistant=assistant, lm=lm, registry=registry, tracing=tracing,
                             use_registry=use_registry)
@@ -192,8 +190,6 @@ def create_app(settings: Settings, *, assistant: Any = None, lm: Any = None, reg
                 import flywheel.registry.pyfunc  # noqa: F401  (MLflow + pandas: seconds to import)
 
                 if deploy and service.registry is not None:
-                    from flywheel.registry.programs import deploy_program
-
                     version, registered = deploy_program(service.registry, service.assistant,
                                                          settings.programs.default)
                     log.info("Deployed %s version %s%s", settings.programs.default, version.version,
@@ -222,7 +218,6 @@ def create_app(settings: Settings, *, assistant: Any = None, lm: Any = None, reg
     app.state.flywheel = service
     app.state.responses = ResponseStore(settings.catalog_url)  # what previous_response_id continues from
     _install_error_handlers(app)
-    from flywheel.serve.limits import LimitsMiddleware
 
     # Added before the metrics middleware, so that requests refused by the limits are counted too.
     app.add_middleware(LimitsMiddleware, settings=settings.limits,

@@ -9,15 +9,7 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from flywheel.access import Principal
-from flywheel.errors import (  # noqa: F401  (re-exported for the routes)
-    AccessDeniedError,
-    AuthenticationError,
-    InvalidInputError,
-    NotFoundError,
-    PayloadTooLargeError,
-    RequestTimeoutError,
-    UnsupportedMediaError,
-)
+from flywheel.errors import AccessDeniedError, AuthenticationError, NotFoundError
 
 if TYPE_CHECKING:
     from flywheel.serve.runtime import Service

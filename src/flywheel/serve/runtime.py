@@ -16,6 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any, TypeVar
 
 import anyio
@@ -23,13 +24,13 @@ import anyio.to_thread
 
 from flywheel.access import Principal
 from flywheel.config import Settings
-from flywheel.errors import FlywheelError, InvalidInputError, LMUnavailableError, NotFoundError
+from flywheel.errors import FlywheelError, InvalidInputError, LMUnavailableError, NotFoundError, RequestTimeoutError
 from flywheel.feedback import FeedbackStore
 from flywheel.keys import ApiKeyStore
+from flywheel.lm import lm_failure
 from flywheel.lm.bounded import deadline
 from flywheel.lm.breaker import STATE_CODES, CircuitBreaker
 from flywheel.lm.failures import is_endpoint_fault
-from flywheel.serve.deps import RequestTimeoutError
 from flywheel.serve.metrics import Metrics
 from flywheel.serve.tracing import Tracer
 
@@ -135,11 +136,10 @@ class Service:
         return name
 
     def lm_context(self) -> Any:
+        # Lazy (start-up time): only this path needs DSPy.
         import dspy
 
         if self.lm is None:
-            from contextlib import nullcontext
-
             return nullcontext()
         return dspy.context(lm=self.lm, adapter=dspy.JSONAdapter())
 
@@ -196,7 +196,5 @@ class Service:
 
     def explain(self, exc: BaseException) -> FlywheelError:
         """Any failure inside a program call as a Flywheel error (LM failures → 502/503)."""
-        from flywheel.lm import lm_failure
-
         log.warning("Program call failed: %s: %s", type(exc).__name__, str(exc)[:300])
         return lm_failure(exc, self.settings.lm)

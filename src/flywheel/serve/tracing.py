@@ -28,6 +28,8 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from flywheel.config import Settings
+from flywheel.registry.assessments import log_user_feedback
+from flywheel.registry.tracking import use_tracking
 
 log = logging.getLogger("flywheel.serve")
 T = TypeVar("T")
@@ -69,9 +71,8 @@ class Tracer:
                 log.warning("MLflow tracing is off: %s", exc)
 
     def _setup(self, settings: Settings) -> None:
+        # Lazy (start-up time): only this path needs MLflow.
         import mlflow
-
-        from flywheel.registry.tracking import use_tracking
 
         # Read when MLflow builds its exporter, so they are set before the first span of this process.
         os.environ["MLFLOW_ENABLE_ASYNC_TRACE_LOGGING"] = "true"
@@ -85,6 +86,7 @@ class Tracer:
         use_tracking(settings)  # tracking URI and experiment under FLYWHEEL_HOME
         mlflow.tracing.reset()  # an exporter built earlier in this process would keep exporting synchronously
         try:
+            # Lazy (start-up time): only this path needs MLflow.
             import mlflow.dspy
 
             mlflow.dspy.autolog(log_traces=True, silent=True)
@@ -126,8 +128,6 @@ class Tracer:
             log.warning("Feedback on trace %s not mirrored to MLflow: the queue is full", trace_id)
 
     def _write_feedback(self) -> None:
-        from flywheel.registry.assessments import log_user_feedback
-
         while True:
             trace_id, user, feedback = self._feedback.get()
             try:

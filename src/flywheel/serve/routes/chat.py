@@ -13,7 +13,6 @@ The program runs to completion before the first byte is sent, so a failure is st
 from __future__ import annotations
 
 import json
-import re
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -23,6 +22,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from flywheel.answers import stream_pieces
 from flywheel.errors import InvalidInputError
 from flywheel.serve.deps import Caller
 
@@ -121,11 +121,6 @@ async def chat_completions(request: Request, body: ChatRequest, caller: Caller) 
     }, headers=headers)
 
 
-def pieces(text: str) -> list[str]:
-    """Words with their following whitespace: the pieces a streamed answer arrives in."""
-    return re.findall(r"\S+\s*|\s+", text) or [""]
-
-
 async def _stream(completion_id: str, created: int, model: str, answer: str,
                   extra: dict[str, Any]) -> AsyncIterator[bytes]:
     def chunk(delta: dict[str, Any], finish: str | None = None, **more: Any) -> bytes:
@@ -134,7 +129,7 @@ async def _stream(completion_id: str, created: int, model: str, answer: str,
         return f"data: {json.dumps(body)}\n\n".encode()
 
     yield chunk({"role": "assistant", "content": ""})
-    for piece in pieces(answer):
+    for piece in stream_pieces(answer):
         yield chunk({"content": piece})
     yield chunk({}, "stop", flywheel=extra)
     yield b"data: [DONE]\n\n"

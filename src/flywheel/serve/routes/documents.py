@@ -14,8 +14,9 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from flywheel.errors import InvalidInputError
-from flywheel.serve.deps import Caller, PayloadTooLargeError, UnsupportedMediaError
+from flywheel.errors import InvalidInputError, PayloadTooLargeError, UnsupportedMediaError
+from flywheel.knowledge.parse import SUPPORTED_SUFFIXES
+from flywheel.serve.deps import Caller
 from flywheel.serve.limits import check_upload_quota
 
 router = APIRouter(tags=["documents"])
@@ -81,8 +82,6 @@ def split_names(values: list[str]) -> list[str]:
 
 
 async def _read_upload(upload: UploadFile, max_bytes: int) -> tuple[str, bytes]:
-    from flywheel.knowledge.parse import SUPPORTED_SUFFIXES
-
     name = PurePath((upload.filename or "").replace("\\", "/")).name.strip()
     if not name or name.startswith("."):
         raise InvalidInputError("An uploaded file has no usable name.", hint="Send each file with its file name.")

@@ -18,8 +18,8 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
 from flywheel.access import Principal
-from flywheel.errors import AccessDeniedError, FlywheelError, InvalidInputError, LMError
-from flywheel.serve.deps import Caller, UnsupportedMediaError
+from flywheel.errors import AccessDeniedError, FlywheelError, InvalidInputError, LMError, UnsupportedMediaError
+from flywheel.serve.deps import Caller
 from flywheel.serve.tracing import new_trace_id
 
 router = APIRouter(tags=["mlflow"])
@@ -53,6 +53,7 @@ def _bad(message: str) -> InvalidInputError:
 
 def parse_scoring_request(body: Any) -> tuple[Any, dict[str, Any]]:
     """A pandas DataFrame and the params from an MLflow scoring-protocol JSON body."""
+    # Lazy (start-up time): only this path needs pandas.
     import pandas as pd
 
     if not isinstance(body, dict):
@@ -94,6 +95,7 @@ def parse_scoring_request(body: Any) -> tuple[Any, dict[str, Any]]:
 
 
 def parse_csv(data: bytes) -> Any:
+    # Lazy (start-up time): only this path needs pandas.
     import pandas as pd
 
     try:
@@ -141,6 +143,7 @@ def question_of(row: dict[str, Any]) -> str:
 
 def predict(service: Any, frame: Any, program: str, principal: Principal) -> list[dict[str, Any]]:
     """Run the rows (in a worker thread) with the MLflow model's own row logic, as ``principal``."""
+    # Lazy (start-up time): only this path needs MLflow and pandas.
     from flywheel.registry.pyfunc import predict_frame
 
     frame = frame.drop(columns=["user"], errors="ignore")

@@ -22,9 +22,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from flywheel.answers import stream_pieces
 from flywheel.errors import InvalidInputError
 from flywheel.serve.deps import Caller
-from flywheel.serve.routes.chat import ChatMessage, pieces, to_question_and_history
+from flywheel.serve.routes.chat import ChatMessage, to_question_and_history
 
 router = APIRouter(tags=["chat"])
 
@@ -133,7 +134,7 @@ async def _events(final: dict[str, Any], item_id: str, answer: str) -> AsyncIter
     yield event("response.in_progress", response=started)
     yield event("response.output_item.added", output_index=0, item=message_item(item_id, None))
     yield event("response.content_part.added", **where, part={**part, "text": ""})
-    for piece in pieces(answer):
+    for piece in stream_pieces(answer):
         yield event("response.output_text.delta", **where, delta=piece, logprobs=[])
     yield event("response.output_text.done", **where, text=answer, logprobs=[])
     yield event("response.content_part.done", **where, part=part)

@@ -17,16 +17,19 @@ says how to fix it.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Protocol, TypeVar
 
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError
 from mcp_types import ListResourcesResult, Resource
 from pydantic import BaseModel, Field
 
 from flywheel.access import Principal
+from flywheel.assistant.builtin_tools import default_tools
 from flywheel.errors import AccessDeniedError, FlywheelError, InvalidInputError
 from flywheel.serve.runtime import Service
+from flywheel.tools.registry import ToolContext
 
 T = TypeVar("T")
 DOCUMENT_URI = "flywheel://documents/{doc_id}"
@@ -100,8 +103,8 @@ def document_uri(doc_id: str) -> str:
 
 def build_mcp_server(service: Service, caller: Caller) -> MCPServer:
     """The Flywheel MCP server over ``service``; ``caller`` decides who each call runs as."""
+    # Lazy (start-up time): only this path needs FastAPI routes.
     from flywheel.serve.routes.documents import document_dict
-    from flywheel.tools.builtin import default_tools
 
     async def run_as(ctx: Context, work: Callable[[Principal], T]) -> T:
         try:
@@ -189,8 +192,6 @@ def build_mcp_server(service: Service, caller: Caller) -> MCPServer:
         try:
             return await run_as(ctx, work)
         except ToolError as exc:  # resources report errors as resource errors
-            from mcp.server.mcpserver.exceptions import ResourceNotFoundError
-
             raise ResourceNotFoundError(str(exc)) from exc
 
     return server
@@ -198,8 +199,6 @@ def build_mcp_server(service: Service, caller: Caller) -> MCPServer:
 
 def _registered_tool(tool: Any, service: Service, run_as: Any) -> Callable[..., Awaitable[ToolOutput]]:
     """An MCP tool with one ``input`` string that calls a registered agent tool as the caller."""
-    from flywheel.tools.registry import ToolContext
-
     async def call(input: str, ctx: Context) -> ToolOutput:
         def work(principal: Principal) -> ToolOutput:
             if not tool.allowed(principal):
@@ -235,8 +234,6 @@ def _readable_documents(service: Service, caller: Caller) -> Any:
 
 
 def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         return version("flywheel")
     except PackageNotFoundError:

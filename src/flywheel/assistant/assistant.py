@@ -15,8 +15,15 @@ from typing import Any
 import dspy
 
 from flywheel.access import Principal
+from flywheel.assistant.builtin_tools import default_tools
 from flywheel.config import Settings
-from flywheel.errors import ConfigError, NotFoundError
+from flywheel.errors import ConfigError, InvalidInputError, NotFoundError
+from flywheel.knowledge.base import KnowledgeBase
+from flywheel.programs.agent import ToolAgent
+from flywheel.programs.classify import FeedbackClassifier, LabelSet, load_labels
+from flywheel.programs.conversations import ConversationStore
+from flywheel.programs.rag import default_config, knowledge_readable, rag_program
+from flywheel.tools.maintenance import MaintenanceRecords
 
 BUILTIN_PROGRAMS = ("rag", "agent", "classifier")
 
@@ -39,6 +46,13 @@ def load_program_class(spec: str) -> type[dspy.Module]:
     return obj
 
 
+class NoKnowledge:
+    """Stands in for the knowledge base where a program reads no documents (the classifier): spares
+    opening the index (every Spark worker loading a classifier model did, for nothing)."""
+
+    catalog = None
+
+
 class Assistant:
     """Programs by name over shared services; every call carries its principal."""
 
@@ -46,22 +60,16 @@ class Assistant:
                  registry: Any = None, alias: str = "champion", labels: dict[str, Any] | None = None) -> None:
         """``registry`` (a ProgramRegistry, or any object with ``load_state(name, alias)``) makes every
         program start from its registered ``alias`` version; ``labels`` overrides the classifier's label set."""
-        from flywheel.programs.conversations import ConversationStore
-
         self.settings = settings
         self.registry = registry
         self.alias = alias
         self.labels = labels
         self.loaded_versions: dict[str, int | None] = {}
         if knowledge is None:
-            from flywheel.knowledge.base import KnowledgeBase
-
             knowledge = KnowledgeBase(settings)
         self.knowledge = knowledge
         self.services: dict[str, Any] = {"knowledge": knowledge, **(services or {})}
         if "maintenance" not in self.services and settings.maintenance_db.is_file():
-            from flywheel.tools.maintenance import MaintenanceRecords
-
             self.services["maintenance"] = MaintenanceRecords(settings.maintenance_db)
         self.conversations = ConversationStore(settings.catalog_url)
         self._programs: dict[str, dspy.Module] = {}
@@ -123,23 +131,13 @@ class Assistant:
 
     def _build(self, name: str) -> dspy.Module:
         if name == "rag":
-            from flywheel.programs.rag import rag_program
-
             return rag_program(self.knowledge, self.settings)
         if name == "agent":
-            from flywheel.programs.agent import ToolAgent
-            from flywheel.programs.rag import default_config, knowledge_readable
-            from flywheel.tools.builtin import default_tools
-
             return ToolAgent(default_tools(), self.services, max_steps=self.settings.programs.agent_max_steps,
                              reasoning=default_config(self.settings).reasoning,
                              readable=knowledge_readable(self.knowledge))
         if name == "classifier":
-            from flywheel.programs.classify import FeedbackClassifier, load_labels
-
             if self.labels is not None:
-                from flywheel.programs.classify import LabelSet
-
                 return FeedbackClassifier(LabelSet.parse(self.labels, "the registered label set"))
             return FeedbackClassifier(load_labels(self.settings.classify.labels))
         spec = self.settings.programs.custom.get(name)
@@ -153,8 +151,6 @@ class Assistant:
             conversation_id: str | None = None, history: list[dict[str, str]] | None = None) -> dict[str, Any]:
         """Answer one question; with a conversation id, use and extend its history (or use the
         ``history`` given, e.g. from OpenAI-style messages)."""
-        from flywheel.errors import InvalidInputError
-
         if not question or not question.strip():
             raise InvalidInputError("The question is empty.", hint="Ask something.")
         if history is None:

@@ -22,8 +22,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from flywheel.access import Principal
 from flywheel.errors import AuthenticationError, FlywheelError
-from flywheel.mcp.server import build_mcp_server
 from flywheel.serve.deps import principal_for_key
+from flywheel.serve.mcp.server import build_mcp_server
 from flywheel.serve.runtime import Service
 
 PATH = "/mcp"

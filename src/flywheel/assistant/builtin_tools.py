@@ -6,8 +6,9 @@ from functools import lru_cache
 
 import dspy
 
+from flywheel.programs.classify import FeedbackClassifier
 from flywheel.tools.maintenance import maintenance_records
-from flywheel.tools.registry import Tool, ToolContext, ToolRegistry, ToolResult
+from flywheel.tools.registry import Tool, ToolContext, ToolRegistry, ToolResult, default_registry
 
 
 def search_documents(tool_input: str, context: ToolContext) -> ToolResult:
@@ -23,8 +24,6 @@ def search_documents(tool_input: str, context: ToolContext) -> ToolResult:
 
 @lru_cache(maxsize=1)
 def _default_classifier() -> dspy.Module:
-    from flywheel.programs.classify import FeedbackClassifier
-
     return FeedbackClassifier()
 
 
@@ -53,8 +52,6 @@ def builtin_tools() -> list[Tool]:
 
 def default_tools(extra: ToolRegistry | None = None) -> ToolRegistry:
     """The built-in tools plus any registered with ``@flywheel.tools.tool``."""
-    from flywheel.tools.registry import default_registry
-
     registry = ToolRegistry(builtin_tools())
     for source in (default_registry, extra):
         for name in (source.names() if source else []):

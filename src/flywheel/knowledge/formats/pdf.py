@@ -15,12 +15,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from flywheel.errors import InvalidInputError
-from flywheel.knowledge.parse import (
-    _ADMONITIONS,
-    _BOLD_FONT,
-    _FOLIO,
-    _LEADER,
-    _NO_HEADING_END,
+from flywheel.knowledge.blocks import (
+    ADMONITIONS,
+    BOLD_FONT,
+    FOLIO,
+    LEADER,
+    NO_HEADING_END,
     Block,
     line_blocks,
     merge_blocks,
@@ -31,6 +31,7 @@ _Line = tuple[str, float, bool, bool]  # text, smallest font size (0 = unknown),
 
 def parse_pdf(name: str, data: bytes) -> tuple[str | None, list[Block], int]:
     """Text per page (pypdf); headings from font size or bold (else guessed); running lines dropped."""
+    # pypdf is imported on first use, to keep it out of start-up time.
     from pypdf import PdfReader
 
     try:
@@ -71,7 +72,7 @@ def _styled_lines(page: Any) -> list[_Line]:
 
     def visit(text: str, cm: Sequence[float], tm: Sequence[float], font: Any, size: float) -> None:
         scale = math.hypot(tm[2] * cm[0] + tm[3] * cm[2], tm[2] * cm[1] + tm[3] * cm[3]) or 1.0
-        bold = bool(_BOLD_FONT.search(str((font or {}).get("/BaseFont", ""))))
+        bold = bool(BOLD_FONT.search(str((font or {}).get("/BaseFont", ""))))
         chars.extend((c, round(float(size) * scale * 2) / 2, bold) for c in text if not c.isspace())
 
     lines: list[_Line] = []
@@ -104,7 +105,7 @@ def _drop_running_lines(pages: list[list[_Line]]) -> list[list[_Line]]:
     repeated = {k for k, n in counts.items() if len(pages) >= 3 and n >= max(3, len(pages) // 2)}
     out = []
     for page in pages:
-        drop = {i for i in edges(page) if _FOLIO.fullmatch(page[i][0].strip()) or key(page[i][0]) in repeated}
+        drop = {i for i in edges(page) if FOLIO.fullmatch(page[i][0].strip()) or key(page[i][0]) in repeated}
         out.append([line for i, line in enumerate(page) if i not in drop])
     return out
 
@@ -120,7 +121,7 @@ def _font_levels(pages: list[list[_Line]]) -> list[list[int]]:
     def candidate(text: str) -> bool:
         s = text.strip()
         short = 0 < len(s) <= 100 and len(s.split()) <= 14
-        return short and any(map(str.isalpha, s)) and not _LEADER.match(s)
+        return short and any(map(str.isalpha, s)) and not LEADER.match(s)
 
     big = {size for page in pages for text, size, *_ in page if size >= 1.15 * body and candidate(text)}
     large = sorted(big, reverse=True)
@@ -133,8 +134,8 @@ def _font_levels(pages: list[list[_Line]]) -> list[list[int]]:
             if body and candidate(text) and size in rank:
                 level = rank[size]
             elif (body and candidate(text) and bold and size >= 0.95 * body and len(s) <= 80
-                  and (s[0].isupper() or s[0].isdigit()) and not s.endswith(_NO_HEADING_END)
-                  and s.strip(": ") not in _ADMONITIONS):
+                  and (s[0].isupper() or s[0].isdigit()) and not s.endswith(NO_HEADING_END)
+                  and s.strip(": ") not in ADMONITIONS):
                 following = page[i + 1] if i + 1 < len(page) else None
                 wrapped_run = following is not None and following[3] and not following[2]  # bold text runs on
                 level = 0 if wrapped_run else min(len(large) + 1, 6)

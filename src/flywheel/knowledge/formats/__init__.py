@@ -1,0 +1,1 @@
+"""One parser per upload format (pdf, docx, html, markdown, csv); plain text is in blocks.py."""
