@@ -46,8 +46,8 @@ class CompletionIn(BaseModel):
 async def lifespan(app: FastAPI) -> Any:
     from bench.langchain_rag import build_from_settings
     from flywheel.config import load_settings
-    from flywheel.keys import ApiKeyStore
     from flywheel.knowledge.catalog import Catalog
+    from flywheel.stores.keys import ApiKeyStore
 
     settings = load_settings()
     app.state.chain = build_from_settings(settings)

@@ -1,51 +1,13 @@
-"""Opening Flywheel's SQLAlchemy stores (catalog, conversations, feedback, API keys) in one way.
-
-All of them share the catalog database (SQLite by default, Postgres by URL). For SQLite each
-connection gets foreign keys, WAL journaling and a busy timeout, so concurrent writers wait
-instead of failing.
-"""
+"""Storage failures as errors that say what to do: failed writes (the vector index, the catalog) and
+database errors raised mid-request. The SQL stores themselves are in :mod:`flywheel.stores`."""
 
 from __future__ import annotations
 
 import errno
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
-
-from sqlalchemy import Engine, MetaData, create_engine, event
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
-from sqlalchemy.orm import sessionmaker
 
 from flywheel.errors import DiskFullError, FlywheelError, RetryLaterError, StorageError
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.close()
-
-
-def open_store(url: str, metadata: MetaData, what: str) -> tuple[Engine, sessionmaker]:
-    """An engine with ``metadata``'s tables created, and its session factory; ``what`` names the
-    store in the error message."""
-    try:
-        engine = create_engine(url, future=True)
-        if url.startswith("sqlite"):
-            event.listen(engine, "connect", _sqlite_pragmas)
-        try:
-            metadata.create_all(engine)
-        except OperationalError as exc:
-            # Two processes opening a new database at once (Spark's Python workers, say) both see a
-            # table missing and both create it; the loser fails. Its second pass finds the tables.
-            if "already exists" not in str(exc):
-                raise
-            metadata.create_all(engine)
-    except SQLAlchemyError as exc:
-        raise StorageError(f"Cannot open {what} in {url}: {exc.__class__.__name__}: {exc}",
-                           hint="Check FLYWHEEL_KNOWLEDGE__CATALOG_URL and that its directory is writable.") from exc
-    return engine, sessionmaker(engine, expire_on_commit=False)
 
 
 @contextmanager

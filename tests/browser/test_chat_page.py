@@ -16,9 +16,9 @@ from dspy.utils import DummyLM
 
 from flywheel.assistant import Assistant
 from flywheel.config import Settings, load_settings
-from flywheel.feedback import FeedbackStore
 from flywheel.knowledge.base import KnowledgeBase
 from flywheel.serve.app import create_app
+from flywheel.stores.feedback import FeedbackStore
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.unit.serve_helpers import HashEmbedder, serving
 

@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from flywheel.config import Settings, load_settings
-from flywheel.keys import ApiKeyStore
 from flywheel.knowledge.base import KnowledgeBase
+from flywheel.stores.keys import ApiKeyStore
 from tests.e2e.test_lm_server import free_port
 
 QUESTION = "What is the brake wear limit?"

@@ -25,9 +25,9 @@ from bench import services
 from bench.fault_lm import EMBEDDING_DIMENSIONS, FaultLM, running
 
 from flywheel.config import Settings, load_settings
-from flywheel.keys import ApiKeyStore
 from flywheel.knowledge.catalog import Catalog
 from flywheel.knowledge.index import ChunkIndex
+from flywheel.stores.keys import ApiKeyStore
 
 MANUAL = "# Manual\n\nRevision {n}: torque the wheel nuts to {n} newton metres.\n\n" + "Detail words. " * 300
 

@@ -12,10 +12,10 @@ import pytest
 from flywheel.backup import backup_home, restore_home, verify_backup
 from flywheel.config import Settings, load_settings
 from flywheel.errors import InvalidInputError, StorageError
-from flywheel.feedback import FeedbackStore
-from flywheel.keys import ApiKeyStore
 from flywheel.knowledge.base import KnowledgeBase
 from flywheel.registry.programs import ProgramRegistry
+from flywheel.stores.feedback import FeedbackStore
+from flywheel.stores.keys import ApiKeyStore
 from tests.unit.serve_helpers import FUEL, OIL, HashEmbedder
 from tests.unit.test_registry import classifier_with_demo
 
@@ -116,7 +116,8 @@ def test_restore_refuses_damaged_backups_and_non_empty_homes(flywheel_home: Path
     summary = restore_home(settings, tmp_path / "b", force=True)
     assert Path(summary["previous_home"]).is_dir()  # moved aside, never deleted
     catalog = tmp_path / "b" / "catalog.db"
-    catalog.write_bytes(catalog.read_bytes()[:-100] + b"\0" * 100)
+    data = catalog.read_bytes()  # flip the last 100 bytes (they may already be zeros: free space of a page)
+    catalog.write_bytes(data[:-100] + bytes(b ^ 0xFF for b in data[-100:]))
     with pytest.raises(StorageError, match=r"damaged.*catalog\.db"):
         verify_backup(tmp_path / "b")
     with pytest.raises(InvalidInputError, match="not a Flywheel backup"):

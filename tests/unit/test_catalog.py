@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from flywheel.errors import InvalidInputError, NotFoundError
@@ -9,8 +7,8 @@ from flywheel.knowledge.catalog import Catalog
 
 
 @pytest.fixture
-def catalog(tmp_path: Path) -> Catalog:
-    return Catalog(f"sqlite:///{tmp_path / 'catalog.db'}")
+def catalog(store_url: str) -> Catalog:
+    return Catalog(store_url)  # on SQLite and on PostgreSQL
 
 
 def test_users_groups_and_principals(catalog: Catalog) -> None:

@@ -8,8 +8,8 @@ import pytest
 
 from flywheel.config import load_settings
 from flywheel.errors import AccessDeniedError, InvalidInputError, NotFoundError
-from flywheel.feedback import FeedbackStore
-from flywheel.keys import ApiKeyStore, hash_key
+from flywheel.stores.feedback import FeedbackStore
+from flywheel.stores.keys import ApiKeyStore, hash_key
 
 
 def test_keys_authenticate_are_hashed_at_rest_and_revocable() -> None:

@@ -15,13 +15,13 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.exc import OperationalError
 
+from flywheel.cli.checks import check_databases
 from flywheel.config import load_settings
-from flywheel.doctor import check_databases
 from flywheel.errors import StorageError
-from flywheel.feedback import FeedbackStore
-from flywheel.keys import ApiKeyStore
 from flywheel.knowledge.base import KnowledgeBase
 from flywheel.knowledge.snapshot import check_index
+from flywheel.stores.feedback import FeedbackStore
+from flywheel.stores.keys import ApiKeyStore
 from tests.unit.serve_helpers import OIL, HashEmbedder, make_env
 
 

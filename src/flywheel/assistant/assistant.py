@@ -21,8 +21,8 @@ from flywheel.errors import ConfigError, InvalidInputError, NotFoundError
 from flywheel.knowledge.base import KnowledgeBase
 from flywheel.programs.agent import ToolAgent
 from flywheel.programs.classify import FeedbackClassifier, LabelSet, load_labels
-from flywheel.programs.conversations import ConversationStore
 from flywheel.programs.rag import default_config, knowledge_readable, rag_program
+from flywheel.stores.conversations import ConversationStore
 from flywheel.tools.maintenance import MaintenanceRecords
 
 BUILTIN_PROGRAMS = ("rag", "agent", "classifier")

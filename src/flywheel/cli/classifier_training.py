@@ -29,8 +29,8 @@ def classifier_training_set(train: Path | None, unlabelled: Path | None, from_fe
     if unlabelled is not None:
         rows += _teacher_rows(program, unlabelled, text_column=text_column, limit=limit)
     if from_feedback:
-        from flywheel.feedback import FeedbackStore
         from flywheel.optimize.classifier_feedback import classifier_feedback_rows
+        from flywheel.stores.feedback import FeedbackStore
 
         extra, counts = classifier_feedback_rows(FeedbackStore(settings().catalog_url).list_feedback(
             program="classifier"), program.labels)

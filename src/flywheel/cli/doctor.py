@@ -8,8 +8,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from flywheel.cli.checks import run_checks
 from flywheel.config import config_file_path, load_settings
-from flywheel.doctor import run_checks
 
 console = Console()
 

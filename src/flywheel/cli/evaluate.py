@@ -192,8 +192,8 @@ def _training_set(program: str, train: Path | None, from_feedback: bool, *, text
         if ProgramKind.of(program) == ProgramKind.CLASSIFIER:
             raise InvalidInputError("Feedback is collected on chat answers, not on classifications.",
                                     hint="Use --train with labelled feedback texts for the classifier.")
-        from flywheel.feedback import FeedbackStore
         from flywheel.optimize.feedback import feedback_rows
+        from flywheel.stores.feedback import FeedbackStore
 
         extra, counts = feedback_rows(FeedbackStore(settings().catalog_url).list_feedback(program=program))
         console.print(f"Feedback: {len(extra)} training rows ({counts['corrections']} corrections, "

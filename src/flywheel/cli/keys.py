@@ -11,7 +11,7 @@ app = typer.Typer(help="API keys for `flywheel serve` (stored hashed; the key is
 
 
 def _store():  # type: ignore[no-untyped-def]
-    from flywheel.keys import ApiKeyStore
+    from flywheel.stores.keys import ApiKeyStore
 
     settings().ensure_dirs()
     return ApiKeyStore(settings().catalog_url)

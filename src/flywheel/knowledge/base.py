@@ -22,12 +22,13 @@ from typing import Any
 from flywheel.access import Principal
 from flywheel.config import Settings
 from flywheel.errors import FlywheelError, InvalidInputError, NotFoundError
-from flywheel.knowledge.catalog import Catalog, Document
+from flywheel.knowledge.catalog import Catalog
 from flywheel.knowledge.chunk import Chunk, chunk_document, count_tokens_approx
 from flywheel.knowledge.embed import Embedder, get_embedder
 from flywheel.knowledge.index import LANGUAGE, SEGMENTED, ChunkIndex, Fusion, Hit, MetadataFilter, SearchMode
 from flywheel.knowledge.language import CJK_LANGUAGES, detect_language, segment
 from flywheel.knowledge.parse import SUPPORTED_SUFFIXES, ParsedDocument, parse_document
+from flywheel.stores.catalog import Document
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """User feedback as MLflow assessments on the answer's trace, so MLflow's UI shows it with the trace.
 
-Flywheel's feedback store (:mod:`flywheel.feedback`) stays the source of truth for datasets; this is
+Flywheel's feedback store (:mod:`flywheel.stores.feedback`) stays the source of truth for datasets; this is
 a mirror. A thumbs rating becomes the feedback ``user_rating`` (``True`` = up; the comment is its
 rationale), a correction the expectation ``expected_response``, a comment without a rating the
 feedback ``user_comment`` — each with source ``HUMAN`` and the user as source id. Giving feedback

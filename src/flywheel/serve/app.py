@@ -27,16 +27,16 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from flywheel.config import Settings
 from flywheel.errors import FlywheelError
-from flywheel.feedback import FeedbackStore
-from flywheel.keys import ApiKeyStore
 from flywheel.lm import configure_dspy
 from flywheel.registry.programs import ProgramRegistry, deploy_program
 from flywheel.serve.limits import LimitsMiddleware
 from flywheel.serve.metrics import Metrics
-from flywheel.serve.response_store import ResponseStore
 from flywheel.serve.routes import chat, documents, feedback, health, invocations, responses
 from flywheel.serve.tracing import Tracer
 from flywheel.storage import database_failure
+from flywheel.stores.feedback import FeedbackStore
+from flywheel.stores.keys import ApiKeyStore
+from flywheel.stores.responses import ResponseStore
 
 log = logging.getLogger("flywheel.serve")
 STATIC = Path(__file__).parent / "static"

@@ -25,14 +25,14 @@ import anyio.to_thread
 from flywheel.access import Principal
 from flywheel.config import Settings
 from flywheel.errors import FlywheelError, InvalidInputError, LMUnavailableError, NotFoundError, RequestTimeoutError
-from flywheel.feedback import FeedbackStore
-from flywheel.keys import ApiKeyStore
 from flywheel.lm import lm_failure
 from flywheel.lm.bounded import deadline
 from flywheel.lm.breaker import STATE_CODES, CircuitBreaker
 from flywheel.lm.failures import is_endpoint_fault
 from flywheel.serve.metrics import Metrics
 from flywheel.serve.tracing import Tracer
+from flywheel.stores.feedback import FeedbackStore
+from flywheel.stores.keys import ApiKeyStore
 
 log = logging.getLogger("flywheel.serve")
 T = TypeVar("T")

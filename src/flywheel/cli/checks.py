@@ -1,4 +1,4 @@
-"""Installation checks: each says what is wrong and how to fix it."""
+"""Installation checks behind `flywheel doctor`: each says what is wrong and how to fix it."""
 
 from __future__ import annotations
 

@@ -9,30 +9,22 @@ into training datasets. Both tables live in the catalog database (SQLAlchemy; SQ
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 from sqlalchemy import DateTime, ForeignKey, Integer, String, Text, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column
 
 from flywheel.errors import AccessDeniedError, InvalidInputError, NotFoundError
-from flywheel.storage import open_store
+from flywheel.stores.database import Base, Database, open_database, utcnow
 
 Rating = Literal["up", "down"]
 RATINGS = ("up", "down")
 MAX_TEXT = 20_000
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-class _Base(DeclarativeBase):
-    pass
-
-
-class Interaction(_Base):
+class Interaction(Base):
     __tablename__ = "interactions"
 
     trace_id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -42,10 +34,10 @@ class Interaction(_Base):
     answer: Mapped[str] = mapped_column(Text)
     citations: Mapped[str] = mapped_column(Text, default="[]")
     groups: Mapped[str] = mapped_column(Text, default="[]")  # the asker's groups, for ACL-aware exports
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
-class Feedback(_Base):
+class Feedback(Base):
     __tablename__ = "feedback"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -54,23 +46,23 @@ class Feedback(_Base):
     rating: Mapped[str | None] = mapped_column(String(8), nullable=True)
     correction: Mapped[str | None] = mapped_column(Text, nullable=True)
     comment: Mapped[str | None] = mapped_column(Text, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, onupdate=_now)
-
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
 
 class FeedbackStore:
     """Record interactions, attach feedback to them, and export both for datasets."""
 
     def __init__(self, catalog_url: str) -> None:
-        self.engine, self._sessions = open_store(catalog_url, _Base.metadata, "the feedback tables")
+        self.db: Database = open_database(catalog_url, "the feedback tables")
+        self.engine = self.db.engine
 
     def record_interaction(self, trace_id: str, user: str, program: str, question: str, answer: str,
                            citations: list[dict[str, Any]], *, groups: list[str] | tuple[str, ...] = ()) -> None:
         """Store one answered request under its trace id (idempotent: a second call updates it)."""
         if not trace_id:
             raise InvalidInputError("An interaction needs a trace id.")
-        with self._sessions.begin() as s:
+        with self.db.transaction() as s:
             row = s.get(Interaction, trace_id)
             if row is None:
                 row = Interaction(trace_id=trace_id, user=user)
@@ -83,7 +75,7 @@ class FeedbackStore:
 
     def interaction(self, trace_id: str, user: str | None = None) -> dict[str, Any]:
         """One interaction; with ``user``, only if it is theirs (else not found: existence is not disclosed)."""
-        with self._sessions() as s:
+        with self.db.reading() as s:
             row = s.get(Interaction, trace_id)
             if row is None or (user is not None and row.user != user):
                 raise NotFoundError(f"No answer with trace id {trace_id!r}.",
@@ -107,7 +99,7 @@ class FeedbackStore:
 
     def _upsert_feedback(self, trace_id: str, user: str, rating: Rating | None, correction: str | None,
                          comment: str | None) -> int:
-        with self._sessions.begin() as s:
+        with self.db.transaction() as s:
             interaction = s.get(Interaction, trace_id) if trace_id else None
             if interaction is None:
                 raise NotFoundError(f"No answer with trace id {trace_id!r}.",
@@ -125,14 +117,14 @@ class FeedbackStore:
                 row.correction = correction
             if comment is not None:
                 row.comment = comment
-            row.updated_at = _now()
+            row.updated_at = utcnow()
             s.flush()
             return row.id
 
     def list_feedback(self, program: str | None = None) -> list[dict[str, Any]]:
         """Interactions with feedback, oldest first: trace_id, user, program, question, answer, citations,
         rating, correction, comment, created_at (of the feedback), groups."""
-        with self._sessions() as s:
+        with self.db.reading() as s:
             query = select(Feedback, Interaction).join(Interaction, Feedback.trace_id == Interaction.trace_id)
             if program:
                 query = query.where(Interaction.program == program)

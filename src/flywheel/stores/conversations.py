@@ -9,30 +9,26 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import DateTime, ForeignKey, Integer, String, Text, select
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column
 
 from flywheel.access import Principal
 from flywheel.errors import NotFoundError
-from flywheel.storage import open_store
+from flywheel.stores.database import Base, Database, open_database, utcnow
 
 
-class _Base(DeclarativeBase):
-    pass
-
-
-class Conversation(_Base):
+class Conversation(Base):
     __tablename__ = "conversations"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     user: Mapped[str] = mapped_column(String(64), index=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=lambda: datetime.now(UTC))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
-class Turn(_Base):
+class Turn(Base):
     __tablename__ = "conversation_turns"
 
     conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"),
@@ -47,12 +43,13 @@ class ConversationStore:
     """Create conversations and append/read their turns (SQLAlchemy; same database as the catalog)."""
 
     def __init__(self, url: str, *, max_turns: int = 6) -> None:
-        self.engine, self._sessions = open_store(url, _Base.metadata, "the conversation tables")
+        self.db: Database = open_database(url, "the conversation tables")
+        self.engine = self.db.engine
         self.max_turns = max_turns
 
     def start(self, principal: Principal) -> str:
         conversation_id = uuid.uuid4().hex
-        with self._sessions.begin() as s:
+        with self.db.transaction() as s:
             s.add(Conversation(id=conversation_id, user=principal.user))
         return conversation_id
 
@@ -64,7 +61,7 @@ class ConversationStore:
 
     def history(self, principal: Principal, conversation_id: str) -> list[dict[str, str]]:
         """The last ``max_turns`` turns as DSPy History messages ({question, answer})."""
-        with self._sessions.begin() as s:
+        with self.db.transaction() as s:
             self._owned(s, principal, conversation_id)
             turns = s.scalars(select(Turn).where(Turn.conversation_id == conversation_id)
                               .order_by(Turn.position.desc()).limit(self.max_turns)).all()
@@ -72,7 +69,7 @@ class ConversationStore:
 
     def append(self, principal: Principal, conversation_id: str, question: str, answer: str,
                citations: list[dict[str, Any]]) -> None:
-        with self._sessions.begin() as s:
+        with self.db.transaction() as s:
             self._owned(s, principal, conversation_id)
             last = s.scalars(select(Turn.position).where(Turn.conversation_id == conversation_id)
                              .order_by(Turn.position.desc()).limit(1)).first()

@@ -15,28 +15,24 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import DateTime, String, or_, select
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column
 
 from flywheel.access import check_name
 from flywheel.errors import InvalidInputError, NotFoundError
-from flywheel.storage import open_store
+from flywheel.stores.database import Base, Database, open_database, utcnow
 
 KEY_PREFIX = "fw_"
 VISIBLE_CHARS = 8  # characters of the random part shown in listings (and usable to revoke)
 
 
-class _Base(DeclarativeBase):
-    pass
-
-
-class ApiKey(_Base):
+class ApiKey(Base):
     __tablename__ = "api_keys"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     prefix: Mapped[str] = mapped_column(String(32), index=True)
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     user: Mapped[str] = mapped_column(String(64), index=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=lambda: datetime.now(UTC))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
@@ -45,19 +41,19 @@ def hash_key(plaintext: str) -> str:
     return hashlib.sha256(plaintext.encode("utf-8")).hexdigest()
 
 
-
 class ApiKeyStore:
     """Create, list, revoke and check API keys (SQLAlchemy; same database as the catalog)."""
 
     def __init__(self, catalog_url: str) -> None:
-        self.engine, self._sessions = open_store(catalog_url, _Base.metadata, "the API key table")
+        self.db: Database = open_database(catalog_url, "the API key table")
+        self.engine = self.db.engine
 
     def create(self, user: str) -> tuple[str, str]:
         """A new key for ``user``: returns (key id, plaintext). The plaintext is not stored anywhere."""
         check_name("user", user)
         plaintext = KEY_PREFIX + secrets.token_urlsafe(32)
         key_id = uuid.uuid4().hex[:12]
-        with self._sessions.begin() as s:
+        with self.db.transaction() as s:
             s.add(ApiKey(id=key_id, prefix=plaintext[: len(KEY_PREFIX) + VISIBLE_CHARS], key_hash=hash_key(plaintext),
                          user=user))
         return key_id, plaintext
@@ -67,7 +63,7 @@ class ApiKeyStore:
         if not plaintext or not isinstance(plaintext, str) or len(plaintext) > 200:
             return None
         digest = hash_key(plaintext.strip())
-        with self._sessions() as s:
+        with self.db.reading() as s:
             row = s.scalars(select(ApiKey).where(ApiKey.key_hash == digest)).first()
         if row is None or row.revoked_at is not None or not hmac.compare_digest(row.key_hash, digest):
             return None
@@ -79,7 +75,7 @@ class ApiKeyStore:
         if len(ref) < 6:
             raise InvalidInputError("Give a key id or the key's visible prefix (at least 6 characters).",
                                     hint="See `flywheel keys list`.")
-        with self._sessions.begin() as s:
+        with self.db.transaction() as s:
             rows = s.scalars(select(ApiKey).where(or_(ApiKey.id == ref, ApiKey.prefix == ref))).all()
             if not rows:
                 raise NotFoundError(f"No API key {ref!r}.", hint="See `flywheel keys list` for ids and prefixes.")
@@ -92,7 +88,7 @@ class ApiKeyStore:
 
     def list(self, user: str | None = None) -> list[dict[str, Any]]:
         """Every key (or one user's): id, visible prefix, user, created_at, revoked_at. Never the key."""
-        with self._sessions() as s:
+        with self.db.reading() as s:
             query = select(ApiKey).order_by(ApiKey.created_at)
             if user:
                 query = query.where(ApiKey.user == user)

@@ -10,38 +10,35 @@ Lives in the catalog database with the other stores.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import DateTime, String, Text
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column
 
 from flywheel.errors import NotFoundError
-from flywheel.storage import open_store
+from flywheel.stores.database import Base, Database, open_database, utcnow
 
 
-class _Base(DeclarativeBase):
-    pass
-
-
-class StoredResponse(_Base):
+class StoredResponse(Base):
     __tablename__ = "responses"
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     user: Mapped[str] = mapped_column(String(64), index=True)
     body: Mapped[str] = mapped_column(Text)
     history: Mapped[str] = mapped_column(Text, default="[]")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=lambda: datetime.now(UTC))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class ResponseStore:
     def __init__(self, url: str, *, max_turns: int = 6) -> None:
-        self.engine, self._sessions = open_store(url, _Base.metadata, "the responses table")
+        self.db: Database = open_database(url, "the responses table")
+        self.engine = self.db.engine
         self.max_turns = max_turns
 
     def save(self, user: str, body: dict[str, Any], history: list[dict[str, str]]) -> None:
         """Store a response and the conversation it ends (its own turn last)."""
-        with self._sessions.begin() as s:
+        with self.db.transaction() as s:
             s.add(StoredResponse(id=body["id"], user=user, body=json.dumps(body, default=str),
                                  history=json.dumps(history[-self.max_turns:])))
 
@@ -55,9 +52,9 @@ class ResponseStore:
 
     def history(self, user: str, response_id: str) -> list[dict[str, str]]:
         """The conversation that ``response_id`` ended, oldest turn first."""
-        with self._sessions() as s:
+        with self.db.reading() as s:
             return list(json.loads(self._owned(s, user, response_id).history or "[]"))
 
     def get(self, user: str, response_id: str) -> dict[str, Any]:
-        with self._sessions() as s:
+        with self.db.reading() as s:
             return dict(json.loads(self._owned(s, user, response_id).body))
