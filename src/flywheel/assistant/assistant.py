@@ -15,6 +15,7 @@ from typing import Any
 import dspy
 
 from flywheel.access import Principal
+from flywheel.answers import Answer
 from flywheel.assistant.builtin_tools import default_tools
 from flywheel.config import Settings
 from flywheel.errors import ConfigError, InvalidInputError, NotFoundError
@@ -149,6 +150,13 @@ class Assistant:
 
     def ask(self, question: str, principal: Principal, *, program: str | None = None,
             conversation_id: str | None = None, history: list[dict[str, str]] | None = None) -> dict[str, Any]:
+        """:meth:`answer` as a plain dictionary (answer, citations, passages, steps, conversation_id, program)."""
+        return self.answer(question, principal, program=program, conversation_id=conversation_id,
+                           history=history).as_dict("answer", "citations", "passages", "steps", "conversation_id",
+                                                    "program")
+
+    def answer(self, question: str, principal: Principal, *, program: str | None = None,
+               conversation_id: str | None = None, history: list[dict[str, str]] | None = None) -> Answer:
         """Answer one question; with a conversation id, use and extend its history (or use the
         ``history`` given, e.g. from OpenAI-style messages)."""
         if not question or not question.strip():
@@ -156,14 +164,9 @@ class Assistant:
         if history is None:
             history = self.conversations.history(principal, conversation_id) if conversation_id else []
         conversation_id = conversation_id or self.conversations.start(principal)
-        result = self.program(program)(question=question, principal=principal, history=history)
-        citations = list(getattr(result, "citations", []) or [])
-        self.conversations.append(principal, conversation_id, question, result.answer, citations)
-        return {
-            "answer": result.answer,
-            "citations": citations,
-            "passages": list(getattr(result, "passages", []) or []),
-            "steps": list(getattr(result, "steps", []) or []),
-            "conversation_id": conversation_id,
-            "program": program or self.settings.programs.default,
-        }
+        name = program or self.settings.programs.default
+        prediction = self.program(name)(question=question, principal=principal, history=history)
+        answer = Answer.from_prediction(prediction, program=name, program_version=self.loaded_versions.get(name),
+                                        conversation_id=conversation_id)
+        self.conversations.append(principal, conversation_id, question, answer.answer, answer.citations)
+        return answer

@@ -38,7 +38,7 @@ def ask(
     sources: bool = typer.Option(False, "--sources", help="Also print the retrieved passages / tool outputs."),
 ) -> None:
     """Answer one question with citations."""
-    from flywheel.lm import lm_failure
+    from flywheel.lm import is_lm_exception, lm_failure
 
     assistant = _assistant()
     principal = assistant.knowledge.principal(user)
@@ -46,7 +46,9 @@ def ask(
         with console.status("Thinking…"):
             reply = assistant.ask(question, principal, program=program)
     except Exception as exc:
-        raise _explain(exc, lm_failure) from exc
+        if not is_lm_exception(exc):
+            raise  # a bug: Typer prints the traceback (and the FlywheelErrors raised above print cleanly)
+        raise lm_failure(exc, settings().lm) from exc
     _render(reply, sources)
 
 
@@ -55,7 +57,8 @@ def chat(
     program: str | None = typer.Option(None, "--program", "-p", help="rag, agent, or a custom program name."),
 ) -> None:
     """Interactive chat with history. Commands: /sources (passages of the last answer), /new, /quit."""
-    from flywheel.lm import lm_failure
+    from flywheel.errors import FlywheelError
+    from flywheel.lm import is_lm_exception, lm_failure
 
     assistant = _assistant()
     principal = assistant.knowledge.principal(user)
@@ -82,14 +85,14 @@ def chat(
         try:
             with console.status("Thinking…"):
                 last = assistant.ask(question, principal, program=program, conversation_id=conversation)
+        except FlywheelError as exc:
+            console.print(f"[red]{exc}[/]")
+            continue
         except Exception as exc:
-            console.print(f"[red]{_explain(exc, lm_failure)}[/]")
+            if not is_lm_exception(exc):
+                raise
+            console.print(f"[red]{lm_failure(exc, settings().lm)}[/]")
             continue
         conversation = last["conversation_id"]
         _render(last)
 
-
-def _explain(exc: Exception, lm_failure: Any) -> Exception:
-    from flywheel.errors import FlywheelError
-
-    return exc if isinstance(exc, FlywheelError) else lm_failure(exc, settings().lm)

@@ -7,6 +7,16 @@ import math
 from flywheel.config import LMSettings
 from flywheel.errors import EndpointUnreachableError, FlywheelError, LMError, LMUnavailableError
 
+LM_EXCEPTION_PACKAGES = ("dspy", "litellm")
+
+
+def is_lm_exception(exc: BaseException) -> bool:
+    """Whether ``exc`` comes from the LM stack (a DSPy or LiteLLM exception, or a Flywheel LM error), so that
+    it is reported as an LM failure; anything else is a bug to log, not an LM problem to explain."""
+    if isinstance(exc, LMError):
+        return True
+    return any(cls.__module__.split(".")[0] in LM_EXCEPTION_PACKAGES for cls in type(exc).__mro__)
+
 
 def is_endpoint_fault(exc: BaseException) -> bool:
     """Whether a failed program call says the LM endpoint is unwell (what the circuit breaker counts):

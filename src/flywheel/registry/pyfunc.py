@@ -29,6 +29,7 @@ import pandas as pd
 
 from flywheel import __version__
 from flywheel.access import Principal
+from flywheel.answers import question_and_history
 from flywheel.assistant import Assistant, NoKnowledge
 from flywheel.config import Settings, load_settings
 from flywheel.errors import FlywheelError, InvalidInputError
@@ -170,26 +171,11 @@ def _question_and_history(row: dict[str, Any]) -> tuple[str, list[dict[str, str]
 
 def history_from_messages(messages: list[Any]) -> tuple[str, list[dict[str, str]]]:
     """OpenAI-style messages → (latest user question, earlier turns as {question, answer})."""
-    turns: list[dict[str, str]] = []
-    pending: str | None = None
-    question = None
     for message in messages:
         if not isinstance(message, dict) or "content" not in message:
             raise InvalidInputError("Each message needs a 'role' and a 'content'.",
                                     hint='e.g. {"role": "user", "content": "…"}')
-        role, content = message.get("role"), str(message.get("content") or "")
-        if role == "user":
-            if pending is not None:
-                turns.append({"question": pending, "answer": ""})
-            pending = content
-        elif role == "assistant" and pending is not None:
-            turns.append({"question": pending, "answer": content})
-            pending = None
-    question = pending
-    if not question or not question.strip():
-        raise InvalidInputError("The last message must be a non-empty user message.",
-                                hint="End 'messages' with {\"role\": \"user\", \"content\": \"your question\"}.")
-    return question, turns
+    return question_and_history((str(m.get("role")), str(m.get("content") or "")) for m in messages)
 
 
 def _resolve_principal(assistant: Any, user: Any) -> Principal:
@@ -214,12 +200,11 @@ def answer_row(assistant: Any, row: dict[str, Any], *, program: str,
         who = principal or _resolve_principal(assistant, row.get("user"))
         conversation = row.get("conversation_id")
         conversation = conversation if isinstance(conversation, str) and conversation else None
-        result = assistant.ask(question, who, program=program, conversation_id=conversation,
-                               history=history or None)
-        citations = [{k: c.get(k) for k in ("doc_id", "chunk_id", "citation", "text")} for c in result["citations"]]
-        return {"answer": result["answer"], "citations": json.dumps(citations),
-                "conversation_id": result["conversation_id"], "error": None,
-                "_chunk_ids": [p.get("chunk_id") for p in result.get("passages", [])]}
+        answer = assistant.answer(question, who, program=program, conversation_id=conversation,
+                                  history=history or None)
+        citations = [{k: c.get(k) for k in ("doc_id", "chunk_id", "citation", "text")} for c in answer.citations]
+        return {"answer": answer.answer, "citations": json.dumps(citations),
+                "conversation_id": answer.conversation_id, "error": None, "_chunk_ids": answer.chunk_ids()}
     except FlywheelError as exc:
         return {"error": exc.message}
     except Exception as exc:  # one row's failure must not fail the batch

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import anyio
 from fastapi import Depends, Request
@@ -10,17 +10,19 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from flywheel.access import Principal
 from flywheel.errors import AccessDeniedError, AuthenticationError, NotFoundError
-
-if TYPE_CHECKING:
-    from flywheel.serve.runtime import Service
-
+from flywheel.serve.runtime import Service
 
 bearer_scheme = HTTPBearer(auto_error=False, description="An API key from `flywheel keys create USER`.")
 api_key_scheme = APIKeyHeader(name="X-API-Key", auto_error=False, description="The same API key, as a header.")
 
 
 def get_service(request: Request) -> Service:
-    return request.app.state.flywheel
+    """The app's :class:`Service` (set by ``create_app``)."""
+    service: Service = request.app.state.flywheel
+    return service
+
+
+ServiceDep = Annotated[Service, Depends(get_service)]
 
 
 async def current_principal(

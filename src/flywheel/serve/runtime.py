@@ -23,12 +23,13 @@ import anyio
 import anyio.to_thread
 
 from flywheel.access import Principal
+from flywheel.answers import Answer
 from flywheel.config import Settings
 from flywheel.errors import FlywheelError, InvalidInputError, LMUnavailableError, NotFoundError, RequestTimeoutError
 from flywheel.lm import lm_failure
 from flywheel.lm.bounded import deadline
 from flywheel.lm.breaker import STATE_CODES, CircuitBreaker
-from flywheel.lm.failures import is_endpoint_fault
+from flywheel.lm.failures import is_endpoint_fault, is_lm_exception
 from flywheel.serve.metrics import Metrics
 from flywheel.serve.tracing import Tracer
 from flywheel.stores.feedback import FeedbackStore
@@ -144,7 +145,7 @@ class Service:
         return dspy.context(lm=self.lm, adapter=dspy.JSONAdapter())
 
     def answer(self, principal: Principal, program_name: str, question: str,
-               history: list[dict[str, str]] | None = None) -> dict[str, Any]:
+               history: list[dict[str, str]] | None = None) -> Answer:
         """Run one program call as ``principal`` (in a worker thread): traced, recorded, errors explained."""
         question = (question or "").strip()
         if not question:
@@ -176,25 +177,18 @@ class Service:
         except FlywheelError:
             raise
         except Exception as exc:
+            if not is_lm_exception(exc):
+                raise  # a bug, not an LM failure: the app logs it and answers 500
             raise self.explain(exc) from exc
         finally:
             self.metrics.program_calls.labels(program_name, outcome).inc()
             self.metrics.program_latency.labels(program_name).observe(time.perf_counter() - started)
-        answer = str(getattr(prediction, "answer", "") or "")
-        citations = [dict(c) for c in (getattr(prediction, "citations", None) or []) if isinstance(c, dict)]
-        self.feedback.record_interaction(trace_id, principal.user, program_name, question, answer, citations,
-                                         groups=sorted(principal.groups))
-        return {
-            "answer": answer,
-            "citations": citations,
-            "passages": list(getattr(prediction, "passages", None) or []),
-            "steps": list(getattr(prediction, "steps", None) or []),
-            "trace_id": trace_id,
-            "program": program_name,
-            "version": version,
-        }
+        answer = Answer.from_prediction(prediction, trace_id=trace_id, program=program_name, program_version=version)
+        self.feedback.record_interaction(trace_id, principal.user, program_name, question, answer.answer,
+                                         answer.citations, groups=sorted(principal.groups))
+        return answer
 
     def explain(self, exc: BaseException) -> FlywheelError:
-        """Any failure inside a program call as a Flywheel error (LM failures → 502/503)."""
+        """An LM failure inside a program call as a Flywheel error (→ 502/503)."""
         log.warning("Program call failed: %s: %s", type(exc).__name__, str(exc)[:300])
         return lm_failure(exc, self.settings.lm)

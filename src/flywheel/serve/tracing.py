@@ -27,6 +27,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from flywheel.answers import Answer
 from flywheel.config import Settings
 from flywheel.registry.assessments import log_user_feedback
 from flywheel.registry.tracking import use_tracking
@@ -41,14 +42,7 @@ def new_trace_id() -> str:
 
 def trace_outputs(prediction: Any) -> dict[str, Any]:
     """What a trace records of a prediction: the answer and chunk ids, not whole passages."""
-    passages = getattr(prediction, "passages", None) or []
-    citations = getattr(prediction, "citations", None) or []
-    return {
-        "answer": str(getattr(prediction, "answer", "")),
-        "retrieved_chunk_ids": [p.get("chunk_id") for p in passages if isinstance(p, dict)],
-        "cited": [c.get("chunk_id") or c.get("record") or c.get("tool") for c in citations if isinstance(c, dict)],
-        "steps": [s.get("tool") for s in (getattr(prediction, "steps", None) or []) if isinstance(s, dict)],
-    }
+    return Answer.from_prediction(prediction).trace_outputs()
 
 
 class Tracer:

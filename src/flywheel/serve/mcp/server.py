@@ -26,8 +26,10 @@ from mcp_types import ListResourcesResult, Resource
 from pydantic import BaseModel, Field
 
 from flywheel.access import Principal
+from flywheel.answers import Answer as ProgramAnswer
 from flywheel.assistant.builtin_tools import default_tools
 from flywheel.errors import AccessDeniedError, FlywheelError, InvalidInputError
+from flywheel.programs.kinds import ProgramKind
 from flywheel.serve.runtime import Service
 from flywheel.tools.registry import ToolContext
 
@@ -131,22 +133,22 @@ def build_mcp_server(service: Service, caller: Caller) -> MCPServer:
 
         return await run_as(ctx, work)
 
-    answering = [n for n in service.program_names() if n != "classifier"]
+    answering = [n for n in service.program_names() if ProgramKind.of(n) == ProgramKind.QA]
 
     @server.tool(description="Ask a question and get a cited answer from your documents. program: "
                              f"{', '.join(answering)} (default {service.settings.programs.default}); "
                              "history: earlier turns of the conversation, oldest first.")
     async def ask(question: str, ctx: Context, program: str | None = None,
                   history: list[Turn] | None = None) -> Answer:
-        def work(principal: Principal) -> dict[str, Any]:
+        def work(principal: Principal) -> ProgramAnswer:
             name = service.resolve_model(program)
-            if name == "classifier":
+            if ProgramKind.of(name) == ProgramKind.CLASSIFIER:
                 raise InvalidInputError("The classifier does not answer questions.", hint="Use classify_feedback.")
             return service.answer(principal, name, question, [t.model_dump() for t in history or []])
 
         reply = await run_as(ctx, work)
-        return Answer(answer=reply["answer"], citations=reply["citations"], trace_id=reply["trace_id"],
-                      program=reply["program"])
+        return Answer(answer=reply.answer, citations=reply.citations, trace_id=reply.trace_id or "",
+                      program=reply.program or "")
 
     gate = tools.get("classify_feedback")
 

@@ -22,9 +22,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from flywheel.answers import stream_pieces
-from flywheel.errors import InvalidInputError
-from flywheel.serve.deps import Caller
+from flywheel.answers import question_and_history, stream_pieces
+from flywheel.serve.deps import Caller, ServiceDep
 
 router = APIRouter(tags=["chat"])
 
@@ -64,25 +63,12 @@ class ModelList(BaseModel):
 
 def to_question_and_history(messages: list[ChatMessage]) -> tuple[str, list[dict[str, str]]]:
     """The last user message, and the earlier user→assistant exchanges as {question, answer} turns."""
-    turns = [m for m in messages if m.role in ("user", "assistant")]
-    if not turns or turns[-1].role != "user":
-        raise InvalidInputError("The last message must be the user's question.",
-                                hint="End `messages` with {\"role\": \"user\", \"content\": \"…\"}.")
-    history: list[dict[str, str]] = []
-    pending: str | None = None
-    for message in turns[:-1]:
-        if message.role == "user":
-            pending = message.text()
-        elif pending is not None:
-            history.append({"question": pending, "answer": message.text()})
-            pending = None
-    return turns[-1].text(), history
+    return question_and_history((m.role, m.text()) for m in messages)
 
 
 @router.get("/v1/models", response_model=ModelList)
-async def list_models(request: Request, _caller: Caller) -> dict[str, Any]:
+async def list_models(service: ServiceDep, _caller: Caller) -> dict[str, Any]:
     """The programs this service answers with, plain and with the served alias."""
-    service = request.app.state.flywheel
     alias = service.settings.serve.alias
     ids = ["flywheel"] + [n for name in service.program_names() for n in (name, f"{name}@{alias}")]
     created = int(service.started)
@@ -95,26 +81,25 @@ async def list_models(request: Request, _caller: Caller) -> dict[str, Any]:
              responses={200: {"description": "A chat.completion object, or an SSE stream of chunks"},
                         404: {"description": "Unknown program"}, 502: {"description": "The LM failed"},
                         503: {"description": "The LM is unreachable"}, 504: {"description": "Timed out"}})
-async def chat_completions(request: Request, body: ChatRequest, caller: Caller) -> Any:
+async def chat_completions(request: Request, service: ServiceDep, body: ChatRequest, caller: Caller) -> Any:
     """Ask a program as the caller; OpenAI request and response format, with SSE when ``stream`` is true."""
-    service = request.app.state.flywheel
     program = service.resolve_model(body.model)
     question, history = to_question_and_history(body.messages)
     reply = await service.run(service.answer, caller, program, question, history)
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
-    extra = {"trace_id": reply["trace_id"], "citations": reply["citations"], "program": program,
-             "version": reply.get("version")}
-    headers = {"X-Flywheel-Trace-Id": reply["trace_id"]}
+    extra = {"trace_id": reply.trace_id, "citations": reply.citations, "program": program,
+             "version": reply.program_version}
+    headers = {"X-Flywheel-Trace-Id": reply.trace_id or ""}
     if body.stream:
-        return StreamingResponse(_stream(completion_id, created, body.model, reply["answer"], extra),
+        return StreamingResponse(_stream(completion_id, created, body.model, reply.answer, extra),
                                  media_type="text/event-stream", headers={**headers, "Cache-Control": "no-cache"})
     return JSONResponse({
         "id": completion_id,
         "object": "chat.completion",
         "created": created,
         "model": body.model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": reply["answer"]},
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": reply.answer},
                      "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
         "flywheel": extra,

@@ -10,13 +10,13 @@ from __future__ import annotations
 from pathlib import PurePath
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, File, Form, UploadFile
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from flywheel.errors import InvalidInputError, PayloadTooLargeError, UnsupportedMediaError
 from flywheel.knowledge.parse import SUPPORTED_SUFFIXES
-from flywheel.serve.deps import Caller
+from flywheel.serve.deps import Caller, ServiceDep
 from flywheel.serve.limits import check_upload_quota
 
 router = APIRouter(tags=["documents"])
@@ -104,14 +104,13 @@ async def _read_upload(upload: UploadFile, max_bytes: int) -> tuple[str, bytes]:
              responses={403: {"description": "Not a member of a group"}, 413: {"description": "File too large"},
                         415: {"description": "Unsupported file type"}, 422: {"description": "Nothing ingested"}})
 async def upload_documents(
-    request: Request,
+    service: ServiceDep,
     caller: Caller,
     files: Annotated[list[UploadFile], File(description="One or more files (pdf, docx, html, md, txt, csv).")],
     groups: Annotated[list[str], Form(description="Groups to share with (repeat, or comma-separate).")],
     tags: Annotated[list[str] | None, Form(description="Optional tags.")] = None,
 ) -> Any:
     """Ingest files for groups the caller belongs to; each file's ingestion status is returned."""
-    service = request.app.state.flywheel
     group_names = split_names(groups)
     if not group_names:
         raise InvalidInputError("Name at least one group to share the documents with.",
@@ -145,25 +144,22 @@ async def upload_documents(
 
 
 @router.get("/documents", response_model=DocumentList)
-async def list_documents(request: Request, caller: Caller) -> dict[str, Any]:
+async def list_documents(service: ServiceDep, caller: Caller) -> dict[str, Any]:
     """Documents the caller may read (admins see every document, to manage it), with ingestion status."""
-    service = request.app.state.flywheel
     docs = await service.run(service.knowledge.list_documents, caller, timeout=False)
     return {"documents": [document_dict(d) for d in docs]}
 
 
 @router.get("/documents/{document_id}", response_model=DocumentOut, responses={404: {"description": "Not found"}})
-async def get_document(request: Request, document_id: str, caller: Caller) -> dict[str, Any]:
+async def get_document(service: ServiceDep, document_id: str, caller: Caller) -> dict[str, Any]:
     """One document's metadata and status (404 when missing or not readable by the caller)."""
-    service = request.app.state.flywheel
     return document_dict(await service.run(service.knowledge.document, caller, document_id, timeout=False))
 
 
 @router.patch("/documents/{document_id}/groups", response_model=DocumentOut,
               responses={403: {"description": "Not the owner or an admin"}, 404: {"description": "Not found"}})
-async def set_groups(request: Request, document_id: str, body: GroupsIn, caller: Caller) -> dict[str, Any]:
+async def set_groups(service: ServiceDep, document_id: str, body: GroupsIn, caller: Caller) -> dict[str, Any]:
     """Share a document with exactly these groups (owner or admin; new groups must be the caller's)."""
-    service = request.app.state.flywheel
     groups = split_names(body.groups)
     if not groups:
         raise InvalidInputError("Name at least one group.", hint="e.g. {\"groups\": [\"mechanics\"]}")
@@ -173,7 +169,6 @@ async def set_groups(request: Request, document_id: str, body: GroupsIn, caller:
 
 @router.delete("/documents/{document_id}", response_model=DocumentOut,
                responses={403: {"description": "Not the owner or an admin"}, 404: {"description": "Not found"}})
-async def delete_document(request: Request, document_id: str, caller: Caller) -> dict[str, Any]:
+async def delete_document(service: ServiceDep, document_id: str, caller: Caller) -> dict[str, Any]:
     """Delete a document and all its chunks (owner or admin); returns what was deleted."""
-    service = request.app.state.flywheel
     return document_dict(await service.run(service.knowledge.delete, caller, document_id, timeout=False))

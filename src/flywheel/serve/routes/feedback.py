@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from flywheel.serve.deps import Admin, Caller
+from flywheel.serve.deps import Admin, Caller, ServiceDep
 
 router = APIRouter(tags=["feedback"])
 
@@ -50,9 +50,8 @@ class FeedbackList(BaseModel):
 
 @router.post("/feedback", status_code=201, response_model=FeedbackOut,
              responses={403: {"description": "Not the caller's answer"}, 404: {"description": "Unknown trace id"}})
-async def give_feedback(request: Request, body: FeedbackIn, caller: Caller) -> dict[str, Any]:
+async def give_feedback(service: ServiceDep, body: FeedbackIn, caller: Caller) -> dict[str, Any]:
     """Attach a rating, a correction and/or a comment to one of the caller's answers (repeat to update)."""
-    service = request.app.state.flywheel
     feedback_id = await service.run(
         lambda: service.feedback.add_feedback(body.trace_id, caller.user, rating=body.rating,
                                               correction=body.correction, comment=body.comment),
@@ -66,8 +65,7 @@ async def give_feedback(request: Request, body: FeedbackIn, caller: Caller) -> d
 
 
 @router.get("/feedback", response_model=FeedbackList, responses={403: {"description": "Not an admin"}})
-async def list_feedback(request: Request, _admin: Admin,
+async def list_feedback(service: ServiceDep, _admin: Admin,
                         program: str | None = Query(None, max_length=128)) -> dict[str, Any]:
     """Every answer that received feedback, oldest first (admins only: answers quote documents)."""
-    service = request.app.state.flywheel
     return {"feedback": await service.run(service.feedback.list_feedback, program, timeout=False)}

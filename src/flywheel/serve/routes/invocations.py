@@ -19,7 +19,8 @@ from pydantic import BaseModel
 
 from flywheel.access import Principal
 from flywheel.errors import AccessDeniedError, FlywheelError, InvalidInputError, LMError, UnsupportedMediaError
-from flywheel.serve.deps import Caller
+from flywheel.lm.failures import is_lm_exception
+from flywheel.serve.deps import Caller, ServiceDep
 from flywheel.serve.tracing import new_trace_id
 
 router = APIRouter(tags=["mlflow"])
@@ -154,6 +155,8 @@ def predict(service: Any, frame: Any, program: str, principal: Principal) -> lis
         except FlywheelError:
             raise
         except Exception as exc:
+            if not is_lm_exception(exc):
+                raise  # a bug, not an LM failure: the app logs it and answers 500
             raise service.explain(exc) from exc
     records = json.loads(out.to_json(orient="records", default_handler=str))
     failed = [r.get("error") for r in records if r.get("error")]
@@ -187,9 +190,8 @@ def answer_text(row_out: dict[str, Any]) -> str:
              openapi_extra={"requestBody": {"required": True, "content": {
                  "application/json": {"schema": REQUEST_SCHEMA}, "text/csv": {"schema": {"type": "string"}}}}},
              responses={404: {"description": "Unknown program"}, 502: {"description": "The LM failed"}})
-async def invocations(request: Request, caller: Caller) -> dict[str, Any]:
+async def invocations(request: Request, service: ServiceDep, caller: Caller) -> dict[str, Any]:
     """Answer a table of questions as the caller (MLflow scoring protocol)."""
-    service = request.app.state.flywheel
     raw = await request.body()
     content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
     if content_type == "text/csv":

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from flywheel.answers import stream_pieces
 from flywheel.errors import InvalidInputError
-from flywheel.serve.deps import Caller
+from flywheel.serve.deps import Caller, ServiceDep
 from flywheel.serve.routes.chat import ChatMessage, to_question_and_history
 
 router = APIRouter(tags=["chat"])
@@ -85,9 +85,8 @@ def message_item(item_id: str, text: str | None) -> dict[str, Any]:
              responses={200: {"description": "A response object, or an SSE stream of response events"},
                         404: {"description": "Unknown program or previous response"},
                         502: {"description": "The LM failed"}, 504: {"description": "Timed out"}})
-async def create_response(request: Request, body: ResponsesRequest, caller: Caller) -> Any:
+async def create_response(request: Request, service: ServiceDep, body: ResponsesRequest, caller: Caller) -> Any:
     """Ask a program as the caller, in the OpenAI Responses API format (SSE events with ``stream``)."""
-    service = request.app.state.flywheel
     store = request.app.state.responses
     program = service.resolve_model(body.model)
     question, history = to_question_and_history(to_messages(body.input))
@@ -96,23 +95,22 @@ async def create_response(request: Request, body: ResponsesRequest, caller: Call
         history = earlier + history
     reply = await service.run(service.answer, caller, program, question, history[-store.max_turns:])
     response_id, item_id, created = f"resp_{uuid.uuid4().hex}", f"msg_{uuid.uuid4().hex}", int(time.time())
-    extra = {"trace_id": reply["trace_id"], "citations": reply["citations"], "program": program}
-    final = response_object(response_id, created, body.model, "completed", [message_item(item_id, reply["answer"])],
+    extra = {"trace_id": reply.trace_id, "citations": reply.citations, "program": program}
+    final = response_object(response_id, created, body.model, "completed", [message_item(item_id, reply.answer)],
                             body.previous_response_id, body.metadata, extra)
     if body.store:
-        turns = [*history, {"question": question, "answer": reply["answer"]}]
+        turns = [*history, {"question": question, "answer": reply.answer}]
         await service.run(store.save, caller.user, final, turns, timeout=False)
-    headers = {"X-Flywheel-Trace-Id": reply["trace_id"]}
+    headers = {"X-Flywheel-Trace-Id": reply.trace_id or ""}
     if body.stream:
-        return StreamingResponse(_events(final, item_id, reply["answer"]), media_type="text/event-stream",
+        return StreamingResponse(_events(final, item_id, reply.answer), media_type="text/event-stream",
                                  headers={**headers, "Cache-Control": "no-cache"})
     return JSONResponse(final, headers=headers)
 
 
 @router.get("/v1/responses/{response_id}", response_model=None, responses={404: {"description": "Not found"}})
-async def get_response(request: Request, response_id: str, caller: Caller) -> dict[str, Any]:
+async def get_response(request: Request, service: ServiceDep, response_id: str, caller: Caller) -> dict[str, Any]:
     """One of the caller's stored responses."""
-    service = request.app.state.flywheel
     return await service.run(request.app.state.responses.get, caller.user, response_id, timeout=False)
 
 
