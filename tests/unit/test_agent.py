@@ -70,6 +70,7 @@ def test_maintenance_tool_runs_parameterized_queries(maintenance: MaintenanceRec
                            {"tool": "finish", "tool_input": ""}, FINAL], ALICE)
     assert result.steps[0]["tool"] == "maintenance_records"
     assert "N401SK" in result.steps[0]["output"]
+    assert result.citations  # the records are cited (an empty list would pass the check below vacuously)
     assert all(c["table"] in ("deferred_defects", "inspections") for c in result.citations)
 
 
