@@ -185,9 +185,6 @@ def classify_frame(
     another program is refused. After ``abort_after`` consecutive failures (an unreachable LM,
     say) the run stops with an error, keeping its checkpoint; failed rows are retried on resume.
     """
-    # Lazy (start-up time): only this path needs pandas.
-    import pandas as pd
-
     out = Path(out)
     if out.exists() and not overwrite:
         raise InvalidInputError(f"The output {out} already exists.",
@@ -198,6 +195,30 @@ def classify_frame(
     texts = frame[text_column]
     key = {"rows": len(frame), "text_column": text_column, "input": input_digest(texts), "program": program_id}
     checkpoint = Checkpoint(out, key)
+    results = _finished_rows(checkpoint, restart=restart)
+    summary = BatchSummary(output=out, rows=len(frame), resumed=len(results))
+    if on_resume is not None:
+        on_resume(len(results))
+    pending = [row for row in range(len(frame)) if row not in results]
+    started = time.perf_counter()
+    batch = getattr(predict, "batch", None)
+    if batch is not None:  # a distilled head: whole chunks in one call (one embedding pass each)
+        _classify_chunks(batch, texts, pending, results, summary, checkpoint, max(checkpoint_rows, BATCH_ROWS),
+                         on_progress, abort_after)
+        pending = []
+    _classify_rows(predict, texts, pending, results, summary, checkpoint, threads=max(1, threads),
+                   checkpoint_rows=checkpoint_rows, on_progress=on_progress, abort_after=abort_after)
+    summary.seconds = time.perf_counter() - started
+    _write_output(frame, results, out, summary)
+    checkpoint.reset()
+    return summary
+
+
+def _finished_rows(checkpoint: Checkpoint, *, restart: bool) -> dict[int, dict[str, Any]]:
+    """The rows a checkpoint holds without an error (failed rows are classified again), by row number."""
+    # Lazy (start-up time): only this path needs pandas.
+    import pandas as pd
+
     if restart:
         checkpoint.reset()
     done = checkpoint.load()
@@ -206,19 +227,16 @@ def classify_frame(
         for record in done.to_dict("records"):
             if record["error"] is None or pd.isna(record["error"]):
                 results[int(record["row"])] = record
-    summary = BatchSummary(output=out, rows=len(frame), resumed=len(results))
-    if on_resume is not None:
-        on_resume(len(results))
-    pending = [row for row in range(len(frame)) if row not in results]
-    started = time.perf_counter()
+    return results
+
+
+def _classify_rows(predict: Predictor, texts: pd.Series, pending: list[int], results: dict[int, dict[str, Any]],
+                   summary: BatchSummary, checkpoint: Checkpoint, *, threads: int, checkpoint_rows: int,
+                   on_progress: ProgressCallback | None, abort_after: int | None) -> None:
+    """Classify the ``pending`` rows one by one in ``threads`` threads (at most two rows in flight per
+    thread), committing to the checkpoint every ``checkpoint_rows`` rows and on any interruption."""
     buffer: list[dict[str, Any]] = []
     consecutive = 0
-    threads = max(1, threads)
-    batch = getattr(predict, "batch", None)
-    if batch is not None:  # a distilled head: whole chunks in one call (one embedding pass each)
-        _classify_chunks(batch, texts, pending, results, summary, checkpoint, max(checkpoint_rows, BATCH_ROWS),
-                         on_progress, abort_after)
-        pending = []
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="classify") as pool:
         in_flight: set[Future[dict[str, Any]]] = set()
         queue = iter(pending)
@@ -254,17 +272,21 @@ def classify_frame(
                 future.cancel()
             checkpoint.commit(buffer)  # keep what finished, even on Ctrl-C
             raise
-    summary.seconds = time.perf_counter() - started
+
+
+def _write_output(frame: pd.DataFrame, results: dict[int, dict[str, Any]], out: Path, summary: BatchSummary) -> None:
+    """The input columns plus the predictions, in input order, to ``out``; the failures and label counts
+    into ``summary``."""
+    # Lazy (start-up time): only this path needs pandas.
+    import pandas as pd
+
     ordered = pd.DataFrame([results[row] for row in range(len(frame))], columns=["row", *PREDICTION_COLUMNS])
     ordered = ordered.astype({column: "str" for column in PREDICTION_COLUMNS})  # a string column, even if all null
     inputs = frame.drop(columns=[c for c in PREDICTION_COLUMNS if c in frame.columns])
     output = pd.concat([inputs, ordered.drop(columns=["row"])], axis=1)
     write_parquet(output, out)
-    checkpoint.reset()
     summary.failed = int(output["error"].notna().sum())
     summary.counts = {str(k): int(v) for k, v in output["predicted_sentiment"].value_counts().items()}
-    return summary
-
 
 def _classify_chunks(batch: Callable[[list[str]], list[Mapping[str, Any]]], texts: pd.Series, pending: list[int],
                      results: dict[int, dict[str, Any]], summary: BatchSummary, checkpoint: Checkpoint, size: int,

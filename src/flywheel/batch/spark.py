@@ -170,42 +170,18 @@ def classify_spark(spark: SparkSession, input_path: Path | str, text_column: str
     and a local ``out``, the run is resumable (:mod:`flywheel.batch.spark_resume`): ``on_progress``
     then gets (rows done, all rows) after each chunk instead of Spark task counts.
     """
-    # Lazy (start-up time): only this path needs MLflow.
-    import mlflow
-    from pyspark.sql import functions as F
-    from pyspark.sql.types import StringType, StructField, StructType
-
     out = str(out)
     out_path = Path(out.removeprefix("file://"))
     existed = not is_uri(out) and out_path.exists()
-    resumable = chunk_rows is not None and not is_uri(out)
     if existed and not overwrite:
         raise InvalidInputError(f"The output {out} already exists.",
                                 hint="Choose another --out, or pass --overwrite to replace it.")
     frame = read_spark(spark, input_path, text_column)
-    result_type = StructType([StructField(name, StringType(), True) for name in MODEL_OUTPUTS])
-    try:
-        udf = mlflow.pyfunc.spark_udf(spark, model_uri, result_type=result_type, env_manager="local")
-    except Exception as exc:
-        raise ConfigError(f"Cannot load the model {model_uri} for Spark: {str(exc).splitlines()[0][:300]}",
-                          hint="Check --program-version (see `flywheel programs show classifier`); a classifier "
-                          "must be registered first (e.g. by `flywheel optimize`).") from None
+    udf = _model_udf(spark, model_uri)
     n = partitions or spark.sparkContext.defaultParallelism
-    numbered = frame.withColumn(ROW, F.monotonically_increasing_id())
-    kept = [F.col(f"`{c}`") for c in frame.columns if c not in (*RENAMED.values(), "justification", "error")]
-    prediction = udf(F.struct(F.col(f"`{text_column}`").cast("string").alias("text")))
-    # spark_udf casts a string column that mixes values and None with astype(str): None arrives as
-    # "None" (NaN as "nan"). Labels cannot be those words (see LabelSet), so they mean null here.
-    def field(name: str) -> Any:
-        value = F.col(f"__prediction.{name}")
-        return F.when(value.isin(*MISSING), F.lit(None)).otherwise(value).alias(RENAMED.get(name, name))
-
-    def classified(rows: DataFrame) -> DataFrame:
-        ordered = rows.repartitionByRange(n, ROW).sortWithinPartitions(ROW)
-        return ordered.withColumn("__prediction", prediction).select(
-            *kept, *[field(name) for name in ("sentiment", "reason", "justification", "error")])
-
-    if resumable:
+    classified = _classifier(frame, text_column, udf, n)
+    numbered = frame.withColumn(ROW, _row_numbers())
+    if chunk_rows is not None and not is_uri(out):
         key = {"input": str(Path(str(input_path)).resolve()) if not is_uri(str(input_path)) else str(input_path),
                "model": model_uri, "text_column": text_column, "partitions": n}
         try:
@@ -218,7 +194,61 @@ def classify_spark(spark: SparkSession, input_path: Path | str, text_column: str
                           hint="Finished chunks are kept: rerun the same command to resume. Rows that fail inside "
                           "the model get an `error` instead; this is a job-level failure.") from None
         return _summary(spark, out, out_path, done["seconds"], resumed=done["resumed"], classified=done["classified"])
-    result = classified(numbered)
+    seconds = _write_all(spark, classified(numbered), out, out_path, overwrite=overwrite, existed=existed,
+                         on_progress=on_progress)
+    if on_progress is not None:
+        on_progress(n, n)
+    return _summary(spark, out, out_path, seconds)
+
+
+def _row_numbers() -> Any:
+    # Lazy (start-up time): only this path needs PySpark.
+    from pyspark.sql import functions as F
+
+    return F.monotonically_increasing_id()
+
+
+def _model_udf(spark: SparkSession, model_uri: str) -> Any:
+    """The registered model as a Spark UDF returning MODEL_OUTPUTS; a ConfigError that says what to check."""
+    # Lazy (start-up time): only this path needs MLflow.
+    import mlflow
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    result_type = StructType([StructField(name, StringType(), True) for name in MODEL_OUTPUTS])
+    try:
+        return mlflow.pyfunc.spark_udf(spark, model_uri, result_type=result_type, env_manager="local")
+    except Exception as exc:
+        raise ConfigError(f"Cannot load the model {model_uri} for Spark: {str(exc).splitlines()[0][:300]}",
+                          hint="Check --program-version (see `flywheel programs show classifier`); a classifier "
+                          "must be registered first (e.g. by `flywheel optimize`).") from None
+
+
+def _classifier(frame: DataFrame, text_column: str, udf: Any, partitions: int) -> Callable[[DataFrame], DataFrame]:
+    """Numbered rows → the input's columns plus the predictions, in row order over ``partitions``."""
+    # Lazy (start-up time): only this path needs PySpark.
+    from pyspark.sql import functions as F
+
+    kept = [F.col(f"`{c}`") for c in frame.columns if c not in (*RENAMED.values(), "justification", "error")]
+    prediction = udf(F.struct(F.col(f"`{text_column}`").cast("string").alias("text")))
+
+    # spark_udf casts a string column that mixes values and None with astype(str): None arrives as
+    # "None" (NaN as "nan"). Labels cannot be those words (see LabelSet), so they mean null here.
+    def field(name: str) -> Any:
+        value = F.col(f"__prediction.{name}")
+        return F.when(value.isin(*MISSING), F.lit(None)).otherwise(value).alias(RENAMED.get(name, name))
+
+    def classified(rows: DataFrame) -> DataFrame:
+        ordered = rows.repartitionByRange(partitions, ROW).sortWithinPartitions(ROW)
+        return ordered.withColumn("__prediction", prediction).select(
+            *kept, *[field(name) for name in ("sentiment", "reason", "justification", "error")])
+
+    return classified
+
+
+def _write_all(spark: SparkSession, result: DataFrame, out: str, out_path: Path, *, overwrite: bool, existed: bool,
+               on_progress: TaskProgress | None) -> float:
+    """Write the whole result in one Spark job (progress from Spark's task counts); its seconds. A failed job
+    leaves no half-written folder behind."""
     stop = threading.Event()
     watcher = None
     if on_progress is not None:
@@ -228,7 +258,7 @@ def classify_spark(spark: SparkSession, input_path: Path | str, text_column: str
     try:
         result.write.mode("overwrite" if overwrite else "errorifexists").parquet(out)
     except Exception as exc:
-        if not existed and not is_uri(out) and out_path.is_dir():  # a failed job may leave a half-written folder behind
+        if not existed and not is_uri(out) and out_path.is_dir():
             shutil.rmtree(out_path, ignore_errors=True)
         raise LMError(f"The Spark job failed: {_root_cause(exc)}",
                       hint="Rows that fail inside the model get an `error` instead; this is a job-level failure. "
@@ -238,11 +268,7 @@ def classify_spark(spark: SparkSession, input_path: Path | str, text_column: str
         stop.set()
         if watcher is not None:
             watcher.join(timeout=2)
-    seconds = time.perf_counter() - started
-    if on_progress is not None:
-        on_progress(n, n)
-    return _summary(spark, out, out_path, seconds)
-
+    return time.perf_counter() - started
 
 def _summary(spark: SparkSession, out: str, out_path: Path, seconds: float, *, resumed: int = 0,
              classified: int | None = None) -> BatchSummary:

@@ -10,11 +10,11 @@ from __future__ import annotations
 import inspect
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
@@ -37,6 +37,9 @@ from flywheel.storage import database_failure
 from flywheel.stores.feedback import FeedbackStore
 from flywheel.stores.keys import ApiKeyStore
 from flywheel.stores.responses import ResponseStore
+
+if TYPE_CHECKING:
+    from flywheel.serve.runtime import Service
 
 log = logging.getLogger("flywheel.serve")
 STATIC = Path(__file__).parent / "static"
@@ -162,6 +165,43 @@ def build_service(settings: Settings, *, assistant: Any = None, lm: Any = None, 
                    metrics=Metrics(), registry=registry)
 
 
+def _warm_up(service: Service, *, deploy: bool) -> None:
+    """Before the first request: the default program (deployed first with ``deploy``), the pyfunc row
+    logic, and the retrieval path (embedder weights, index) loaded alongside."""
+    settings = service.settings
+    with ThreadPoolExecutor(2) as pool:
+        retrieval = pool.submit(_load_retrieval, service.assistant)
+        import flywheel.registry.pyfunc  # noqa: F401  (MLflow + pandas: seconds to import)
+
+        if deploy and service.registry is not None:
+            version, registered = deploy_program(service.registry, service.assistant, settings.programs.default)
+            log.info("Deployed %s version %s%s", settings.programs.default, version.version,
+                     "" if registered else " (already the champion)")
+            service.assistant.refresh()
+        elif deploy:
+            log.warning("Not deployed: no program registry (MLflow unavailable); serving the program as built.")
+        service.assistant.program(None)
+        retrieval.result()
+
+
+def _lifespan(service: Service, mcp: Any, *, deploy: bool) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """Warm up before serving (a failed warm-up leaves the service up but not ready), run the MCP
+    session manager while serving, and flush queued traces at shutdown."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        try:
+            await anyio.to_thread.run_sync(lambda: _warm_up(service, deploy=deploy))
+            service.ready = True
+        except Exception as exc:
+            log.warning("The service started, but is not ready: %s", exc)
+        async with mcp.run():
+            yield
+        await anyio.to_thread.run_sync(service.tracer.flush)  # traces still queued for export
+
+    return lifespan
+
+
 def create_app(settings: Settings, *, assistant: Any = None, lm: Any = None, registry: Any = None,
                tracing: bool = True, use_registry: bool = True, deploy: bool = False) -> FastAPI:
     """The Flywheel service.
@@ -179,41 +219,11 @@ def create_app(settings: Settings, *, assistant: Any = None, lm: Any = None, reg
     service = build_service(settings, assistant=assistant, lm=lm, registry=registry, tracing=tracing,
                             use_registry=use_registry)
     mcp = McpEndpoint(service)
-
-    @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        def warm_up() -> None:
-            """Before the first request: the default program (deployed first with ``deploy``), the pyfunc
-            row logic, and the retrieval path (embedder weights, index) loaded alongside."""
-            with ThreadPoolExecutor(2) as pool:
-                retrieval = pool.submit(_load_retrieval, service.assistant)
-                import flywheel.registry.pyfunc  # noqa: F401  (MLflow + pandas: seconds to import)
-
-                if deploy and service.registry is not None:
-                    version, registered = deploy_program(service.registry, service.assistant,
-                                                         settings.programs.default)
-                    log.info("Deployed %s version %s%s", settings.programs.default, version.version,
-                             "" if registered else " (already the champion)")
-                    service.assistant.refresh()
-                elif deploy:
-                    log.warning("Not deployed: no program registry (MLflow unavailable); serving the program as built.")
-                service.assistant.program(None)
-                retrieval.result()
-
-        try:
-            await anyio.to_thread.run_sync(warm_up)
-            service.ready = True
-        except Exception as exc:
-            log.warning("The service started, but is not ready: %s", exc)
-        async with mcp.run():
-            yield
-        await anyio.to_thread.run_sync(service.tracer.flush)  # traces still queued for export
-
     app = FastAPI(
         title="Flywheel",
         version="1",
         summary="Self-improving DSPy pipelines: chat, MLflow-compatible invocations, documents and feedback.",
-        lifespan=lifespan,
+        lifespan=_lifespan(service, mcp, deploy=deploy),
     )
     app.state.flywheel = service
     app.state.responses = ResponseStore(settings.catalog_url)  # what previous_response_id continues from
