@@ -7,4 +7,5 @@ bash scripts/browser.sh
 export FLYWHEEL_HOME="${FLYWHEEL_TEST_HOME:-$(mktemp -d)}"
 .venv/bin/ruff check src tests bench
 .venv/bin/lint-imports   # the import layers and no cycles (contracts in pyproject.toml)
+.venv/bin/mypy           # src/flywheel: strict on the seams, a baseline elsewhere ([tool.mypy] in pyproject.toml)
 .venv/bin/python -m pytest "$@"

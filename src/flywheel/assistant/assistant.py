@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import threading
-from typing import Any
+from typing import Any, Protocol
 
 import dspy
 
@@ -20,6 +20,7 @@ from flywheel.assistant.builtin_tools import default_tools
 from flywheel.config import Settings
 from flywheel.errors import ConfigError, InvalidInputError, NotFoundError
 from flywheel.knowledge.base import KnowledgeBase
+from flywheel.knowledge.index import Hit
 from flywheel.programs.agent import ToolAgent
 from flywheel.programs.classify import FeedbackClassifier, LabelSet, load_labels
 from flywheel.programs.rag import default_config, knowledge_readable, rag_program
@@ -47,6 +48,31 @@ def load_program_class(spec: str) -> type[dspy.Module]:
     return obj
 
 
+class RegisteredVersion(Protocol):
+    """A registered program version (:class:`flywheel.registry.programs.ProgramVersion`)."""
+
+    @property
+    def version(self) -> int: ...
+
+
+class ProgramVersions(Protocol):
+    """What the assistant needs of a program registry (:class:`flywheel.registry.programs.ProgramRegistry`):
+    the version an alias points at, and that version's saved program state."""
+
+    def get(self, name: str, ref: str | int = ...) -> RegisteredVersion | None: ...
+
+    def load_state(self, name: str, ref: str | int = ...) -> tuple[RegisteredVersion, dict[str, Any]] | None: ...
+
+
+class KnowledgeSource(Protocol):
+    """What programs and interfaces need of the knowledge base (:class:`KnowledgeBase`): the caller's
+    principal, and retrieval under that principal's ACL."""
+
+    def principal(self, user: str) -> Principal: ...
+
+    def search(self, principal: Principal, query: str, *, k: int = ...) -> list[Hit]: ...
+
+
 class NoKnowledge:
     """Stands in for the knowledge base where a program reads no documents (the classifier): spares
     opening the index (every Spark worker loading a classifier model did, for nothing)."""
@@ -57,8 +83,9 @@ class NoKnowledge:
 class Assistant:
     """Programs by name over shared services; every call carries its principal."""
 
-    def __init__(self, settings: Settings, *, knowledge: Any = None, services: dict[str, Any] | None = None,
-                 registry: Any = None, alias: str = "champion", labels: dict[str, Any] | None = None) -> None:
+    def __init__(self, settings: Settings, *, knowledge: KnowledgeSource | NoKnowledge | None = None,
+                 services: dict[str, Any] | None = None, registry: ProgramVersions | None = None,
+                 alias: str = "champion", labels: dict[str, Any] | None = None) -> None:
         """``registry`` (a ProgramRegistry, or any object with ``load_state(name, alias)``) makes every
         program start from its registered ``alias`` version; ``labels`` overrides the classifier's label set."""
         self.settings = settings

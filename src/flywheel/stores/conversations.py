@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import DateTime, ForeignKey, Integer, String, Text, select
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from flywheel.access import Principal
 from flywheel.errors import NotFoundError
@@ -53,7 +53,7 @@ class ConversationStore:
             s.add(Conversation(id=conversation_id, user=principal.user))
         return conversation_id
 
-    def _owned(self, s: Any, principal: Principal, conversation_id: str) -> Conversation:
+    def _owned(self, s: Session, principal: Principal, conversation_id: str) -> Conversation:
         conversation = s.get(Conversation, conversation_id)
         if conversation is None or conversation.user != principal.user:
             raise NotFoundError(f"No conversation {conversation_id!r}.", hint="Start a new conversation.")

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import DateTime, String, Text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from flywheel.errors import NotFoundError
 from flywheel.stores.database import Base, Database, open_database, utcnow
@@ -42,7 +42,7 @@ class ResponseStore:
             s.add(StoredResponse(id=body["id"], user=user, body=json.dumps(body, default=str),
                                  history=json.dumps(history[-self.max_turns:])))
 
-    def _owned(self, s: Any, user: str, response_id: str) -> StoredResponse:
+    def _owned(self, s: Session, user: str, response_id: str) -> StoredResponse:
         row = s.get(StoredResponse, response_id)
         if row is None or row.user != user:
             raise NotFoundError(f"No stored response {response_id!r}.",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.schema import SchemaItem
 
 revision = "0001"
 down_revision = None
@@ -21,7 +22,7 @@ depends_on = None
 
 
 
-def _create(name: str, *elements: sa.SchemaItem, indexes: tuple[str, ...] = ()) -> None:
+def _create(name: str, *elements: SchemaItem, indexes: tuple[str, ...] = ()) -> None:
     """Create table ``name`` with an index on each of ``indexes``, unless it exists."""
     if sa.inspect(op.get_bind()).has_table(name):
         return
