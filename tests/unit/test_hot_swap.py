@@ -11,8 +11,8 @@ import dspy
 import httpx
 
 from flywheel.access import Principal
+from flywheel.assistant import Assistant
 from flywheel.config import load_settings
-from flywheel.programs.assistant import Assistant
 from flywheel.registry.programs import ProgramRegistry
 from flywheel.serve.app import create_app
 from tests.unit.serve_helpers import make_env, serving

@@ -192,8 +192,9 @@ class Assistant:
             history = self.conversations.history(principal, conversation_id) if conversation_id else []
         conversation_id = conversation_id or self.conversations.start(principal)
         name = program or self.settings.programs.default
-        prediction = self.program(name)(question=question, principal=principal, history=history)
-        answer = Answer.from_prediction(prediction, program=name, program_version=self.loaded_versions.get(name),
+        module, version = self.current(name)  # read together: a swap between them would mislabel the answer
+        prediction = module(question=question, principal=principal, history=history)
+        answer = Answer.from_prediction(prediction, program=name, program_version=version,
                                         conversation_id=conversation_id)
         self.conversations.append(principal, conversation_id, question, answer.answer, answer.citations)
         return answer
