@@ -28,7 +28,7 @@ def serve(
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     if workers > 1:
         if deploy:  # once, before the processes start; each then loads the champion
-            from flywheel.programs.assistant import Assistant
+            from flywheel.assistant import Assistant
             from flywheel.registry.programs import ProgramRegistry, deploy_program
 
             with console.status("Deploying the default program…"):
