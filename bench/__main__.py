@@ -31,8 +31,12 @@ HERE = Path(__file__).parent
 # on 2 cores; the optimization and batch benchmarks (each ~15 min) join with --full or --only.
 PLAN: dict[str, tuple[list[str] | None, list[str] | None, list[str], int]] = {
     "lm": (["--prompts", "4"], ["--prompts", "10"], [], 420),
-    "knowledge": (["--pages", "20", "--rounds", "1", "--skip-scale"],
-                  ["--pages", "40", "--rounds", "1", "--sizes", "10000,100000", "--queries", "50"], [], 420),
+    "knowledge": (
+        ["--pages", "20", "--rounds", "1", "--skip-scale"],
+        ["--pages", "40", "--rounds", "1", "--sizes", "10000,100000", "--queries", "50"],
+        [],
+        420,
+    ),
     "programs": (["--requests", "30"], ["--requests", "100"], [], 240),
     "serve": (["--quick", "--latencies", "50"], ["--latencies", "50"], ["--latencies", "50,1000"], 480),
     "compare": (["--quick", "--skip-real"], [], ["--full"], 720),
@@ -82,39 +86,75 @@ def closing_note(steps: list[list[object]]) -> str:
     lines = ["### Limits on this machine, and how close each Flywheel path comes"]
     rows: list[list[object]] = []
     if decode:
-        rows.append(["embedded LM (SmolLM2, llama.cpp)", f"{decode:.0f} tokens/s decode, {prefill or 0:.0f} prefill",
-                     _lm_share(compare)])
+        rows.append(
+            [
+                "embedded LM (SmolLM2, llama.cpp)",
+                f"{decode:.0f} tokens/s decode, {prefill or 0:.0f} prefill",
+                _lm_share(compare),
+            ]
+        )
     if ingest:
-        rows.append(["embedder (MiniLM)", f"{ingest.group(1)} chunks/s", f"ingestion {ingest.group(2)} chunks/s = "
-                     f"{ingest.group(3)} of the raw embedder"])
+        rows.append(
+            [
+                "embedder (MiniLM)",
+                f"{ingest.group(1)} chunks/s",
+                f"ingestion {ingest.group(2)} chunks/s = {ingest.group(3)} of the raw embedder",
+            ]
+        )
     if overhead is not None:
         rows.append(["one LM call", "—", f"RAG program overhead {overhead}% of one embedded LM call"])
     for latency, ratio in (serve.get("capacity_ratio_c32") or {}).items():  # type: ignore[union-attr]
-        rows.append([f"stub LM, {latency} ms, concurrency 32", "its own measured capacity",
-                     f"Flywheel serving throughput = {ratio:.2f} of it (goal ≥ 0.9)"])
+        rows.append(
+            [
+                f"stub LM, {latency} ms, concurrency 32",
+                "its own measured capacity",
+                f"Flywheel serving throughput = {ratio:.2f} of it (goal ≥ 0.9)",
+            ]
+        )
     ceiling = serve.get("ceiling") or {}
     if ceiling:
-        rows.append(["retrieval alone (embed + hybrid search), 32 threads",
-                     f"{ceiling['retrieval_qps']:.1f} retrievals/s ({ceiling['retrieval_cpu_ms']:.0f} ms CPU each)",  # type: ignore[index]
-                     f"Flywheel serving at concurrency 32 = {ceiling['ratio']:.2f} of it"])  # type: ignore[index]
+        rows.append(
+            [
+                "retrieval alone (embed + hybrid search), 32 threads",
+                f"{ceiling['retrieval_qps']:.1f} retrievals/s ({ceiling['retrieval_cpu_ms']:.0f} ms CPU each)",  # type: ignore[index]
+                f"Flywheel serving at concurrency 32 = {ceiling['ratio']:.2f} of it",
+            ]
+        )  # type: ignore[index]
     lines.append(markdown_table(["resource", "limit", "Flywheel"], rows) if rows else "(no limits measured)")
     if compare:
         lines.append("### Headline ratios (Flywheel / LangChain, same run)")
         over = compare.get("overhead_ratio") or {}
         plain = compare.get("overhead_ratio_no_tracing") or {}
         thr = compare.get("throughput_ratio") or {}
-        table = [[level, f"{over[level]:.2f}", f"{plain.get(level, float('nan')):.2f}",  # type: ignore[index,union-attr]
-                  f"{thr.get(level, float('nan')):.2f}"] for level in over]  # type: ignore[union-attr]
-        lines.append(markdown_table(["concurrency (stub LM)", "overhead F/L (goal ≤ 0.5)", "overhead F/L, tracing off",
-                                     "throughput F/L"], table))
-        lines.append(f"Time to deploy F/L (`flywheel serve --deploy` vs the LangChain app): "
-                     f"{compare.get('deploy_ratio', float('nan')):.2f} (goal ≤ 1).")
+        table = [
+            [
+                level,
+                f"{over[level]:.2f}",
+                f"{plain.get(level, float('nan')):.2f}",  # type: ignore[index,union-attr]
+                f"{thr.get(level, float('nan')):.2f}",
+            ]
+            for level in over
+        ]  # type: ignore[union-attr]
+        lines.append(
+            markdown_table(
+                ["concurrency (stub LM)", "overhead F/L (goal ≤ 0.5)", "overhead F/L, tracing off", "throughput F/L"],
+                table,
+            )
+        )
+        lines.append(
+            f"Time to deploy F/L (`flywheel serve --deploy` vs the LangChain app): "
+            f"{compare.get('deploy_ratio', float('nan')):.2f} (goal ≤ 1)."
+        )
     quality = load_summary("quality") or {}
     if quality.get("variants"):
-        lines.append(f"### Quality at equal cost ({quality.get('dev')} dev questions, same LM; "
-                     f"optimized program: {quality.get('demos')} demos)")
-        table = [[name, *(_fmt(v.get(key)) for key in ("answer_f1", "recall", "faithfulness", "lm_s_per_q"))]
-                 for name, v in quality["variants"].items()]  # type: ignore[union-attr]
+        lines.append(
+            f"### Quality at equal cost ({quality.get('dev')} dev questions, same LM; "
+            f"optimized program: {quality.get('demos')} demos)"
+        )
+        table = [
+            [name, *(_fmt(v.get(key)) for key in ("answer_f1", "recall", "faithfulness", "lm_s_per_q"))]
+            for name, v in quality["variants"].items()
+        ]  # type: ignore[union-attr]
         lines.append(markdown_table(["variant", "answer F1", "recall@5", "faithfulness", "LM s/question"], table))
     lines.append("### Steps of this run")
     lines.append(markdown_table(["benchmark", "status", "minutes"], steps))
@@ -158,8 +198,7 @@ def main() -> None:
         if not args.quick and not args.full and default is None and not chosen:
             steps.append([name, "not in the default run (--full or --only)", "0"])
             continue
-        step_args = (quick if args.quick and quick is not None else full if args.full or default is None
-                     else default)
+        step_args = quick if args.quick and quick is not None else full if args.full or default is None else default
         status, seconds = run_step(name, step_args or [], limit * (6 if args.full else 1))
         steps.append([f"`{' '.join(['bench.' + name, *(step_args or [])])}`", status, f"{seconds / 60:.1f}"])
     total = (time.perf_counter() - started) / 60

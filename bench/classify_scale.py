@@ -53,8 +53,12 @@ def main() -> None:
         body = run(Path(tmp), args)
     print(body)
     if not args.no_write:
-        write_section("classify-spark", "Feedback classification on Spark local[2]: 1M rows, resumable", body,
-                      f"python -m bench.classify_scale --rows {args.rows} --chunk-rows {args.chunk_rows}")
+        write_section(
+            "classify-spark",
+            "Feedback classification on Spark local[2]: 1M rows, resumable",
+            body,
+            f"python -m bench.classify_scale --rows {args.rows} --chunk-rows {args.chunk_rows}",
+        )
 
 
 def tree_rss(root: int) -> int:
@@ -84,8 +88,9 @@ def cli(args: list[str], env: dict[str, str], *, kill_when: Any = None) -> dict[
     """Run `flywheel classify …` in a child process; wall time, peak tree RSS, output, whether it was killed."""
     command = [str(Path(sys.executable).with_name("flywheel")), "classify", *args]
     started = time.perf_counter()
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
     peak = 0
     killed = False
     output: list[str] = []
@@ -98,8 +103,13 @@ def cli(args: list[str], env: dict[str, str], *, kill_when: Any = None) -> dict[
             killed = True
         time.sleep(0.5)
     reader.join(timeout=5)
-    return {"seconds": time.perf_counter() - started, "peak_rss": peak, "code": process.returncode,
-            "killed": killed, "output": "".join(output)}
+    return {
+        "seconds": time.perf_counter() - started,
+        "peak_rss": peak,
+        "code": process.returncode,
+        "killed": killed,
+        "output": "".join(output),
+    }
 
 
 def cache_stats(directory: Path) -> tuple[int, int, int]:
@@ -113,8 +123,14 @@ def cache_stats(directory: Path) -> tuple[int, int, int]:
 def run(work: Path, args: argparse.Namespace) -> str:
     import pandas as pd
 
-    os.environ.update({"FLYWHEEL_HOME": str(work / "home"), "FLYWHEEL_LM__CACHE": "false",
-                       "MLFLOW_TRACE_SAMPLING_RATIO": "0", "FLYWHEEL_CLASSIFY__SPARK_CHUNK_ROWS": str(args.chunk_rows)})
+    os.environ.update(
+        {
+            "FLYWHEEL_HOME": str(work / "home"),
+            "FLYWHEEL_LM__CACHE": "false",
+            "MLFLOW_TRACE_SAMPLING_RATIO": "0",
+            "FLYWHEEL_CLASSIFY__SPARK_CHUNK_ROWS": str(args.chunk_rows),
+        }
+    )
     from flywheel.config import load_settings
     from flywheel.evaluate.datasets import dataset_from_rows, read_rows
     from flywheel.optimize.classifier_search import compile_classifier
@@ -122,8 +138,11 @@ def run(work: Path, args: argparse.Namespace) -> str:
     from flywheel.programs.classify import FeedbackClassifier
     from flywheel.registry.programs import ProgramRegistry
 
-    texts = list(dict.fromkeys(
-        [r["text"] for name in ("unlabeled.csv", "train.csv", "dev.csv") for r in read_rows(FEEDBACK / name)]))
+    texts = list(
+        dict.fromkeys(
+            [r["text"] for name in ("unlabeled.csv", "train.csv", "dev.csv") for r in read_rows(FEEDBACK / name)]
+        )
+    )
     repeats = math.ceil(args.rows / len(texts))
     big = work / "feedback-big"
     big.mkdir()
@@ -131,9 +150,10 @@ def run(work: Path, args: argparse.Namespace) -> str:
     per_file = math.ceil(total / FILES)
     replicated = texts * repeats
     for i in range(FILES):
-        part = replicated[i * per_file:(i + 1) * per_file]
+        part = replicated[i * per_file : (i + 1) * per_file]
         pd.DataFrame({"row_id": range(i * per_file, i * per_file + len(part)), "text": part}).to_parquet(
-            big / f"part-{i:02d}.parquet", index=False)
+            big / f"part-{i:02d}.parquet", index=False
+        )
     unique = work / "unique.parquet"
     pd.DataFrame({"row_id": range(len(texts)), "text": texts}).to_parquet(unique, index=False)
     print(f"input: {total} rows ({len(texts)} distinct texts x {repeats}) in {FILES} Parquet files", flush=True)
@@ -153,21 +173,49 @@ def run(work: Path, args: argparse.Namespace) -> str:
     stats_dir = work / "cache-stats"
     stats_dir.mkdir()
     env = {**os.environ, "FLYWHEEL_LM__N_THREADS": "1"}
-    conf = ["--spark-conf", f"spark.executorEnv.EMBEDDING_CACHE_STATS_DIR={stats_dir}",
-            "--spark-conf", "spark.driver.memory=2g"]
+    conf = [
+        "--spark-conf",
+        f"spark.executorEnv.EMBEDDING_CACHE_STATS_DIR={stats_dir}",
+        "--spark-conf",
+        "spark.driver.memory=2g",
+    ]
 
     def classify(source: Path, out: Path, version: int, **kw: Any) -> dict[str, Any]:
-        result = cli([str(source), "--out", str(out), "--engine", "spark", "--spark-master", "local[2]",
-                      "--program-version", str(version), "--partitions", "2", *conf], env, **kw)
+        result = cli(
+            [
+                str(source),
+                "--out",
+                str(out),
+                "--engine",
+                "spark",
+                "--spark-master",
+                "local[2]",
+                "--program-version",
+                str(version),
+                "--partitions",
+                "2",
+                *conf,
+            ],
+            env,
+            **kw,
+        )
         print(result["output"][-1500:], flush=True)
         return result
 
     lines: list[list[Any]] = []
     first = classify(unique, work / "unique-out.parquet", head_version)
     hits, misses, workers = cache_stats(stats_dir)
-    lines.append(["head, distinct texts (cache cold)", len(texts), f"{len(texts) / first['seconds']:.0f}",
-                  f"{first['peak_rss'] / 2**30:.2f}", f"{hits / max(1, hits + misses):.1%} ({workers} workers)",
-                  "0", "one run"])
+    lines.append(
+        [
+            "head, distinct texts (cache cold)",
+            len(texts),
+            f"{len(texts) / first['seconds']:.0f}",
+            f"{first['peak_rss'] / 2**30:.2f}",
+            f"{hits / max(1, hits + misses):.1%} ({workers} workers)",
+            "0",
+            "one run",
+        ]
+    )
     for path in stats_dir.iterdir():
         path.unlink()
 
@@ -188,35 +236,54 @@ def run(work: Path, args: argparse.Namespace) -> str:
     once = len(written) == total and sorted(written["row_id"]) == list(range(total))
     in_order = bool((written["row_id"].diff().fillna(1) == 1).all())  # Spark's split order of the files
     rows_now = total - done_before * args.chunk_rows
-    lines.append([f"head, {total:,} rows: killed after {done_before} chunks, then resumed", total,
-                  f"{rows_now / resumed['seconds']:.0f} (resumed run)",
-                  f"{max(crashed['peak_rss'], resumed['peak_rss']) / 2**30:.2f}",
-                  f"{hits / max(1, hits + misses):.1%} ({workers} workers, {misses:,} misses)", "0",
-                  f"{crashed['seconds'] + resumed['seconds']:.0f} s in all (both attempts, Spark starts included); "
-                  f"every row exactly once: {once}; in row_id order: {in_order}"])
+    lines.append(
+        [
+            f"head, {total:,} rows: killed after {done_before} chunks, then resumed",
+            total,
+            f"{rows_now / resumed['seconds']:.0f} (resumed run)",
+            f"{max(crashed['peak_rss'], resumed['peak_rss']) / 2**30:.2f}",
+            f"{hits / max(1, hits + misses):.1%} ({workers} workers, {misses:,} misses)",
+            "0",
+            f"{crashed['seconds'] + resumed['seconds']:.0f} s in all (both attempts, Spark starts included); "
+            f"every row exactly once: {once}; in row_id order: {in_order}",
+        ]
+    )
 
     if args.cascade_sample:
         lines.append(cascade_line(work, texts, args, cascade, cascade_version, classify))
     if args.lm_sample:
         lines.append(lm_line(work, texts, args, lm_version, classify))
-    table = markdown_table(["run", "rows", "rows/s", "peak memory (GiB, whole process tree)",
-                            "embedding cache hit rate", "LM calls / 1000 rows", "notes"], lines)
-    return "\n\n".join([
-        f"`flywheel classify INPUT --engine spark --spark-master local[2] --partitions 2 --program-version N` in a "
-        f"child process (times include starting Spark, about 20 s); input: the {len(texts):,} distinct "
-        f"airline_feedback tweets replicated {repeats}x to {total:,} rows in {FILES} Parquet files; resumable "
-        f"chunks of {args.chunk_rows:,} rows; 1 torch and 1 llama.cpp thread per Python worker; the machine was "
-        "shared with other jobs. The head was trained on the 2,000 train labels.",
-        table,
-        "The big run repeats each distinct text many times, so each Python worker's embedding cache (keyed by "
-        "the exact text) answers most rows; the first row is the honest throughput on distinct texts. The "
-        "first attempt of the big run was killed (SIGKILL to its process group) after two finished chunks; the "
-        "same command then resumed from the checkpoint and classified only the remaining rows.",
-    ])
+    table = markdown_table(
+        [
+            "run",
+            "rows",
+            "rows/s",
+            "peak memory (GiB, whole process tree)",
+            "embedding cache hit rate",
+            "LM calls / 1000 rows",
+            "notes",
+        ],
+        lines,
+    )
+    return "\n\n".join(
+        [
+            f"`flywheel classify INPUT --engine spark --spark-master local[2] --partitions 2 --program-version N` in a "
+            f"child process (times include starting Spark, about 20 s); input: the {len(texts):,} distinct "
+            f"airline_feedback tweets replicated {repeats}x to {total:,} rows in {FILES} Parquet files; resumable "
+            f"chunks of {args.chunk_rows:,} rows; 1 torch and 1 llama.cpp thread per Python worker; the machine was "
+            "shared with other jobs. The head was trained on the 2,000 train labels.",
+            table,
+            "The big run repeats each distinct text many times, so each Python worker's embedding cache (keyed by "
+            "the exact text) answers most rows; the first row is the honest throughput on distinct texts. The "
+            "first attempt of the big run was killed (SIGKILL to its process group) after two finished chunks; the "
+            "same command then resumed from the checkpoint and classified only the remaining rows.",
+        ]
+    )
 
 
-def cascade_line(work: Path, texts: list[str], args: argparse.Namespace, cascade: Any, version: int,
-                 classify: Any) -> list[Any]:
+def cascade_line(
+    work: Path, texts: list[str], args: argparse.Namespace, cascade: Any, version: int, classify: Any
+) -> list[Any]:
     import pandas as pd
 
     sample = work / "sample.parquet"
@@ -224,9 +291,15 @@ def cascade_line(work: Path, texts: list[str], args: argparse.Namespace, cascade
     run_cascade = classify(sample, work / "cascade-out.parquet", version)
     cascade_out = pd.read_parquet(work / "cascade-out.parquet")
     to_lm = int((~cascade_out["justification"].fillna("").str.startswith("distilled head")).sum())
-    line = [f"cascade (head + zero-shot LM below p={cascade.lm_below:.2f})", len(cascade_out),
-            f"{len(cascade_out) / run_cascade['seconds']:.2f}", f"{run_cascade['peak_rss'] / 2**30:.2f}", "–",
-            f"{1000 * to_lm / len(cascade_out):.0f}", "includes Spark start"]
+    line = [
+        f"cascade (head + zero-shot LM below p={cascade.lm_below:.2f})",
+        len(cascade_out),
+        f"{len(cascade_out) / run_cascade['seconds']:.2f}",
+        f"{run_cascade['peak_rss'] / 2**30:.2f}",
+        "–",
+        f"{1000 * to_lm / len(cascade_out):.0f}",
+        "includes Spark start",
+    ]
     return line
 
 
@@ -236,8 +309,15 @@ def lm_line(work: Path, texts: list[str], args: argparse.Namespace, version: int
     lm_sample = work / "lm-sample.parquet"
     pd.DataFrame({"text": texts[: args.lm_sample]}).to_parquet(lm_sample, index=False)
     run_lm = classify(lm_sample, work / "lm-out.parquet", version)
-    return ["LM only (zero-shot SmolLM2-135M)", args.lm_sample, f"{args.lm_sample / run_lm['seconds']:.2f}",
-            f"{run_lm['peak_rss'] / 2**30:.2f}", "–", "1000", "includes Spark start"]
+    return [
+        "LM only (zero-shot SmolLM2-135M)",
+        args.lm_sample,
+        f"{args.lm_sample / run_lm['seconds']:.2f}",
+        f"{run_lm['peak_rss'] / 2**30:.2f}",
+        "–",
+        "1000",
+        "includes Spark start",
+    ]
 
 
 if __name__ == "__main__":

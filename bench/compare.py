@@ -41,32 +41,52 @@ def langchain_request(url: str, keys: dict[str, str], rows: list[dict[str, str]]
     return chat_request(url, keys, rows, model="rag-langchain")
 
 
-async def serving(targets: dict[str, services.Server], lm: services.Server, keys: dict[str, str],
-                  rows: list[dict[str, str]], plan: dict[int, int], *, keep: bool = False,
-                  warmup: int | None = None) -> dict[int, dict[str, Measured]]:
+async def serving(
+    targets: dict[str, services.Server],
+    lm: services.Server,
+    keys: dict[str, str],
+    rows: list[dict[str, str]],
+    plan: dict[int, int],
+    *,
+    keep: bool = False,
+    warmup: int | None = None,
+) -> dict[int, dict[str, Measured]]:
     """Interleaved runs of every service at each concurrency level (2 rounds of n/2 requests; with
     ``keep``, 1 round and a fresh slice of questions per level, so every answer is a new question)."""
     out: dict[int, dict[str, Measured]] = {}
     offset = 0
     for level, n in plan.items():
         print(f"compare: concurrency {level}, {n} requests per service ({lm.name})", flush=True)
-        level_rows = rows[offset:offset + n] if keep else rows
+        level_rows = rows[offset : offset + n] if keep else rows
         offset += n if keep else 0
         rounds = 1 if keep else 2
-        runs = {name: (lambda lv=level, n=n // rounds, r=level_rows, server=server, model=MODELS.get(name, "rag"):
-                       measure(chat_request(server.url, keys, r, model=model), lv, n, lm=lm, service=server,
-                               keep=keep, warmup=warmup, cap_s=None if keep else RUN_CAP_S))
-                for name, server in targets.items()}
+        runs = {
+            name: (
+                lambda lv=level, n=n // rounds, r=level_rows, server=server, model=MODELS.get(name, "rag"): measure(
+                    chat_request(server.url, keys, r, model=model),
+                    lv,
+                    n,
+                    lm=lm,
+                    service=server,
+                    keep=keep,
+                    warmup=warmup,
+                    cap_s=None if keep else RUN_CAP_S,
+                )
+            )
+            for name, server in targets.items()
+        }
         out[level] = await interleaved(runs, rounds)
         if keep:
             for m in out[level].values():
-                m.result.responses = [(number, body, level_rows[number % len(level_rows)])
-                                      for number, body in m.result.responses]  # type: ignore[misc]
+                m.result.responses = [
+                    (number, body, level_rows[number % len(level_rows)]) for number, body in m.result.responses
+                ]  # type: ignore[misc]
     return out
 
 
-def same_prompt(fw: services.Server, lc: services.Server, stub: services.Server, keys: dict[str, str],
-                row: dict[str, str]) -> bool:
+def same_prompt(
+    fw: services.Server, lc: services.Server, stub: services.Server, keys: dict[str, str], row: dict[str, str]
+) -> bool:
     """Whether both services send the stub the same messages for the same question."""
     sent = []
     for server, model in ((fw, "rag"), (lc, "rag-langchain")):
@@ -92,8 +112,9 @@ def first_answer(spec: RequestSpec, deadline_s: float = 300) -> None:
 DEPLOY_VARIANTS = ("flywheel serve --deploy", "flywheel deploy; flywheel serve", "langchain")
 
 
-def time_to_deploy(home: Any, keys: dict[str, str], stub: services.Server, row: dict[str, str],
-                   reps: int) -> dict[str, list[float]]:
+def time_to_deploy(
+    home: Any, keys: dict[str, str], stub: services.Server, row: dict[str, str], reps: int
+) -> dict[str, list[float]]:
     """Program on disk → first correct answer, the variants interleaved; seconds per rep. Each Flywheel
     rep starts from a tracking store without the model, so every rep logs and registers it."""
     import shutil
@@ -137,8 +158,9 @@ def quality(results: dict[int, dict[str, Measured]], home: Any) -> dict[str, dic
                 f1s.append(float(token_f1({"answer": row["answer"]}, {"answer": answer}) or 0.0))
                 found.append(float("could not find" not in answer.lower()))
         scores[name] = {"answers": len(f1s), "f1": _mean(f1s), "answered": _mean(found)}
-    scores["recall@5"] = {"value": retrieval_recall(home, [r for lv in results.values()
-                                                            for _n, _b, r in lv["flywheel"].result.responses])}
+    scores["recall@5"] = {
+        "value": retrieval_recall(home, [r for lv in results.values() for _n, _b, r in lv["flywheel"].result.responses])
+    }
     return scores
 
 
@@ -178,16 +200,40 @@ def _mean(values: list[float]) -> float:
 
 
 def serving_table(results: dict[int, dict[str, Measured]]) -> str:
-    headers = ["concurrency", "service", "req/s", "p50 ms", "p95 ms", "p99 ms", "LM ms/req", "retrieval ms/req",
-               "overhead ms/req", "overhead F/L", "errors"]
+    headers = [
+        "concurrency",
+        "service",
+        "req/s",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "LM ms/req",
+        "retrieval ms/req",
+        "overhead ms/req",
+        "overhead F/L",
+        "errors",
+    ]
     rows = []
     for level, group in results.items():
         base = group["langchain"].overhead_s
         for name, m in group.items():
             r = m.result
             ratio = f"{m.overhead_s / base:.2f}" if name != "langchain" and base > 0 else ""
-            rows.append([level, name, f"{r.throughput:.2f}", ms(r.p50), ms(r.p95), ms(r.p99), ms(m.lm_s),
-                         ms(m.retrieval_s), ms(m.overhead_s), ratio, r.errors])
+            rows.append(
+                [
+                    level,
+                    name,
+                    f"{r.throughput:.2f}",
+                    ms(r.p50),
+                    ms(r.p95),
+                    ms(r.p99),
+                    ms(m.lm_s),
+                    ms(m.retrieval_s),
+                    ms(m.overhead_s),
+                    ratio,
+                    r.errors,
+                ]
+            )
     return markdown_table(headers, rows)
 
 
@@ -203,8 +249,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
     with services.stub_lm(STUB_LATENCY_MS) as stub:
         env = services.service_env(home, stub.url + "/v1", "stub", SERVE__WORKERS=str(SERVICE_WORKERS))
-        with services.flywheel_service(env) as fw, services.langchain_service(env) as lc, \
-                services.flywheel_service(env, "--no-tracing") as fw_plain:
+        with (
+            services.flywheel_service(env) as fw,
+            services.langchain_service(env) as lc,
+            services.flywheel_service(env, "--no-tracing") as fw_plain,
+        ):
             out["same_prompt"] = same_prompt(fw, lc, stub, keys, rows[0])
             targets = {"flywheel": fw, NO_TRACING: fw_plain, "langchain": lc}
             out["stub"] = await serving(targets, stub, keys, rows, stub_plan)
@@ -212,11 +261,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     publish(out, args)  # the stub-LM results are kept even if the real-LM runs are cut short
     if not args.skip_real:
         with services.embedded_lm_server(home) as lm:
-            env = services.service_env(home, lm.url + "/v1", REAL_MODEL, SERVE__WORKERS=str(SERVICE_WORKERS),
-                                       LM__TIMEOUT_S="600")
+            env = services.service_env(
+                home, lm.url + "/v1", REAL_MODEL, SERVE__WORKERS=str(SERVICE_WORKERS), LM__TIMEOUT_S="600"
+            )
             with services.flywheel_service(env) as fw, services.langchain_service(env) as lc:
-                out["real"] = await serving({"flywheel": fw, "langchain": lc}, lm, keys, rows, real_plan, keep=True,
-                                            warmup=1)
+                out["real"] = await serving(
+                    {"flywheel": fw, "langchain": lc}, lm, keys, rows, real_plan, keep=True, warmup=1
+                )
         out["quality"] = quality(out["real"], home)
         publish(out, args)
     return out
@@ -237,48 +288,72 @@ def render(out: dict[str, Any], args: argparse.Namespace) -> str:
         serving_table(out["stub"]),
     ]
     if "real" in out:
-        parts += ["### Serving with the real embedded LM (`flywheel lm serve`, one request at a time)",
-                  "Short runs (every request a different question; the LM serializes requests, so latency at "
-                  "concurrency c is about c × one LM call).", serving_table(out["real"])]
+        parts += [
+            "### Serving with the real embedded LM (`flywheel lm serve`, one request at a time)",
+            "Short runs (every request a different question; the LM serializes requests, so latency at "
+            "concurrency c is about c × one LM call).",
+            serving_table(out["real"]),
+        ]
     deploy = out["deploy"]
     base = statistics.median(deploy["langchain"])
-    parts += ["### Time to deploy (program on disk → first correct answer from a live endpoint)",
-              "Flywheel, one command: `flywheel serve --deploy` (logs the program as an MLflow pyfunc model, "
-              "registers it as the champion, serves it) + first answered request. Flywheel, two commands: "
-              "`flywheel deploy --program rag`, then `flywheel serve` + first answered request. Every Flywheel rep "
-              "starts from an empty tracking store, so it really logs and registers the model. LangChain: "
-              "`uvicorn bench.langchain_app:app` start + first answered request (nothing logged: the chain is code "
-              "plus `bench/langchain_prompt.json`). Stub LM; median of "
-              f"{len(deploy['langchain'])} interleaved reps.",
-              markdown_table(["deployment", "seconds", "ratio to LangChain (goal ≤ 1)"],
-                             [[name, f"{statistics.median(deploy[name]):.1f}",
-                               f"{statistics.median(deploy[name]) / base:.2f}" if name != "langchain" else ""]
-                              for name in DEPLOY_VARIANTS])]
+    parts += [
+        "### Time to deploy (program on disk → first correct answer from a live endpoint)",
+        "Flywheel, one command: `flywheel serve --deploy` (logs the program as an MLflow pyfunc model, "
+        "registers it as the champion, serves it) + first answered request. Flywheel, two commands: "
+        "`flywheel deploy --program rag`, then `flywheel serve` + first answered request. Every Flywheel rep "
+        "starts from an empty tracking store, so it really logs and registers the model. LangChain: "
+        "`uvicorn bench.langchain_app:app` start + first answered request (nothing logged: the chain is code "
+        "plus `bench/langchain_prompt.json`). Stub LM; median of "
+        f"{len(deploy['langchain'])} interleaved reps.",
+        markdown_table(
+            ["deployment", "seconds", "ratio to LangChain (goal ≤ 1)"],
+            [
+                [
+                    name,
+                    f"{statistics.median(deploy[name]):.1f}",
+                    f"{statistics.median(deploy[name]) / base:.2f}" if name != "langchain" else "",
+                ]
+                for name in DEPLOY_VARIANTS
+            ],
+        ),
+    ]
     if "quality" in out:
         q = out["quality"]
-        parts += ["### Quality at equal cost (same LM, same retrieval, same prompts)",
-                  f"The real-LM answers above, scored: answer token-F1 (`flywheel.evaluate.metrics.token_f1`) "
-                  f"against the labelled answers of `samples/datasets/rag_questions.jsonl`; recall@5 of the shared "
-                  f"retrieval (identical for both by construction): {q['recall@5']['value']:.2f}. The optimized "
-                  "Flywheel program and the faithfulness judge are measured by `bench.quality` (section "
-                  "'Quality at equal cost' below).",
-                  markdown_table(["program", "questions", "answer F1", "answered (not 'could not find')"],
-                                 [[name, int(q[name]["answers"]), f"{q[name]['f1']:.3f}",
-                                   f"{q[name]['answered']:.2f}"] for name in ("flywheel", "langchain")])]
+        parts += [
+            "### Quality at equal cost (same LM, same retrieval, same prompts)",
+            f"The real-LM answers above, scored: answer token-F1 (`flywheel.evaluate.metrics.token_f1`) "
+            f"against the labelled answers of `samples/datasets/rag_questions.jsonl`; recall@5 of the shared "
+            f"retrieval (identical for both by construction): {q['recall@5']['value']:.2f}. The optimized "
+            "Flywheel program and the faithfulness judge are measured by `bench.quality` (section "
+            "'Quality at equal cost' below).",
+            markdown_table(
+                ["program", "questions", "answer F1", "answered (not 'could not find')"],
+                [
+                    [name, int(q[name]["answers"]), f"{q[name]['f1']:.3f}", f"{q[name]['answered']:.2f}"]
+                    for name in ("flywheel", "langchain")
+                ],
+            ),
+        ]
     return "\n\n".join(parts)
 
 
 def summary(out: dict[str, Any]) -> dict[str, Any]:
     """Headline figures for the suite's closing note."""
+
     def ratios(results: dict[int, dict[str, Measured]], name: str) -> dict[str, float]:
-        return {str(level): g[name].overhead_s / g["langchain"].overhead_s for level, g in results.items()
-                if g["langchain"].overhead_s > 0}
+        return {
+            str(level): g[name].overhead_s / g["langchain"].overhead_s
+            for level, g in results.items()
+            if g["langchain"].overhead_s > 0
+        }
 
     data: dict[str, Any] = {
         "overhead_ratio": ratios(out["stub"], "flywheel"),
         "overhead_ratio_no_tracing": ratios(out["stub"], NO_TRACING),
-        "throughput_ratio": {str(level): g["flywheel"].result.throughput / g["langchain"].result.throughput
-                             for level, g in out["stub"].items()},
+        "throughput_ratio": {
+            str(level): g["flywheel"].result.throughput / g["langchain"].result.throughput
+            for level, g in out["stub"].items()
+        },
         "deploy_ratio": statistics.median(out["deploy"][DEPLOY_VARIANTS[0]])
         / statistics.median(out["deploy"]["langchain"]),
     }

@@ -67,6 +67,7 @@ class Load:
     async def _run(self) -> None:
         counter = iter(range(10**9))
         async with httpx.AsyncClient(timeout=60) as client:
+
             async def worker() -> None:
                 while not self._stop.is_set():
                     spec = self.make(next(counter))
@@ -97,8 +98,9 @@ def flywheel_swap(args: argparse.Namespace, stub: services.Server, rows: list[di
     from flywheel.registry.programs import ProgramRegistry
 
     home = services.fresh_home()
-    env = services.service_env(home, stub.url + "/v1", "stub", SERVE__WORKERS="64",
-                               SERVE__RELOAD_INTERVAL_S=str(args.reload_s))
+    env = services.service_env(
+        home, stub.url + "/v1", "stub", SERVE__WORKERS="64", SERVE__RELOAD_INTERVAL_S=str(args.reload_s)
+    )
     services.flywheel("deploy", "--program", "rag", env=env)  # version 1, champion
     services.flywheel("deploy", "--program", "rag", "--new", env=env)  # version 2, candidate
     keys = services.create_keys(home, sorted({r["user"] for r in rows}))
@@ -120,19 +122,30 @@ def flywheel_swap(args: argparse.Namespace, stub: services.Server, rows: list[di
     first_v2 = min((o.done for o in v2), default=float("nan"))
     after = [o for o in outcomes if o.sent > first_v2 + 0.001]
     return {
-        "requests": len(outcomes), "failed": sum(not o.ok for o in outcomes),
+        "requests": len(outcomes),
+        "failed": sum(not o.ok for o in outcomes),
         "errors": sorted({o.error for o in outcomes if not o.ok}),
         "swap_s": first_v2 - promoted,
         "old_after_swap": sum(o.version == 1 for o in after),
-        "answered": sum(o.ok for o in outcomes) + 1, "traces": count_traces(home),
+        "answered": sum(o.ok for o in outcomes) + 1,
+        "traces": count_traces(home),
         "throughput": sum(o.ok for o in outcomes) / (max(o.done for o in outcomes) - min(o.sent for o in outcomes)),
     }
 
 
 def langchain_app(env: dict[str, str], port: int) -> services.Server:
     """The LangChain app on a fixed port (a restart comes back where its clients expect it)."""
-    argv = [str(services.BIN / "uvicorn"), "bench.langchain_app:app", "--host", "127.0.0.1", "--port", str(port),
-            "--log-level", "warning", "--no-access-log"]
+    argv = [
+        str(services.BIN / "uvicorn"),
+        "bench.langchain_app:app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ]
     return services.Server(f"langchain-restart-{time.monotonic_ns()}", argv, env, port)
 
 
@@ -157,8 +170,12 @@ def langchain_restart(args: argparse.Namespace, stub: services.Server, rows: lis
     finally:
         load.stop()
         second.stop()
-    return {"requests": len(outcomes), "failed": sum(not o.ok for o in outcomes),
-            "errors": sorted({o.error for o in outcomes if not o.ok}), "swap_s": back - restarted}
+    return {
+        "requests": len(outcomes),
+        "failed": sum(not o.ok for o in outcomes),
+        "errors": sorted({o.error for o in outcomes if not o.ok}),
+        "swap_s": back - restarted,
+    }
 
 
 def main() -> None:
@@ -178,24 +195,44 @@ def main() -> None:
         lang = langchain_restart(args, stub, rows)
         print("langchain", lang, flush=True)
     table = markdown_table(
-        ["deployment of a new version", "new version → first answer from it, s", "requests during the run",
-         "failed requests (goal 0)", "traces stored / answers"],
-        [[f"Flywheel: promote under load (hot swap, reload interval {args.reload_s:g} s)", f"{fly['swap_s']:.1f}",
-          fly["requests"], f"{fly['failed']} {' '.join(fly['errors'])}".strip(),
-          f"{fly['traces']} / {fly['answered']}"],
-         ["LangChain app: restart under load", f"{lang['swap_s']:.1f}", lang["requests"],
-          f"{lang['failed']} {' '.join(lang['errors'])}".strip(), "–"]])
+        [
+            "deployment of a new version",
+            "new version → first answer from it, s",
+            "requests during the run",
+            "failed requests (goal 0)",
+            "traces stored / answers",
+        ],
+        [
+            [
+                f"Flywheel: promote under load (hot swap, reload interval {args.reload_s:g} s)",
+                f"{fly['swap_s']:.1f}",
+                fly["requests"],
+                f"{fly['failed']} {' '.join(fly['errors'])}".strip(),
+                f"{fly['traces']} / {fly['answered']}",
+            ],
+            [
+                "LangChain app: restart under load",
+                f"{lang['swap_s']:.1f}",
+                lang["requests"],
+                f"{lang['failed']} {' '.join(lang['errors'])}".strip(),
+                "–",
+            ],
+        ],
+    )
     print(table)
-    body = (f"Stub LM {args.latency_ms:g} ms, concurrency {args.concurrency}, chat requests as the sample users; "
-            f"{args.before_s:g} s of load before the promotion (or restart) and {args.after_s:g} s after the first "
-            f"new answer. Flywheel served {fly['throughput']:.1f} requests/s meanwhile; requests sent after the first "
-            f"version-2 answer that were still answered by version 1: {fly['old_after_swap']}. Clients retry a refused "
-            "connection after 50 ms, so during the LangChain restart every retry counts as one failed request "
-            "(ReadError: requests cut off in flight by the stop). The swap time is "
-            "bounded by `serve.reload_interval_s` (the service polls the registry; in-flight requests finish on the "
-            "version they started with).\n\n" + table)
-    write_section("deploy", "Zero-downtime deploys: promotion under load vs a LangChain restart", body,
-                  "python -m bench.deploy")
+    body = (
+        f"Stub LM {args.latency_ms:g} ms, concurrency {args.concurrency}, chat requests as the sample users; "
+        f"{args.before_s:g} s of load before the promotion (or restart) and {args.after_s:g} s after the first "
+        f"new answer. Flywheel served {fly['throughput']:.1f} requests/s meanwhile; requests sent after the first "
+        f"version-2 answer that were still answered by version 1: {fly['old_after_swap']}. Clients retry a refused "
+        "connection after 50 ms, so during the LangChain restart every retry counts as one failed request "
+        "(ReadError: requests cut off in flight by the stop). The swap time is "
+        "bounded by `serve.reload_interval_s` (the service polls the registry; in-flight requests finish on the "
+        "version they started with).\n\n" + table
+    )
+    write_section(
+        "deploy", "Zero-downtime deploys: promotion under load vs a LangChain restart", body, "python -m bench.deploy"
+    )
 
 
 if __name__ == "__main__":

@@ -80,8 +80,12 @@ class FaultLM(StubLM):
         if path == "/fault":
             if method == "POST":
                 spec = json.loads(raw or b"{}")
-                self.set_fault(spec.get("mode", "none"), spec.get("times"), retry_after=int(spec.get("retry_after", 1)),
-                               slow_s=float(spec.get("slow_s", 30.0)))
+                self.set_fault(
+                    spec.get("mode", "none"),
+                    spec.get("times"),
+                    retry_after=int(spec.get("retry_after", 1)),
+                    slow_s=float(spec.get("slow_s", 30.0)),
+                )
             state = {"mode": self.mode, "times": self.times, "counts": self.counts}
             return "200 OK", "application/json", json.dumps(state).encode()
         if method == "POST" and path.endswith("/embeddings"):
@@ -101,8 +105,12 @@ class FaultLM(StubLM):
             return "500 Internal Server Error", "application/json", json.dumps(error).encode()
         if mode == "ratelimit":
             error = {"error": {"message": "injected rate limit", "type": "rate_limit_error"}}
-            return ("429 Too Many Requests", "application/json", json.dumps(error).encode(),
-                    {"headers": {"retry-after": str(self.retry_after)}})
+            return (
+                "429 Too Many Requests",
+                "application/json",
+                json.dumps(error).encode(),
+                {"headers": {"retry-after": str(self.retry_after)}},
+            )
         if mode == "malformed":
             return "200 OK", "application/json", b"<html>upstream proxy error</html>"
         if mode == "slow":

@@ -58,8 +58,9 @@ def new_kb(home: Path, embedder: LocalEmbedder) -> KnowledgeBase:
 def tweets(n: int) -> list[tuple[str, bytes]]:
     """``n`` airline tweets, one small file each (one short chunk per document: per-document costs show)."""
     with need(SHARED_DATA / "airline_feedback" / "dev.csv").open(newline="", encoding="utf-8") as handle:
-        return [(f"tweet-{i}.txt", row["text"].encode()) for i, row in zip(range(n), csv.DictReader(handle),
-                                                                             strict=False)]
+        return [
+            (f"tweet-{i}.txt", row["text"].encode()) for i, row in zip(range(n), csv.DictReader(handle), strict=False)
+        ]
 
 
 def chunk_texts(files: list[tuple[str, bytes]], embedder: LocalEmbedder) -> list[str]:
@@ -67,14 +68,18 @@ def chunk_texts(files: list[tuple[str, bytes]], embedder: LocalEmbedder) -> list
     return [
         c.text
         for name, data in files
-        for c in chunk_document(parse_document(name, data), max_tokens=settings.knowledge.chunk_max_tokens,
-                                overlap_tokens=settings.knowledge.chunk_overlap_tokens,
-                                count_tokens=embedder.count_tokens)
+        for c in chunk_document(
+            parse_document(name, data),
+            max_tokens=settings.knowledge.chunk_max_tokens,
+            overlap_tokens=settings.knowledge.chunk_overlap_tokens,
+            count_tokens=embedder.count_tokens,
+        )
     ]
 
 
-def ingestion(embedder: LocalEmbedder, corpora: list[tuple[str, list[tuple[str, bytes]]]],
-              rounds: int) -> list[list[object]]:
+def ingestion(
+    embedder: LocalEmbedder, corpora: list[tuple[str, list[tuple[str, bytes]]]], rounds: int
+) -> list[list[object]]:
     """Chunks/s of ``KnowledgeBase.ingest_files`` vs the raw embedder on the same chunk texts (A B A B …)."""
     embedder.embed(["warm-up"] * 64)
     with tempfile.TemporaryDirectory() as home:  # LanceDB imported and the model loaded: not in the timings
@@ -94,8 +99,14 @@ def ingestion(embedder: LocalEmbedder, corpora: list[tuple[str, list[tuple[str, 
                 results = kb.ingest_files(kb.principal("bench"), files, groups=["mechanics"])
                 seconds = time.perf_counter() - started
                 full.append(sum(r.chunks for r in results) / seconds)
-        out.append([f"{label}: {len(files)} documents, {len(texts)} chunks", f"{median(raw):.1f}",
-                    f"{median(full):.1f}", f"{median(full) / median(raw):.2f}"])
+        out.append(
+            [
+                f"{label}: {len(files)} documents, {len(texts)} chunks",
+                f"{median(raw):.1f}",
+                f"{median(full):.1f}",
+                f"{median(full) / median(raw):.2f}",
+            ]
+        )
         print(out[-1], flush=True)
     return out
 
@@ -121,8 +132,10 @@ def synthetic_table(index: ChunkIndex, base: np.ndarray, size: int, rng: np.rand
         vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
         ids = np.arange(written, written + n)
         columns = {
-            "chunk_id": pa.array([f"c{i}" for i in ids]), "doc_id": pa.array([f"d{i // 20}" for i in ids]),
-            "version": pa.array(np.ones(n, np.int32)), "ordinal": pa.array((ids % 20).astype(np.int32)),
+            "chunk_id": pa.array([f"c{i}" for i in ids]),
+            "doc_id": pa.array([f"d{i // 20}" for i in ids]),
+            "version": pa.array(np.ones(n, np.int32)),
+            "ordinal": pa.array((ids % 20).astype(np.int32)),
             "text": pa.array([f"chunk {i}" for i in ids]),
             "groups": pa.array([list(g) for g in rng.choice(GROUPS, size=(n, 2))], pa.list_(pa.string())),
             "vector": pa.FixedSizeListArray.from_arrays(pa.array(vecs.ravel()), base.shape[1]),
@@ -132,8 +145,9 @@ def synthetic_table(index: ChunkIndex, base: np.ndarray, size: int, rng: np.rand
         written += n
 
 
-def timed_search(index: ChunkIndex, principal: Principal, qvecs: np.ndarray,
-                 **kwargs: object) -> tuple[list[float], list[set[str]]]:
+def timed_search(
+    index: ChunkIndex, principal: Principal, qvecs: np.ndarray, **kwargs: object
+) -> tuple[list[float], list[set[str]]]:
     latencies, ids = [], []
     for q in qvecs:
         t = time.perf_counter()
@@ -161,13 +175,20 @@ def where_time_goes(index: ChunkIndex, principal: Principal, qvecs: np.ndarray) 
     return out
 
 
-def scale(embedder: LocalEmbedder, sizes: list[int], queries: int, keep: Path | None = None,
-          on_row: Callable[[list[list[object]]], None] = lambda rows: None) -> list[list[object]]:
+def scale(
+    embedder: LocalEmbedder,
+    sizes: list[int],
+    queries: int,
+    keep: Path | None = None,
+    on_row: Callable[[list[list[object]]], None] = lambda rows: None,
+) -> list[list[object]]:
     """Per size: build (or reuse, with ``keep``) the table and its ANN index, then in a fresh process-level
     handle: the first pass of queries (cold), exact search (ground truth), warm-up, then warm passes."""
     _, base, _ = wiki_chunks(embedder)
-    questions = [json.loads(line)["question"] for line in
-                 need(SHARED_DATA / "wiki_qa" / "questions.jsonl").read_text().splitlines()[:queries]]
+    questions = [
+        json.loads(line)["question"]
+        for line in need(SHARED_DATA / "wiki_qa" / "questions.jsonl").read_text().splitlines()[:queries]
+    ]
     qvecs = embedder.embed(questions)
     principal = Principal("bench", frozenset({"mechanics", "pilots"}))
     rows_out = []
@@ -194,13 +215,22 @@ def scale(embedder: LocalEmbedder, sizes: list[int], queries: int, keep: Path | 
                 recalls = [len(t & f) / max(len(t), 1) for t, f in zip(truth, found, strict=True)]
             ann = index.ann
             unfiltered, one_probe = where_time_goes(index, principal, qvecs)
-            rows_out.append([
-                f"{size:,}", build, f"{partitions_for(size)} / {ann.nprobes} / {ann.refine_factor}",
-                f"{percentile(exact_lat, 50) * 1000:.1f}", f"{percentile(cold, 95) * 1000:.1f}", f"{warm_s:.1f}",
-                f"{percentile(ann_lat, 50) * 1000:.1f}", f"{percentile(ann_lat, 95) * 1000:.1f}",
-                f"{np.mean(recalls):.3f}", f"{percentile(exact_lat, 50) / percentile(ann_lat, 50):.0f}×",
-                f"{percentile(unfiltered, 50) * 1000:.1f}", f"{percentile(one_probe, 50) * 1000:.1f}",
-            ])
+            rows_out.append(
+                [
+                    f"{size:,}",
+                    build,
+                    f"{partitions_for(size)} / {ann.nprobes} / {ann.refine_factor}",
+                    f"{percentile(exact_lat, 50) * 1000:.1f}",
+                    f"{percentile(cold, 95) * 1000:.1f}",
+                    f"{warm_s:.1f}",
+                    f"{percentile(ann_lat, 50) * 1000:.1f}",
+                    f"{percentile(ann_lat, 95) * 1000:.1f}",
+                    f"{np.mean(recalls):.3f}",
+                    f"{percentile(exact_lat, 50) / percentile(ann_lat, 50):.0f}×",
+                    f"{percentile(unfiltered, 50) * 1000:.1f}",
+                    f"{percentile(one_probe, 50) * 1000:.1f}",
+                ]
+            )
             print(rows_out[-1], flush=True)
             on_row(rows_out)
     return rows_out
@@ -215,9 +245,12 @@ def hybrid_recall(embedder: LocalEmbedder) -> list[list[object]]:
         kb.ingest_files(kb.principal("bench"), [(p.name, p.read_bytes()) for p in articles], groups=["mechanics"])
         principal = kb.principal("bench")
         out = []
-        variants = [("BM25 (full-text)", "text", "score"), ("vector (MiniLM)", "vector", "score"),
-                    ("hybrid, reciprocal-rank fusion", "hybrid", "rank"),
-                    ("hybrid, score fusion (Flywheel default)", "hybrid", "score")]
+        variants = [
+            ("BM25 (full-text)", "text", "score"),
+            ("vector (MiniLM)", "vector", "score"),
+            ("hybrid, reciprocal-rank fusion", "hybrid", "rank"),
+            ("hybrid, score fusion (Flywheel default)", "hybrid", "score"),
+        ]
         for label, mode, fusion in variants:
             hits_at_5 = 0
             started = time.perf_counter()
@@ -244,16 +277,29 @@ def main() -> None:
     embedder = LocalEmbedder()
     sizes = [int(s) for s in args.sizes.split(",")]
     if args.only_ingestion:
-        ingestion(embedder, [("airline tweets, one file each", tweets(args.small_docs)),
-                             ("FAA handbook pages, one file each", faa_pages(args.pages))], args.rounds)
+        ingestion(
+            embedder,
+            [
+                ("airline tweets, one file each", tweets(args.small_docs)),
+                ("FAA handbook pages, one file each", faa_pages(args.pages)),
+            ],
+            args.rounds,
+        )
         return
     if args.only_scale:
         scale(embedder, sizes, args.queries, args.keep, on_row=lambda rows: record_scale(rows, args.queries))
         return
     speed = markdown_table(
         ["corpus", "raw embedder chunks/s", "ingestion chunks/s", "ratio (goal ≥ 0.9)"],
-        ingestion(embedder, [("airline tweets, one file each", tweets(args.small_docs)),
-                             ("FAA handbook pages, one file each", faa_pages(args.pages))], args.rounds))
+        ingestion(
+            embedder,
+            [
+                ("airline tweets, one file each", tweets(args.small_docs)),
+                ("FAA handbook pages, one file each", faa_pages(args.pages)),
+            ],
+            args.rounds,
+        ),
+    )
     print(speed, flush=True)
     recall = markdown_table(["retrieval", "doc recall@5", "ms/query"], hybrid_recall(embedder))
     print(recall, flush=True)
@@ -261,8 +307,10 @@ def main() -> None:
         "### Ingestion versus the raw embedder (same chunk texts, interleaved)\n\n"
         "Ingestion = parse, chunk, one catalog transaction per batch of documents, embedding across "
         "documents, one LanceDB commit per batch, index upkeep; LanceDB's import and the model load are "
-        "outside both timings.\n\n" + speed
-        + "\n\n### Hybrid versus single-mode retrieval: wiki_qa, 917 questions, 35 articles\n\n" + recall
+        "outside both timings.\n\n"
+        + speed
+        + "\n\n### Hybrid versus single-mode retrieval: wiki_qa, 917 questions, 35 articles\n\n"
+        + recall
     )
     write_section("knowledge", "Knowledge base: ingestion, search latency, recall", body, "python -m bench.knowledge")
     if not args.skip_scale:
@@ -272,21 +320,39 @@ def main() -> None:
 def record_scale(rows: list[list[object]], queries: int) -> None:
     """The scale table, in its own section (rewritten after every size, so a long run keeps its rows)."""
     table = markdown_table(
-        ["chunks", "index build s", "partitions / probed / refine", "exact p50 ms", "cold p95 ms", "warm-up s",
-         "warm ANN p50 ms", "warm ANN p95 ms", "ANN recall@10", "speed-up", "p50 without the ACL filter ms",
-         "p50 with the filter, 1 probe ms"], rows)
+        [
+            "chunks",
+            "index build s",
+            "partitions / probed / refine",
+            "exact p50 ms",
+            "cold p95 ms",
+            "warm-up s",
+            "warm ANN p50 ms",
+            "warm ANN p95 ms",
+            "ANN recall@10",
+            "speed-up",
+            "p50 without the ACL filter ms",
+            "p50 with the filter, 1 probe ms",
+        ],
+        rows,
+    )
     print(table, flush=True)
-    write_section("ann", "ACL-filtered vector search at scale (IVF-HNSW-SQ, cosine; ACL prefilter: 2 of 5 groups)", (
-        "Real MiniLM vectors of wiki_qa chunks replicated with Gaussian noise (σ = 0.02 per dimension) and "
-        f"renormalised; {queries} wiki_qa questions as queries, k = 10; recall against exact search with the "
-        "same filter. Settings scale with the table (`flywheel/knowledge/ann.py`): √N partitions, 20 probed "
-        "(2% past 1M rows), re-ranking of 2 × k candidates on full-precision vectors. *Cold*: the first pass "
-        "of queries on a freshly opened table; *warm-up*: `ChunkIndex.warm` (every partition read once); "
-        "*warm*: two passes after it. The last two columns say where a query's time goes: the same query "
-        "without the ACL prefilter, and with it but a single partition probed (the cost that does not grow "
-        f"with the probes). Load average when the table was written: {os.getloadavg()[0]:.1f} on "
-        f"{os.cpu_count()} cores (other jobs shared the machine).\n\n" + table),
-        "python -m bench.knowledge --only-scale")
+    write_section(
+        "ann",
+        "ACL-filtered vector search at scale (IVF-HNSW-SQ, cosine; ACL prefilter: 2 of 5 groups)",
+        (
+            "Real MiniLM vectors of wiki_qa chunks replicated with Gaussian noise (σ = 0.02 per dimension) and "
+            f"renormalised; {queries} wiki_qa questions as queries, k = 10; recall against exact search with the "
+            "same filter. Settings scale with the table (`flywheel/knowledge/ann.py`): √N partitions, 20 probed "
+            "(2% past 1M rows), re-ranking of 2 × k candidates on full-precision vectors. *Cold*: the first pass "
+            "of queries on a freshly opened table; *warm-up*: `ChunkIndex.warm` (every partition read once); "
+            "*warm*: two passes after it. The last two columns say where a query's time goes: the same query "
+            "without the ACL prefilter, and with it but a single partition probed (the cost that does not grow "
+            f"with the probes). Load average when the table was written: {os.getloadavg()[0]:.1f} on "
+            f"{os.cpu_count()} cores (other jobs shared the machine).\n\n" + table
+        ),
+        "python -m bench.knowledge --only-scale",
+    )
 
 
 if __name__ == "__main__":

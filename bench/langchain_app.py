@@ -86,9 +86,12 @@ async def completions(body: CompletionIn, request: Request, principal: Principal
         raise HTTPException(422, "The messages hold no user question.")
     result = await request.app.state.chain.ainvoke({"question": question, "principal": principal})
     return {
-        "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion",
+        "created": int(time.time()),
         "model": body.model,
-        "choices": [{"index": 0, "finish_reason": "stop",
-                     "message": {"role": "assistant", "content": result["answer"]}}],
+        "choices": [
+            {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": result["answer"]}}
+        ],
         "citations": result["citations"],
     }

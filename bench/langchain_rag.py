@@ -54,15 +54,20 @@ class LanceDBRetriever(BaseRetriever):
     embedder: Any  # the same MiniLM embedder
     k: int = 4
 
-    def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun,
-                                principal: Principal | None = None) -> list[Document]:
+    def _get_relevant_documents(
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun, principal: Principal | None = None
+    ) -> list[Document]:
         if principal is None:
             raise ValueError("LanceDBRetriever needs principal=... (the ACL is part of every query)")
         vector = self.embedder.embed([query])[0]
         hits = self.index.search(principal, vector=vector, text=query, k=self.k, mode="hybrid")
-        return [Document(page_content=h.text, metadata={"chunk_id": h.chunk_id, "doc_id": h.doc_id,
-                                                        "citation": h.citation(), "source": h.source})
-                for h in hits]
+        return [
+            Document(
+                page_content=h.text,
+                metadata={"chunk_id": h.chunk_id, "doc_id": h.doc_id, "citation": h.citation(), "source": h.source},
+            )
+            for h in hits
+        ]
 
 
 def export_prompt(path: Path = PROMPT_FILE) -> Path:
@@ -72,8 +77,11 @@ def export_prompt(path: Path = PROMPT_FILE) -> Path:
     from flywheel.programs.rag import RAGChatbot
 
     signature = RAGChatbot().answer_predictor(yes_no=False).signature
-    inputs = {"passages": _SENTINELS["passages"], "history": dspy.History(messages=[]),
-              "question": _SENTINELS["question"]}
+    inputs = {
+        "passages": _SENTINELS["passages"],
+        "history": dspy.History(messages=[]),
+        "question": _SENTINELS["question"],
+    }
     messages = dspy.JSONAdapter().format(signature, demos=[], inputs=inputs)
     template = []
     for message in messages:
@@ -121,14 +129,11 @@ def build_chain(retriever: LanceDBRetriever, llm: Any, prompt: ChatPromptTemplat
     """The LCEL chain: ``{"question", "principal"}`` → ``{"answer", "citations", "passages", "found"}``."""
     prompt = prompt or load_prompt()
     structured = llm.with_structured_output(RAGAnswer, method="json_schema", strict=True)
-    answer = (
-        RunnablePassthrough.assign(
-            reply=RunnableLambda(lambda s: {"passages": format_passages(s["docs"]), "question": s["question"]})
-            | prompt
-            | structured
-        )
-        | RunnableLambda(_finish)
-    )
+    answer = RunnablePassthrough.assign(
+        reply=RunnableLambda(lambda s: {"passages": format_passages(s["docs"]), "question": s["question"]})
+        | prompt
+        | structured
+    ) | RunnableLambda(_finish)
     retrieve = RunnablePassthrough.assign(
         docs=RunnableLambda(lambda s: retriever.invoke(s["question"], principal=s["principal"]))
     )
@@ -140,9 +145,15 @@ def chat_model(settings: Any) -> Any:
     from langchain_openai import ChatOpenAI
 
     lm = settings.lm
-    return ChatOpenAI(model=lm.model, base_url=lm.api_base, api_key=lm.api_key() or "none",
-                      temperature=lm.temperature, max_tokens=lm.max_tokens, timeout=lm.timeout_s,
-                      max_retries=lm.max_retries)
+    return ChatOpenAI(
+        model=lm.model,
+        base_url=lm.api_base,
+        api_key=lm.api_key() or "none",
+        temperature=lm.temperature,
+        max_tokens=lm.max_tokens,
+        timeout=lm.timeout_s,
+        max_retries=lm.max_retries,
+    )
 
 
 def build_from_settings(settings: Any) -> Runnable:

@@ -24,8 +24,17 @@ from bench.report import SHARED_DATA, markdown_table, median, write_section
 from flywheel.lm.embedded import LlamaCppEngine
 
 REASONS = Literal[
-    "none", "Customer Service Issue", "Late Flight", "Cancelled Flight", "Lost Luggage", "Bad Flight",
-    "Flight Booking Problems", "Flight Attendant Complaints", "longlines", "Damaged Luggage", "Can't Tell",
+    "none",
+    "Customer Service Issue",
+    "Late Flight",
+    "Cancelled Flight",
+    "Lost Luggage",
+    "Bad Flight",
+    "Flight Booking Problems",
+    "Flight Attendant Complaints",
+    "longlines",
+    "Damaged Luggage",
+    "Can't Tell",
 ]
 
 
@@ -95,12 +104,21 @@ def main() -> None:
     prefill, decode = raw_speed(constrained)
     plain = UnconstrainedEngine()
     variants = [
-        ("ChatAdapter, unconstrained", dspy.LM("embedded/smollm2", engine=plain, cache=False, temperature=0.0),
-         dspy.ChatAdapter(use_json_adapter_fallback=False)),
-        ("JSONAdapter, prompted only", dspy.LM("embedded/smollm2", engine=plain, cache=False, temperature=0.0),
-         dspy.JSONAdapter()),
-        ("JSONAdapter + grammar (Flywheel)", dspy.LM("embedded/smollm2", engine=constrained, cache=False,
-                                                     temperature=0.0), dspy.JSONAdapter()),
+        (
+            "ChatAdapter, unconstrained",
+            dspy.LM("embedded/smollm2", engine=plain, cache=False, temperature=0.0),
+            dspy.ChatAdapter(use_json_adapter_fallback=False),
+        ),
+        (
+            "JSONAdapter, prompted only",
+            dspy.LM("embedded/smollm2", engine=plain, cache=False, temperature=0.0),
+            dspy.JSONAdapter(),
+        ),
+        (
+            "JSONAdapter + grammar (Flywheel)",
+            dspy.LM("embedded/smollm2", engine=constrained, cache=False, temperature=0.0),
+            dspy.JSONAdapter(),
+        ),
     ]
     rows = []
     baseline = None
@@ -120,13 +138,15 @@ def main() -> None:
     )
     if not args.skip_threads:
         budget_rows, summary = thread_budget_rows()
-        body += ("\n\n### Thread budget: decode beside a concurrent embedder load (same process)\n\n"
-                 f"{int(summary['cores'])} cores; budget (default): llama.cpp `thread_budget(1)` threads for decode "
-                 "and prompts, torch intra-op threads = the cores the loaded contexts leave (`flywheel.threads`); "
-                 "naive: llama.cpp `cpu_count` threads, torch at its default. Variants alternated, medians of 2 "
-                 "rounds of ~6 s of decoding each (`python -m bench.lm_threads`). "
-                 "Decode beside the embedder, budget / naive: "
-                 f"{summary['loaded_ratio']:.2f}.\n\n" + lm_threads.table(budget_rows))
+        body += (
+            "\n\n### Thread budget: decode beside a concurrent embedder load (same process)\n\n"
+            f"{int(summary['cores'])} cores; budget (default): llama.cpp `thread_budget(1)` threads for decode "
+            "and prompts, torch intra-op threads = the cores the loaded contexts leave (`flywheel.threads`); "
+            "naive: llama.cpp `cpu_count` threads, torch at its default. Variants alternated, medians of 2 "
+            "rounds of ~6 s of decoding each (`python -m bench.lm_threads`). "
+            "Decode beside the embedder, budget / naive: "
+            f"{summary['loaded_ratio']:.2f}.\n\n" + lm_threads.table(budget_rows)
+        )
     print(speed, "\n")
     print(parse)
     write_section("lm", "Embedded LM: speed and structured-output parse rate", body, "python -m bench.lm")

@@ -23,10 +23,14 @@ from flywheel import threads
 from flywheel.knowledge.embed import LocalEmbedder
 from flywheel.lm.embedded import LlamaCppEngine, thread_budget
 
-PROMPT = ("Write a short maintenance note about checking the oil level of a turboprop engine after a flight, "
-          "listing the steps in order.")
-CHUNK = ("The oil level is checked within thirty minutes of engine shutdown; the sight gauge must read between "
-         "the add and full marks, and any drop of more than a quart per hour is recorded in the logbook. ") * 3
+PROMPT = (
+    "Write a short maintenance note about checking the oil level of a turboprop engine after a flight, "
+    "listing the steps in order."
+)
+CHUNK = (
+    "The oil level is checked within thirty minutes of engine shutdown; the sight gauge must read between "
+    "the add and full marks, and any drop of more than a quart per hour is recorded in the logbook. "
+) * 3
 
 
 def decode_rate(engine: LlamaCppEngine, tokens: int, budget_s: float = 6.0) -> float:
@@ -72,8 +76,10 @@ def with_embedder_load(embedder: LocalEmbedder, work: Callable[[], float]) -> tu
 
 def thread_budget_rows(rounds: int = 2, tokens: int = 128) -> tuple[list[list[object]], dict[str, float]]:
     cores = threads.cores()
-    engines = {"budget (default)": LlamaCppEngine(n_threads=thread_budget(1)),
-               "naive": LlamaCppEngine(n_threads=os.cpu_count() or 1)}
+    engines = {
+        "budget (default)": LlamaCppEngine(n_threads=thread_budget(1)),
+        "naive": LlamaCppEngine(n_threads=os.cpu_count() or 1),
+    }
     torch_threads = {"budget (default)": None, "naive": os.cpu_count() or 1}
     embedder = LocalEmbedder()
     embedder.embed([CHUNK] * 16)  # model loaded, torch warmed
@@ -89,16 +95,27 @@ def thread_budget_rows(rounds: int = 2, tokens: int = 128) -> tuple[list[list[ob
             rate, chunks = with_embedder_load(embedder, lambda engine=engine: decode_rate(engine, tokens))
             loaded[name].append(rate)
             embed_rate[name].append(chunks)
-            print(f"{name}: decode alone {alone[name][-1]:.0f} tok/s, beside the embedder {rate:.0f} tok/s "
-                  f"(embedder {chunks:.1f} chunks/s)", flush=True)
+            print(
+                f"{name}: decode alone {alone[name][-1]:.0f} tok/s, beside the embedder {rate:.0f} tok/s "
+                f"(embedder {chunks:.1f} chunks/s)",
+                flush=True,
+            )
     # Both contexts are loaded in this process, so the budget's torch share here is cores − both
     # contexts' threads (at least 1); with one engine, as in serving, it is cores − its threads.
     rows = []
     for name, engine in engines.items():
         torch_n = torch_threads[name] or max(1, cores - engine.n_threads)
-        rows.append([name, f"{engine.n_threads} / {engine.n_threads}", str(torch_n), f"{median(alone[name]):.0f}",
-                     f"{median(loaded[name]):.0f}", f"{median(loaded[name]) / median(alone[name]):.2f}",
-                     f"{median(embed_rate[name]):.1f}"])
+        rows.append(
+            [
+                name,
+                f"{engine.n_threads} / {engine.n_threads}",
+                str(torch_n),
+                f"{median(alone[name]):.0f}",
+                f"{median(loaded[name]):.0f}",
+                f"{median(loaded[name]) / median(alone[name]):.2f}",
+                f"{median(embed_rate[name]):.1f}",
+            ]
+        )
     budget, naive = (median(loaded[n]) for n in engines)
     for engine in engines.values():
         engine.close()
@@ -106,9 +123,18 @@ def thread_budget_rows(rounds: int = 2, tokens: int = 128) -> tuple[list[list[ob
 
 
 def table(rows: list[list[object]]) -> str:
-    return markdown_table(["threads", "llama.cpp decode / prompt threads", "torch threads", "decode tok/s alone",
-                           "decode tok/s beside the embedder", "beside / alone", "embedder chunks/s meanwhile"],
-                          rows)
+    return markdown_table(
+        [
+            "threads",
+            "llama.cpp decode / prompt threads",
+            "torch threads",
+            "decode tok/s alone",
+            "decode tok/s beside the embedder",
+            "beside / alone",
+            "embedder chunks/s meanwhile",
+        ],
+        rows,
+    )
 
 
 def main() -> None:
@@ -120,15 +146,20 @@ def main() -> None:
     rows, summary = thread_budget_rows(args.rounds, args.tokens)
     print(table(rows))
     print(f"decode beside the embedder, budget / naive: {summary['loaded_ratio']:.2f}")
-    write_section("lm_threads", "Thread budget: LM decode alone and beside a concurrent embedder", (
-        "SmolLM2 (llama.cpp) and MiniLM (torch) in one process. Budget (default): llama.cpp `thread_budget(1)` "
-        "threads for decode and prompts, torch intra-op threads = the cores the loaded contexts leave "
-        "(`flywheel.threads`); naive: llama.cpp `cpu_count` threads, torch at its default. Variants alternated, "
-        f"medians of {args.rounds} rounds of ~6 s of decoding each. Load average {load:.1f} at the start on "
-        f"{int(summary['cores'])} cores: the kernel shares the cores among all runnable threads of every "
-        "process, so on a machine shared with other jobs a variant with more threads also takes CPU from "
-        "them, which this single-process comparison cannot separate.\n\n" + table(rows)),
-        "python -m bench.lm_threads")
+    write_section(
+        "lm_threads",
+        "Thread budget: LM decode alone and beside a concurrent embedder",
+        (
+            "SmolLM2 (llama.cpp) and MiniLM (torch) in one process. Budget (default): llama.cpp `thread_budget(1)` "
+            "threads for decode and prompts, torch intra-op threads = the cores the loaded contexts leave "
+            "(`flywheel.threads`); naive: llama.cpp `cpu_count` threads, torch at its default. Variants alternated, "
+            f"medians of {args.rounds} rounds of ~6 s of decoding each. Load average {load:.1f} at the start on "
+            f"{int(summary['cores'])} cores: the kernel shares the cores among all runnable threads of every "
+            "process, so on a machine shared with other jobs a variant with more threads also takes CPU from "
+            "them, which this single-process comparison cannot separate.\n\n" + table(rows)
+        ),
+        "python -m bench.lm_threads",
+    )
 
 
 if __name__ == "__main__":

@@ -74,9 +74,16 @@ class LoadResult:
         return percentile(self.latencies, 99)
 
     def summary(self) -> dict[str, float]:
-        return {"concurrency": self.concurrency, "ok": self.ok, "errors": self.errors,
-                "throughput": self.throughput, "mean": self.mean, "p50": self.p50, "p95": self.p95,
-                "p99": self.p99}
+        return {
+            "concurrency": self.concurrency,
+            "ok": self.ok,
+            "errors": self.errors,
+            "throughput": self.throughput,
+            "mean": self.mean,
+            "p50": self.p50,
+            "p95": self.p95,
+            "p99": self.p99,
+        }
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -138,8 +145,15 @@ async def run_load(
             await client.aclose()
 
 
-async def _phase(client: httpx.AsyncClient, make_request: Callable[[int], RequestSpec], concurrency: int,
-                 requests: int | None, duration_s: float | None, offset: int, keep: bool) -> LoadResult:
+async def _phase(
+    client: httpx.AsyncClient,
+    make_request: Callable[[int], RequestSpec],
+    concurrency: int,
+    requests: int | None,
+    duration_s: float | None,
+    offset: int,
+    keep: bool,
+) -> LoadResult:
     result = LoadResult(concurrency, [], 0, 0.0)
     counter = iter(range(offset, offset + requests) if requests is not None else itertools.count(offset))
     started = time.perf_counter()

@@ -49,19 +49,28 @@ def ask_all(url: str, keys: dict[str, str], rows: list[dict[str, Any]]) -> list[
     out = []
     with httpx.Client(timeout=600) as client:
         for row in rows:
-            reply = client.post(f"{url}/v1/chat/completions", headers={"Authorization": f"Bearer {keys[row['user']]}"},
-                                json={"model": "rag", "messages": [{"role": "user", "content": row["question"]}]})
+            reply = client.post(
+                f"{url}/v1/chat/completions",
+                headers={"Authorization": f"Bearer {keys[row['user']]}"},
+                json={"model": "rag", "messages": [{"role": "user", "content": row["question"]}]},
+            )
             reply.raise_for_status()
             body = reply.json()
-            out.append({"answer": body["choices"][0]["message"]["content"],
-                        "trace_id": body.get("flywheel", {}).get("trace_id")})
+            out.append(
+                {
+                    "answer": body["choices"][0]["message"]["content"],
+                    "trace_id": body.get("flywheel", {}).get("trace_id"),
+                }
+            )
     return out
 
 
 def score(rows: list[dict[str, Any]], answers: list[dict[str, Any]]) -> dict[str, float | None]:
-    return {"f1": mean(token_f1(r, a) for r, a in zip(rows, answers, strict=True)),
-            "contains": mean(answer_contains(r, a) for r, a in zip(rows, answers, strict=True)),
-            "refused": mean(float(a["answer"].startswith(NOT_FOUND_PREFIX)) for a in answers)}
+    return {
+        "f1": mean(token_f1(r, a) for r, a in zip(rows, answers, strict=True)),
+        "contains": mean(answer_contains(r, a) for r, a in zip(rows, answers, strict=True)),
+        "refused": mean(float(a["answer"].startswith(NOT_FOUND_PREFIX)) for a in answers),
+    }
 
 
 def give_feedback(url: str, keys: dict[str, str], rows: list[dict[str, Any]], answers: list[dict[str, Any]]) -> dict:
@@ -72,8 +81,9 @@ def give_feedback(url: str, keys: dict[str, str], rows: list[dict[str, Any]], an
             body = {"trace_id": answer["trace_id"], "rating": "up" if good else "down"}
             if not good:
                 body["correction"] = row["answer"]
-            client.post(f"{url}/feedback", headers={"Authorization": f"Bearer {keys[row['user']]}"},
-                        json=body).raise_for_status()
+            client.post(
+                f"{url}/feedback", headers={"Authorization": f"Bearer {keys[row['user']]}"}, json=body
+            ).raise_for_status()
             counts["up" if good else "down_with_correction"] += 1
     return counts
 
@@ -101,18 +111,27 @@ def run() -> dict[str, Any]:
     held_out_path.write_text("".join(json.dumps(r) + "\n" for r in held_out))
     users = sorted({r["user"] for r in rows})
     keys = services.create_keys(home, users)
-    env = services.base_env(home, LM__N_THREADS="1", LM__CACHE="false", SERVE__RELOAD_INTERVAL_S="1",
-                            LIMITS__RATE_PER_MINUTE="0", LIMITS__MAX_CONCURRENT="0")
+    env = services.base_env(
+        home,
+        LM__N_THREADS="1",
+        LM__CACHE="false",
+        SERVE__RELOAD_INTERVAL_S="1",
+        LIMITS__RATE_PER_MINUTE="0",
+        LIMITS__MAX_CONCURRENT="0",
+    )
     result: dict[str, Any] = {"feedback_q": len(feedback_rows), "held_out_q": len(held_out)}
     with services.flywheel_service(env) as service:
         log(f"answering {len(rows)} questions before optimization …")
-        before = {"feedback": ask_all(service.url, keys, feedback_rows), "held_out": ask_all(service.url, keys,
-                                                                                             held_out)}
+        before = {
+            "feedback": ask_all(service.url, keys, feedback_rows),
+            "held_out": ask_all(service.url, keys, held_out),
+        }
         result["feedback"] = give_feedback(service.url, keys, feedback_rows, before["feedback"])
         log(f"feedback given: {result['feedback']}; optimizing from it …")
         started = time.perf_counter()
-        output = services.flywheel("optimize", "rag", "--from-feedback", "--dev", str(held_out_path), env=env,
-                                   timeout=3600)
+        output = services.flywheel(
+            "optimize", "rag", "--from-feedback", "--dev", str(held_out_path), env=env, timeout=3600
+        )
         result["optimize_s"] = time.perf_counter() - started
         result["optimize_output"] = output[-3000:]
         champion = ProgramRegistry(load_settings(home=home)).get("rag", "champion")
@@ -121,10 +140,15 @@ def run() -> dict[str, Any]:
         if result["promoted"]:
             result["swap_s"] = wait_for_version(service.url, keys[users[0]], champion.version)
         log("answering the same questions again …")
-        after = {"feedback": ask_all(service.url, keys, feedback_rows), "held_out": ask_all(service.url, keys,
-                                                                                            held_out)}
-    result["scores"] = {f"{when} · {half}": score(feedback_rows if half == "feedback" else held_out, answers[half])
-                        for when, answers in (("before", before), ("after", after)) for half in answers}
+        after = {
+            "feedback": ask_all(service.url, keys, feedback_rows),
+            "held_out": ask_all(service.url, keys, held_out),
+        }
+    result["scores"] = {
+        f"{when} · {half}": score(feedback_rows if half == "feedback" else held_out, answers[half])
+        for when, answers in (("before", before), ("after", after))
+        for half in answers
+    }
     return result
 
 
@@ -133,19 +157,23 @@ def fmt(value: float | None) -> str:
 
 
 def render(result: dict[str, Any], wall_s: float) -> str:
-    table = markdown_table(["step · questions", "answer F1", "answer contains", "refused"],
-                           [[name, fmt(s["f1"]), fmt(s["contains"]), fmt(s["refused"])]
-                            for name, s in result["scores"].items()])
-    swap = (f"the running service served it {result['swap_s']:.1f} s later without a restart"
-            if result.get("swap_s") is not None else "no new champion, nothing to swap")
+    table = markdown_table(
+        ["step · questions", "answer F1", "answer contains", "refused"],
+        [[name, fmt(s["f1"]), fmt(s["contains"]), fmt(s["refused"])] for name, s in result["scores"].items()],
+    )
+    swap = (
+        f"the running service served it {result['swap_s']:.1f} s later without a restart"
+        if result.get("swap_s") is not None
+        else "no new champion, nothing to swap"
+    )
     gate = f"champion is now version {result['champion']}" if result["promoted"] else "the gate kept the old champion"
     return f"""{table}
 
-Sample knowledge base, {result['feedback_q']} questions that received feedback and {result['held_out_q']} held-out
+Sample knowledge base, {result["feedback_q"]} questions that received feedback and {result["held_out_q"]} held-out
 questions (seeded 50/50 split of `samples/datasets/rag_questions.jsonl`, each asked with its user's API key through
 `/v1/chat/completions`; embedded SmolLM2-135M, one llama.cpp thread). Feedback through `POST /feedback`:
-{result['feedback']['up']} thumbs-up, {result['feedback']['down_with_correction']} thumbs-down with a correction.
-`flywheel optimize rag --from-feedback --dev held-out` ({result['optimize_s'] / 60:.1f} min): {gate}; {swap}.
+{result["feedback"]["up"]} thumbs-up, {result["feedback"]["down_with_correction"]} thumbs-down with a correction.
+`flywheel optimize rag --from-feedback --dev held-out` ({result["optimize_s"] / 60:.1f} min): {gate}; {swap}.
 Whole run {wall_s / 60:.1f} min."""
 
 
@@ -160,8 +188,12 @@ def main() -> None:
     print(body, flush=True)
     print(result.get("optimize_output", ""), file=sys.stderr)
     if not args.no_write:
-        write_section("loop", "The flywheel end to end: serve → feedback → optimize → gate → hot swap", body,
-                      "python -m bench.loop")
+        write_section(
+            "loop",
+            "The flywheel end to end: serve → feedback → optimize → gate → hot swap",
+            body,
+            "python -m bench.loop",
+        )
 
 
 if __name__ == "__main__":

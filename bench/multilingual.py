@@ -58,8 +58,13 @@ def sample_kb(home: Path, embedder: Embedder) -> KnowledgeBase:
         kb.catalog.add_user(user["name"], user.get("groups", []), is_admin=bool(user.get("admin")))
     for entry in yaml.safe_load((SAMPLES / "knowledge" / "manifest.yaml").read_text(encoding="utf-8")):
         path = SAMPLES / "knowledge" / entry["path"]
-        kb.ingest_files(kb.principal(entry["owner"]), [(path.name, path.read_bytes())], groups=entry["groups"],
-                        tags=entry.get("tags", []), titles={path.name: entry["title"]})
+        kb.ingest_files(
+            kb.principal(entry["owner"]),
+            [(path.name, path.read_bytes())],
+            groups=entry["groups"],
+            tags=entry.get("tags", []),
+            titles={path.name: entry["title"]},
+        )
     return kb
 
 
@@ -130,12 +135,31 @@ def main() -> None:
     def cell(value: float) -> str:
         return f"{value:.3f}"
 
-    ja_rows = [[name, r["ja"]["text (whitespace)"], r["ja"]["text"], r["ja"]["vector"],
-                r["ja"]["hybrid (whitespace)"], r["ja"]["hybrid"]] for name, r in results.items()]
-    en_rows = [[name, cell(r["en"]["text"]), cell(r["en"]["vector"]), cell(r["en"]["hybrid"])]
-               for name, r in results.items()]
-    ja_table = markdown_table(["embedder", "keyword, whitespace (before)", "keyword, segmented", "vector",
-                               "hybrid, whitespace (before)", "hybrid, segmented"], ja_rows)
+    ja_rows = [
+        [
+            name,
+            r["ja"]["text (whitespace)"],
+            r["ja"]["text"],
+            r["ja"]["vector"],
+            r["ja"]["hybrid (whitespace)"],
+            r["ja"]["hybrid"],
+        ]
+        for name, r in results.items()
+    ]
+    en_rows = [
+        [name, cell(r["en"]["text"]), cell(r["en"]["vector"]), cell(r["en"]["hybrid"])] for name, r in results.items()
+    ]
+    ja_table = markdown_table(
+        [
+            "embedder",
+            "keyword, whitespace (before)",
+            "keyword, segmented",
+            "vector",
+            "hybrid, whitespace (before)",
+            "hybrid, segmented",
+        ],
+        ja_rows,
+    )
     en_table = markdown_table(["embedder", "keyword (BM25)", "vector", "hybrid"], en_rows)
     scope = "all 35 articles" if args.full else f"{len(paths)} of 35 articles (seed {SEED})"
     body = (

@@ -47,12 +47,24 @@ reason (negative only): the main complaint, e.g. Late Flight for delays, Cancell
 Customer Service Issue for bad or unreachable support, Flight Booking Problems, Bad Flight for the
 onboard experience."""
 HAND_CLASSIFIER_EXAMPLES = [
-    {"text": "@united flight delayed 3 hours and no one tells us anything", "sentiment": "negative",
-     "reason": "Late Flight", "justification": "A delay complaint."},
-    {"text": "@SouthwestAir thanks for the great crew on my flight today!", "sentiment": "positive",
-     "reason": None, "justification": "Praise for the crew."},
-    {"text": "@JetBlue do you fly from Boston to Austin in March?", "sentiment": "neutral", "reason": None,
-     "justification": "A question without a feeling."},
+    {
+        "text": "@united flight delayed 3 hours and no one tells us anything",
+        "sentiment": "negative",
+        "reason": "Late Flight",
+        "justification": "A delay complaint.",
+    },
+    {
+        "text": "@SouthwestAir thanks for the great crew on my flight today!",
+        "sentiment": "positive",
+        "reason": None,
+        "justification": "Praise for the crew.",
+    },
+    {
+        "text": "@JetBlue do you fly from Boston to Austin in March?",
+        "sentiment": "neutral",
+        "reason": None,
+        "justification": "A question without a feeling.",
+    },
 ]
 HAND_RAG_PROMPT = """You are Skylark Regional Airways' assistant. Read the numbered passages carefully and answer
 the question in one short sentence using the exact words, numbers and names from the passages. Cite the
@@ -60,8 +72,9 @@ numbers of the passages you used. Set found to true whenever a passage contains 
 only if none of the passages is about the question."""
 
 
-def with_hand_prompt(program: dspy.Module, predictor_name: str, prompt: str,
-                     examples: list[dict[str, Any]] | None = None) -> dspy.Module:
+def with_hand_prompt(
+    program: dspy.Module, predictor_name: str, prompt: str, examples: list[dict[str, Any]] | None = None
+) -> dspy.Module:
     hand = program.deepcopy()
     for name, predictor in hand.named_predictors():
         if name == predictor_name:
@@ -70,20 +83,41 @@ def with_hand_prompt(program: dspy.Module, predictor_name: str, prompt: str,
     return hand
 
 
-def compare(label: str, base: dspy.Module, hand: dspy.Module, train: Dataset, dev: Dataset,
-            metrics: dict[str, Any], objective: Any, threshold: float, threads: int,
-            keys: list[str]) -> list[list[object]]:
+def compare(
+    label: str,
+    base: dspy.Module,
+    hand: dspy.Module,
+    train: Dataset,
+    dev: Dataset,
+    metrics: dict[str, Any],
+    objective: Any,
+    threshold: float,
+    threads: int,
+    keys: list[str],
+) -> list[list[object]]:
     """Unoptimized, hand-written and bootstrap-compiled variants on the same held-out rows."""
     rows = []
     results = {}
     for name, program in (("unoptimized", base), ("hand-written prompt", hand)):
         results[name] = evaluate_program(program, dev, metrics, name=name, threads=threads)
         rows.append([label, name, *fmt_metrics(results[name].metrics, keys), "–", "–"])
-    compiled = compile_program(base, train.examples, optimizer="bootstrap",
-                               metric=optimizer_metric(objective, threshold=threshold), threads=threads)
+    compiled = compile_program(
+        base,
+        train.examples,
+        optimizer="bootstrap",
+        metric=optimizer_metric(objective, threshold=threshold),
+        threads=threads,
+    )
     results["optimized"] = evaluate_program(compiled.program, dev, metrics, name="optimized", threads=threads)
-    rows.append([label, f"bootstrap ({compiled.demos} demos)", *fmt_metrics(results["optimized"].metrics, keys),
-                 compiled.lm_calls, f"{compiled.wall_s / 60:.1f}"])
+    rows.append(
+        [
+            label,
+            f"bootstrap ({compiled.demos} demos)",
+            *fmt_metrics(results["optimized"].metrics, keys),
+            compiled.lm_calls,
+            f"{compiled.wall_s / 60:.1f}",
+        ]
+    )
     return rows
 
 
@@ -100,8 +134,18 @@ def classifier_bench(train_n: int, dev_n: int, threads: int) -> tuple[list[str],
     base = FeedbackClassifier()
     hand = with_hand_prompt(base, "classify", HAND_CLASSIFIER_PROMPT, HAND_CLASSIFIER_EXAMPLES)
     keys = ["accuracy", "macro_f1", "reason_accuracy"]
-    rows = compare(f"classifier ({train_n} train / {dev_n} dev)", base, hand, train, dev, metrics,
-                   metrics["accuracy"], 1.0, threads, keys)
+    rows = compare(
+        f"classifier ({train_n} train / {dev_n} dev)",
+        base,
+        hand,
+        train,
+        dev,
+        metrics,
+        metrics["accuracy"],
+        1.0,
+        threads,
+        keys,
+    )
     return keys, rows
 
 
@@ -110,10 +154,13 @@ def rag_bench(train_n: int, dev_n: int, threads: int, home: Path) -> tuple[list[
     from flywheel.programs.rag import RAGChatbot, knowledge_readable, knowledge_retriever
 
     env = {**os.environ, "FLYWHEEL_HOME": str(home)}
-    for command in (["users", "import", "samples/users.yaml"],
-                    ["docs", "import", "samples/knowledge/manifest.yaml", "--as", "admin"]):
-        subprocess.run([sys.executable, "-m", "flywheel", *command], env=env, cwd=REPO, check=True,
-                       stdout=subprocess.DEVNULL)
+    for command in (
+        ["users", "import", "samples/users.yaml"],
+        ["docs", "import", "samples/knowledge/manifest.yaml", "--as", "admin"],
+    ):
+        subprocess.run(
+            [sys.executable, "-m", "flywheel", *command], env=env, cwd=REPO, check=True, stdout=subprocess.DEVNULL
+        )
     settings = load_settings(home=home)
     kb = KnowledgeBase(settings)
     docs = kb.catalog.list_documents()
@@ -126,13 +173,27 @@ def rag_bench(train_n: int, dev_n: int, threads: int, home: Path) -> tuple[list[
     train, dev = data.split(0.5, seed=0)
     train, dev = train.head(train_n), dev.head(dev_n)
     composites = dict(settings.optimize.composites)
-    metrics = resolve_metrics(["rag_quality", "answer_f1", "answer_contains", "recall"], "qa", composites=composites,
-                              k=settings.programs.retrieval_k)
+    metrics = resolve_metrics(
+        ["rag_quality", "answer_f1", "answer_contains", "recall"],
+        "qa",
+        composites=composites,
+        k=settings.programs.retrieval_k,
+    )
     base = RAGChatbot(knowledge_retriever(kb), k=settings.programs.retrieval_k, readable=knowledge_readable(kb))
     hand = with_hand_prompt(base, "respond", HAND_RAG_PROMPT)
     keys = ["rag_quality", "answer_f1", "answer_contains", "recall"]
-    table = compare(f"RAG chatbot ({len(train)} train / {len(dev)} dev)", base, hand, train, dev, metrics,
-                    metrics["rag_quality"], 0.5, threads, keys)
+    table = compare(
+        f"RAG chatbot ({len(train)} train / {len(dev)} dev)",
+        base,
+        hand,
+        train,
+        dev,
+        metrics,
+        metrics["rag_quality"],
+        0.5,
+        threads,
+        keys,
+    )
     return keys, table
 
 
@@ -157,11 +218,16 @@ def main() -> None:
         sections.append(markdown_table(["program", "variant", *keys, "compile LM calls", "compile min"], rows))
     body = "\n\n".join(sections) + (
         f"\n\nHeld-out rows only; the same rows for every variant; embedded SmolLM2-135M, temperature 0, "
-        f"DSPy cache off. Whole run: {(time.perf_counter() - started) / 60:.1f} min.")
+        f"DSPy cache off. Whole run: {(time.perf_counter() - started) / 60:.1f} min."
+    )
     print(body)
     if not args.no_write:
-        write_section("optimize", "Optimization lift (held-out, before/after, vs a hand-written prompt)", body,
-                      "python -m bench.optimize" + (" --quick" if args.quick else ""))
+        write_section(
+            "optimize",
+            "Optimization lift (held-out, before/after, vs a hand-written prompt)",
+            body,
+            "python -m bench.optimize" + (" --quick" if args.quick else ""),
+        )
 
 
 if __name__ == "__main__":

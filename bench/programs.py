@@ -26,8 +26,10 @@ from flywheel.lm import build_lm
 from flywheel.programs.agent import ToolAgent, lexical_ranker
 from flywheel.programs.rag import Passage, RAGChatbot
 
-PASSAGES = [Passage(f"d{i}:1:0", f"d{i}", f"manual-{i}.md §{i}", "Check the oil 5 to 30 minutes after shutdown. " * 8)
-            for i in range(4)]
+PASSAGES = [
+    Passage(f"d{i}:1:0", f"d{i}", f"manual-{i}.md §{i}", "Check the oil 5 to 30 minutes after shutdown. " * 8)
+    for i in range(4)
+]
 ALICE = Principal("alice", frozenset({"mechanics"}))
 
 
@@ -49,8 +51,13 @@ class InstantEngine:
                 reply[name] = True
             else:
                 reply[name] = "Within 30 minutes of shutdown."
-        return Response(id=None, model=request.model, message=Message.assistant([TextPart(json.dumps(reply))]),
-                        finish_reason="stop", usage=Usage(input_tokens=1, output_tokens=1))
+        return Response(
+            id=None,
+            model=request.model,
+            message=Message.assistant([TextPart(json.dumps(reply))]),
+            finish_reason="stop",
+            usage=Usage(input_tokens=1, output_tokens=1),
+        )
 
 
 class StubKnowledge:
@@ -95,18 +102,29 @@ def main() -> None:
         rag(question=question, principal=ALICE)
         lm_call = median([_timed(lambda: rag(question=question, principal=ALICE)) for _ in range(3)])
     rows = [
-        ["RAG chatbot (1 LM call per request)", f"{rag_overhead * 1000:.2f}", f"{lm_call * 1000:.0f}",
-         f"{rag_overhead / lm_call:.2%}"],
-        ["Agent, 1 tool step (2 LM calls + tool)", f"{agent_overhead * 1000:.2f}", f"{lm_call * 1000:.0f}",
-         f"{agent_overhead / lm_call:.2%}"],
+        [
+            "RAG chatbot (1 LM call per request)",
+            f"{rag_overhead * 1000:.2f}",
+            f"{lm_call * 1000:.0f}",
+            f"{rag_overhead / lm_call:.2%}",
+        ],
+        [
+            "Agent, 1 tool step (2 LM calls + tool)",
+            f"{agent_overhead * 1000:.2f}",
+            f"{lm_call * 1000:.0f}",
+            f"{agent_overhead / lm_call:.2%}",
+        ],
     ]
     table = markdown_table(["program", "overhead ms/request", "one embedded LM call ms", "overhead / LM call"], rows)
     print(table)
-    body = ("Median over the timed requests after 10 warm-up requests. Overhead = the program run against an "
-            "LM that answers instantly and a stub retriever (no LM, no embedding time). The LM call is the same "
-            "RAG request with the real embedded SmolLM2.\n\n" + table)
-    write_section("programs", "Programs: per-request overhead excluding LM and embedding", body,
-                  "python -m bench.programs")
+    body = (
+        "Median over the timed requests after 10 warm-up requests. Overhead = the program run against an "
+        "LM that answers instantly and a stub retriever (no LM, no embedding time). The LM call is the same "
+        "RAG request with the real embedded SmolLM2.\n\n" + table
+    )
+    write_section(
+        "programs", "Programs: per-request overhead excluding LM and embedding", body, "python -m bench.programs"
+    )
 
 
 def _timed(fn: Any) -> float:

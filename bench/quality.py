@@ -61,23 +61,27 @@ def langchain_program(chain: Any, texts: dict[str, str]) -> Any:
     def call(question: str, principal: Any) -> dspy.Prediction:
         out = chain.invoke({"question": question, "principal": principal})
         passages = [{**p, "text": texts.get(p.get("chunk_id", ""), "")} for p in out["passages"]]
-        return dspy.Prediction(answer=out["answer"], citations=out["citations"], passages=passages,
-                               found=out["found"])
+        return dspy.Prediction(answer=out["answer"], citations=out["citations"], passages=passages, found=out["found"])
 
     return call
 
 
 def halves(data: Dataset) -> list[Dataset]:
     middle = (len(data) + 1) // 2
-    return [Dataset(data.name, data.kind, part, data.labelled, data.columns)
-            for part in (data.examples[:middle], data.examples[middle:]) if part]
+    return [
+        Dataset(data.name, data.kind, part, data.labelled, data.columns)
+        for part in (data.examples[:middle], data.examples[middle:])
+        if part
+    ]
 
 
-def run_interleaved(programs: dict[str, Any], dev: Dataset, metrics: dict[str, Any], lm: services.Server,
-                    threads: int) -> dict[str, dict[str, Any]]:
+def run_interleaved(
+    programs: dict[str, Any], dev: Dataset, metrics: dict[str, Any], lm: services.Server, threads: int
+) -> dict[str, dict[str, Any]]:
     """Every variant on every dev half (order reversed on the second), LM counters read per run."""
-    out: dict[str, dict[str, Any]] = {name: {"rows": [], "lm_calls": 0, "lm_s": 0.0, "wall_s": 0.0}
-                                      for name in programs}
+    out: dict[str, dict[str, Any]] = {
+        name: {"rows": [], "lm_calls": 0, "lm_s": 0.0, "wall_s": 0.0} for name in programs
+    }
     for number, part in enumerate(halves(dev)):
         order = list(programs) if number % 2 == 0 else list(reversed(programs))
         for name in order:
@@ -127,9 +131,14 @@ def summarize(entry: dict[str, Any]) -> dict[str, Any]:
     n = max(len(rows), 1)
     figures = {key: mean([row.scores.get(key) for _, row in rows]) for key in SCORES}
     figures["faithfulness"] = mean(list(entry.get("faithfulness", {}).values()))
-    figures.update(questions=len(rows), errors=sum(1 for _, row in rows if row.error),
-                   found=mean([float(bool(row.outputs.get("found"))) for _, row in rows]),
-                   lm_calls_per_q=entry["lm_calls"] / n, lm_s_per_q=entry["lm_s"] / n, wall_s_per_q=entry["wall_s"] / n)
+    figures.update(
+        questions=len(rows),
+        errors=sum(1 for _, row in rows if row.error),
+        found=mean([float(bool(row.outputs.get("found"))) for _, row in rows]),
+        lm_calls_per_q=entry["lm_calls"] / n,
+        lm_s_per_q=entry["lm_s"] / n,
+        wall_s_per_q=entry["wall_s"] / n,
+    )
     return figures
 
 
@@ -146,8 +155,14 @@ def run(quick: bool, threads: int) -> dict[str, Any]:
     home = services.fresh_home()
     os.environ.update(services.base_env(home))  # offline embedder, this home for anything that reads env
     with services.embedded_lm_server(home) as lm:
-        endpoint = {"provider": "openai", "api_base": lm.url + "/v1", "model": MODEL, "cache": False,
-                    "max_retries": 0, "timeout_s": 600}
+        endpoint = {
+            "provider": "openai",
+            "api_base": lm.url + "/v1",
+            "model": MODEL,
+            "cache": False,
+            "max_retries": 0,
+            "timeout_s": 600,
+        }
         settings = load_settings(home=home, lm=endpoint, judge_lm=endpoint, programs={"retrieval_k": K})
         configure_dspy(settings)
         kb = KnowledgeBase(settings)
@@ -157,13 +172,16 @@ def run(quick: bool, threads: int) -> dict[str, Any]:
             return next((d.id for d in docs if d.source == source or source.endswith("/" + d.source)), None)
 
         rows = [r for r in read_rows(services.QUESTIONS) if r.get("answer")]
-        data = dataset_from_rows(rows, "qa", name="rag_questions", principal_for=kb.principal,
-                                 resolve_document=resolve)
+        data = dataset_from_rows(rows, "qa", name="rag_questions", principal_for=kb.principal, resolve_document=resolve)
         train, dev = data.split(0.5, seed=0)
         train, dev = train.head(train_n), dev.head(dev_n)
-        metrics = resolve_metrics(["rag_quality", *SCORES, "faithfulness"], "qa",
-                                  composites=dict(settings.optimize.composites),
-                                  judge_lm=build_lm(settings.judge_lm), k=K)
+        metrics = resolve_metrics(
+            ["rag_quality", *SCORES, "faithfulness"],
+            "qa",
+            composites=dict(settings.optimize.composites),
+            judge_lm=build_lm(settings.judge_lm),
+            k=K,
+        )
         faithfulness = metrics.pop("faithfulness")
         objective = optimizer_metric(metrics.pop("rag_quality"), threshold=THRESHOLD)
         base = RAGChatbot(knowledge_retriever(kb), k=K, readable=knowledge_readable(kb))
@@ -172,13 +190,24 @@ def run(quick: bool, threads: int) -> dict[str, Any]:
         lm.reset()
         note, started = "", time.perf_counter()
         try:
-            compiled = compile_program(base, train.examples, optimizer="bootstrap", metric=objective,
-                                       threads=threads, budget=Budget(max_lm_calls=2 * len(train) + 4))
+            compiled = compile_program(
+                base,
+                train.examples,
+                optimizer="bootstrap",
+                metric=objective,
+                threads=threads,
+                budget=Budget(max_lm_calls=2 * len(train) + 4),
+            )
             optimized, demos, notes = compiled.program, compiled.demos, compiled.notes
         except BudgetExhaustedError as exc:
             optimized, demos, notes, note = base, 0, [], f"compile stopped by its budget ({exc.message})"
-        compile_stats = {"lm_calls": int(lm.stats().get("http", {}).get("count", 0)),
-                         "wall_s": time.perf_counter() - started, "demos": demos, "notes": notes, "stopped": note}
+        compile_stats = {
+            "lm_calls": int(lm.stats().get("http", {}).get("count", 0)),
+            "wall_s": time.perf_counter() - started,
+            "demos": demos,
+            "notes": notes,
+            "stopped": note,
+        }
 
         texts = {r["chunk_id"]: r["text"] for r in kb.index.table.to_arrow().select(["chunk_id", "text"]).to_pylist()}
         chain = langchain_program(build_from_settings(settings), texts)
@@ -189,10 +218,18 @@ def run(quick: bool, threads: int) -> dict[str, Any]:
         out = run_interleaved(programs, dev, metrics, lm, threads)
         log(f"judging faithfulness of {sum(len(e['rows']) for e in out.values())} answers …")
         judge_calls = judge_all(out, faithfulness, lm, threads)
-    variants = {name: summarize(out[name]) if name in out else {**summarize(out[VARIANTS[0]]), "same_as": VARIANTS[0]}
-                for name in VARIANTS}
-    return {"train": len(train), "dev": len(dev), "threads": threads, "compile": compile_stats,
-            "judge_lm_calls": judge_calls, "variants": variants}
+    variants = {
+        name: summarize(out[name]) if name in out else {**summarize(out[VARIANTS[0]]), "same_as": VARIANTS[0]}
+        for name in VARIANTS
+    }
+    return {
+        "train": len(train),
+        "dev": len(dev),
+        "threads": threads,
+        "compile": compile_stats,
+        "judge_lm_calls": judge_calls,
+        "variants": variants,
+    }
 
 
 def fmt(value: float | None, digits: int = 3) -> str:
@@ -206,44 +243,73 @@ def render(result: dict[str, Any], wall_s: float) -> str:
         demos["flywheel optimized"] = "0 (= unoptimized, not re-run)"
     table = markdown_table(
         ["variant", "answer F1", "answer contains", "recall@5", "faithfulness", "LM calls/q", "LM s/q", "demos"],
-        [[name, fmt(v["answer_f1"]), fmt(v["answer_contains"]), fmt(v["recall"]), fmt(v["faithfulness"]),
-          fmt(v["lm_calls_per_q"], 2), fmt(v["lm_s_per_q"], 2), demos[name]] for name, v in variants.items()])
+        [
+            [
+                name,
+                fmt(v["answer_f1"]),
+                fmt(v["answer_contains"]),
+                fmt(v["recall"]),
+                fmt(v["faithfulness"]),
+                fmt(v["lm_calls_per_q"], 2),
+                fmt(v["lm_s_per_q"], 2),
+                demos[name],
+            ]
+            for name, v in variants.items()
+        ],
+    )
     if compile_stats["stopped"]:
         lift = f"The optimized program is the unoptimized one: the {compile_stats['stopped']}."
     elif compile_stats["demos"] == 0:
-        lift = ("**BootstrapFewShot kept 0 demos**: no training trace reached the rag_quality threshold "
-                f"({THRESHOLD}) with this model (SmolLM2-135M mostly answers found=false), so the 'optimized' "
-                "program is the unoptimized one (its row repeats the unoptimized figures; it was not re-run): "
-                "there is no lift to report.")
+        lift = (
+            "**BootstrapFewShot kept 0 demos**: no training trace reached the rag_quality threshold "
+            f"({THRESHOLD}) with this model (SmolLM2-135M mostly answers found=false), so the 'optimized' "
+            "program is the unoptimized one (its row repeats the unoptimized figures; it was not re-run): "
+            "there is no lift to report."
+        )
     else:
-        lift = (f"BootstrapFewShot kept {compile_stats['demos']} demo(s) (rag_quality ≥ {THRESHOLD} on the train "
-                "trace); the optimized row shows what they buy and what the longer prompt costs per question.")
-    details = "; ".join(f"{name}: {v['errors']} error(s), found={fmt(v['found'], 2)}, wall {fmt(v['wall_s_per_q'], 2)} "
-                        "s/q" for name, v in variants.items() if "same_as" not in v)
-    vacuous = ("" if result["judge_lm_calls"] else
-               ": every answer was the refusal, so faithfulness 1.0 says nothing about grounding here")
+        lift = (
+            f"BootstrapFewShot kept {compile_stats['demos']} demo(s) (rag_quality ≥ {THRESHOLD} on the train "
+            "trace); the optimized row shows what they buy and what the longer prompt costs per question."
+        )
+    details = "; ".join(
+        f"{name}: {v['errors']} error(s), found={fmt(v['found'], 2)}, wall {fmt(v['wall_s_per_q'], 2)} s/q"
+        for name, v in variants.items()
+        if "same_as" not in v
+    )
+    vacuous = (
+        ""
+        if result["judge_lm_calls"]
+        else ": every answer was the refusal, so faithfulness 1.0 says nothing about grounding here"
+    )
     threads = result["threads"]
-    queueing = ("" if threads == 1 else f"; it answers one request at a time, so with {threads} in flight LM s/q "
-                "includes queueing at the LM")
+    queueing = (
+        ""
+        if threads == 1
+        else f"; it answers one request at a time, so with {threads} in flight LM s/q includes queueing at the LM"
+    )
     return f"""{table}
 
-Same {result['dev']} held-out questions (seeded 50/50 split of `samples/datasets/rag_questions.jsonl`, each asked
+Same {result["dev"]} held-out questions (seeded 50/50 split of `samples/datasets/rag_questions.jsonl`, each asked
 as its labelled user), same LM for answers and judge (embedded SmolLM2-135M-Instruct behind `flywheel lm serve`,
 temperature 0, DSPy cache off), same index and hybrid retrieval with k = {K}, {threads} question(s) at a time;
 variants interleaved over two halves of the dev set. Answer F1 / contains: `flywheel.evaluate.metrics`; recall@5:
 the gold document among the retrieved passages; faithfulness: the catalog's judge (1 supported, 0.5 partially,
 0 unsupported; the not-found refusal makes no claim and scores 1 without a call; an error scores 0 everywhere),
-{result['judge_lm_calls']} judge calls, not counted as cost{vacuous}. LM calls and seconds are read at the LM
-server{queueing}. {lift} Compile: {result['train']} train questions, {compile_stats['lm_calls']} LM
-calls, {compile_stats['wall_s'] / 60:.1f} min. Per variant: {details}. Whole run: {wall_s / 60:.1f} min."""
+{result["judge_lm_calls"]} judge calls, not counted as cost{vacuous}. LM calls and seconds are read at the LM
+server{queueing}. {lift} Compile: {result["train"]} train questions, {compile_stats["lm_calls"]} LM
+calls, {compile_stats["wall_s"] / 60:.1f} min. Per variant: {details}. Whole run: {wall_s / 60:.1f} min."""
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="6 train / 8 dev questions (a smoke run).")
     parser.add_argument("--no-write", action="store_true", help="Print only; leave docs/benchmarks.md alone.")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="Questions in flight (the LM server answers one at a time; more only adds queueing).")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="Questions in flight (the LM server answers one at a time; more only adds queueing).",
+    )
     args = parser.parse_args()
     services.exit_on_sigterm()
     started = time.perf_counter()
@@ -253,8 +319,15 @@ def main() -> None:
     if not args.no_write:
         command = "python -m bench.quality" + (" --quick" if args.quick else "")
         write_section("quality", "Quality at equal cost: Flywheel (unoptimized, optimized) vs LangChain", body, command)
-        services.save_summary("quality", {"train": result["train"], "dev": result["dev"],
-                                          "demos": result["compile"]["demos"], "variants": result["variants"]})
+        services.save_summary(
+            "quality",
+            {
+                "train": result["train"],
+                "dev": result["dev"],
+                "demos": result["compile"]["demos"],
+                "variants": result["variants"],
+            },
+        )
 
 
 if __name__ == "__main__":

@@ -76,9 +76,7 @@ def write_section(name: str, title: str, body: str, command: str) -> None:
     text = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else HEADER
     start, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    section = (
-        f"{start}\n## {title}\n\n`{command}` — {stamp}\n\nMachine: {machine()}\n\n{body.strip()}\n{end}"
-    )
+    section = f"{start}\n## {title}\n\n`{command}` — {stamp}\n\nMachine: {machine()}\n\n{body.strip()}\n{end}"
     if start in text and end in text:
         before, rest = text.split(start, 1)
         after = rest.split(end, 1)[1]

@@ -53,15 +53,17 @@ def budget(level: int, quick: bool, stub_latency_ms: float) -> int:
     return max(4 * level, min((200 if not quick else 64), int(level * 8000 / max(stub_latency_ms, 1))))
 
 
-def chat_request(url: str, keys: dict[str, str], rows: list[dict[str, str]], model: str = "rag",
-                 path: str = "/v1/chat/completions") -> Callable[[int], RequestSpec]:
+def chat_request(
+    url: str, keys: dict[str, str], rows: list[dict[str, str]], model: str = "rag", path: str = "/v1/chat/completions"
+) -> Callable[[int], RequestSpec]:
     """The i-th request: question i (cycling) asked as its user, OpenAI chat shape."""
 
     def make(i: int) -> RequestSpec:
         row = rows[i % len(rows)]
         body = {"model": model, "messages": [{"role": "user", "content": row["question"]}]}
-        return RequestSpec(url + path, body, headers={"Authorization": f"Bearer {keys[row['user']]}"},
-                           check=_has_answer)
+        return RequestSpec(
+            url + path, body, headers={"Authorization": f"Bearer {keys[row['user']]}"}, check=_has_answer
+        )
 
     return make
 
@@ -73,9 +75,17 @@ def _has_answer(response: httpx.Response) -> bool:
         return False
 
 
-async def measure(make: Callable[[int], RequestSpec], concurrency: int, requests: int, *, lm: services.Server,
-                  service: services.Server | None, warmup: int | None = None, keep: bool = False,
-                  cap_s: float | None = RUN_CAP_S) -> Measured:
+async def measure(
+    make: Callable[[int], RequestSpec],
+    concurrency: int,
+    requests: int,
+    *,
+    lm: services.Server,
+    service: services.Server | None,
+    warmup: int | None = None,
+    keep: bool = False,
+    cap_s: float | None = RUN_CAP_S,
+) -> Measured:
     """A warmed-up load run with the LM's and the service's counters zeroed after the warm-up."""
 
     def reset() -> None:
@@ -83,8 +93,15 @@ async def measure(make: Callable[[int], RequestSpec], concurrency: int, requests
         if service is not None:
             service.reset()
 
-    result = await run_load(make, concurrency=concurrency, requests=requests, keep_responses=keep, duration_s=cap_s,
-                            warmup=concurrency * 2 if warmup is None else warmup, after_warmup=reset)
+    result = await run_load(
+        make,
+        concurrency=concurrency,
+        requests=requests,
+        keep_responses=keep,
+        duration_s=cap_s,
+        warmup=concurrency * 2 if warmup is None else warmup,
+        after_warmup=reset,
+    )
     lm_stats = lm.stats()
     lm_count, lm_busy = _counter(lm_stats)
     done = max(result.ok + result.errors, 1)
@@ -120,8 +137,13 @@ def combine(items: list[Measured]) -> Measured:
     def avg(get: Callable[[Measured], float]) -> float:
         return sum(get(m) * w for m, w in zip(items, weights, strict=True)) / total
 
-    return Measured(merge([m.result for m in items]), avg(lambda m: m.lm_s), avg(lambda m: m.lm_calls),
-                    avg(lambda m: m.retrieval_s), avg(lambda m: m.server_s))
+    return Measured(
+        merge([m.result for m in items]),
+        avg(lambda m: m.lm_s),
+        avg(lambda m: m.lm_calls),
+        avg(lambda m: m.retrieval_s),
+        avg(lambda m: m.server_s),
+    )
 
 
 def ms(seconds: float) -> str:
@@ -155,28 +177,54 @@ async def run(latencies: list[float], quick: bool) -> tuple[str, dict[str, float
                 for level in LEVELS:
                     n = budget(level, quick, latency)
                     print(f"serve: stub {latency:g} ms, concurrency {level}, {n} requests", flush=True)
-                    both = await interleaved({
-                        "stub": lambda lv=level, n=n, b=body: measure(stub_capacity_request(stub, b), lv, n // 2,
-                                                                      lm=stub, service=None),
-                        "flywheel": lambda lv=level, n=n: measure(make, lv, n // 2, lm=stub, service=service),
-                    }, rounds=2)
+                    both = await interleaved(
+                        {
+                            "stub": lambda lv=level, n=n, b=body: measure(
+                                stub_capacity_request(stub, b), lv, n // 2, lm=stub, service=None
+                            ),
+                            "flywheel": lambda lv=level, n=n: measure(make, lv, n // 2, lm=stub, service=service),
+                        },
+                        rounds=2,
+                    )
                     cap, fw = both["stub"], both["flywheel"]
                     table_rows.append(row(latency, level, cap, fw))
-    headers = ["stub LM ms", "concurrency", "stub capacity req/s", "Flywheel req/s", "Flywheel / capacity",
-               "p50 ms", "p95 ms", "p99 ms", "LM ms/req", "retrieval ms/req", "overhead ms/req", "errors"]
+    headers = [
+        "stub LM ms",
+        "concurrency",
+        "stub capacity req/s",
+        "Flywheel req/s",
+        "Flywheel / capacity",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "LM ms/req",
+        "retrieval ms/req",
+        "overhead ms/req",
+        "errors",
+    ]
     table = markdown_table(headers, table_rows)
     ceiling = retrieval_ceiling(home)
     fw_c32 = max(float(r[3]) for r in table_rows if r[1] == LEVELS[-1])
-    table += (f"\n\n**The limit on this machine.** Retrieval alone (query embedding + hybrid search, no LM, no HTTP, "
-              f"{ceiling['threads']:.0f} threads in a process of its own) costs {ceiling['cpu_ms']:.0f} ms of CPU and "
-              f"tops out at **{ceiling['qps']:.1f} retrievals/s** on these 2 cores, so no service doing this retrieval "
-              f"(Flywheel's or LangChain's) can exceed it, whatever the stub's capacity. Flywheel at concurrency "
-              f"{LEVELS[-1]}: {fw_c32:.1f} req/s = **{fw_c32 / ceiling['qps']:.2f}** of that ceiling, with the stub LM "
-              f"and the load generator on the same cores.")
+    table += (
+        f"\n\n**The limit on this machine.** Retrieval alone (query embedding + hybrid search, no LM, no HTTP, "
+        f"{ceiling['threads']:.0f} threads in a process of its own) costs {ceiling['cpu_ms']:.0f} ms of CPU and "
+        f"tops out at **{ceiling['qps']:.1f} retrievals/s** on these 2 cores, so no service doing this retrieval "
+        f"(Flywheel's or LangChain's) can exceed it, whatever the stub's capacity. Flywheel at concurrency "
+        f"{LEVELS[-1]}: {fw_c32:.1f} req/s = **{fw_c32 / ceiling['qps']:.2f}** of that ceiling, with the stub LM "
+        f"and the load generator on the same cores."
+    )
     print(table)
     ratios = {str(r[0]): float(r[4]) for r in table_rows if r[1] == LEVELS[-1]}
-    return table, ratios, {"retrieval_qps": ceiling["qps"], "retrieval_cpu_ms": ceiling["cpu_ms"],
-                           "flywheel_c32_qps": fw_c32, "ratio": fw_c32 / ceiling["qps"]}
+    return (
+        table,
+        ratios,
+        {
+            "retrieval_qps": ceiling["qps"],
+            "retrieval_cpu_ms": ceiling["cpu_ms"],
+            "flywheel_c32_qps": fw_c32,
+            "ratio": fw_c32 / ceiling["qps"],
+        },
+    )
 
 
 def retrieval_ceiling(home: Any, threads: int = 32, rounds: int = 3) -> dict[str, float]:
@@ -187,9 +235,15 @@ def retrieval_ceiling(home: Any, threads: int = 32, rounds: int = 3) -> dict[str
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-m", "bench.serve", "--retrieval-ceiling", str(home), str(threads),
-                          str(rounds)], env=services.base_env(home), cwd=services.REPO, capture_output=True,
-                         text=True, timeout=600, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.serve", "--retrieval-ceiling", str(home), str(threads), str(rounds)],
+        env=services.base_env(home),
+        cwd=services.REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    ).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -222,9 +276,20 @@ def _measure_retrieval(threads: int, rounds: int) -> dict[str, float]:
 
 def row(latency: float, level: int, cap: Measured, fw: Measured) -> list[Any]:
     r = fw.result
-    return [f"{latency:g}", level, f"{cap.result.throughput:.1f}", f"{r.throughput:.1f}",
-            f"{r.throughput / cap.result.throughput:.2f}", ms(r.p50), ms(r.p95), ms(r.p99), ms(fw.lm_s),
-            ms(fw.retrieval_s), ms(fw.overhead_s), r.errors]
+    return [
+        f"{latency:g}",
+        level,
+        f"{cap.result.throughput:.1f}",
+        f"{r.throughput:.1f}",
+        f"{r.throughput / cap.result.throughput:.2f}",
+        ms(r.p50),
+        ms(r.p95),
+        ms(r.p99),
+        ms(fw.lm_s),
+        ms(fw.retrieval_s),
+        ms(fw.overhead_s),
+        r.errors,
+    ]
 
 
 NOTE = """\
@@ -258,10 +323,13 @@ def main() -> None:
     services.save_summary("serve", {"capacity_ratio_c32": ratios, "ceiling": ceiling})
     if not args.no_write:
         body = NOTE.format(workers=SERVICE_WORKERS, cap=RUN_CAP_S) + "\n\n" + table
-        write_section("serve", "Serving: flywheel serve against a fixed-latency stub LM", body,
-                      "python -m bench.serve" + (" --quick" if args.quick else ""))
+        write_section(
+            "serve",
+            "Serving: flywheel serve against a fixed-latency stub LM",
+            body,
+            "python -m bench.serve" + (" --quick" if args.quick else ""),
+        )
 
 
 if __name__ == "__main__":
     main()
-

@@ -47,8 +47,13 @@ def free_port() -> int:
 def base_env(home: Path, **settings: str) -> dict[str, str]:
     """This environment, minus other FLYWHEEL_* settings, plus ``home`` and ``settings``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLYWHEEL_")}
-    env.update(HF_HUB_OFFLINE="1", LITELLM_LOCAL_MODEL_COST_MAP="True", TOKENIZERS_PARALLELISM="false",
-               PYTHONPATH=str(REPO), FLYWHEEL_HOME=str(home))
+    env.update(
+        HF_HUB_OFFLINE="1",
+        LITELLM_LOCAL_MODEL_COST_MAP="True",
+        TOKENIZERS_PARALLELISM="false",
+        PYTHONPATH=str(REPO),
+        FLYWHEEL_HOME=str(home),
+    )
     env.update({f"FLYWHEEL_{k.upper()}": v for k, v in settings.items()})
     return env
 
@@ -56,16 +61,24 @@ def base_env(home: Path, **settings: str) -> dict[str, str]:
 def service_env(home: Path, lm_base: str, model: str, **extra: str) -> dict[str, str]:
     """Settings for a service whose LM is the OpenAI-compatible server at ``lm_base`` (no DSPy cache)."""
     # Benchmarks measure throughput: the per-key rate and concurrency limits are off (they are tested apart).
-    settings = {"LM__PROVIDER": "openai", "LM__API_BASE": lm_base, "LM__MODEL": model, "LM__CACHE": "false",
-                "LM__MAX_RETRIES": "0", "LIMITS__RATE_PER_MINUTE": "0", "LIMITS__MAX_CONCURRENT": "0"}
+    settings = {
+        "LM__PROVIDER": "openai",
+        "LM__API_BASE": lm_base,
+        "LM__MODEL": model,
+        "LM__CACHE": "false",
+        "LM__MAX_RETRIES": "0",
+        "LIMITS__RATE_PER_MINUTE": "0",
+        "LIMITS__MAX_CONCURRENT": "0",
+    }
     return base_env(home, **{**settings, **extra})
 
 
 def _run(argv: list[str], env: dict[str, str], timeout: float = 600) -> str:
     done = subprocess.run(argv, env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)} failed ({done.returncode}):\n{done.stdout[-2000:]}\n"
-                           f"{done.stderr[-2000:]}")
+        raise RuntimeError(
+            f"{' '.join(argv)} failed ({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
+        )
     return done.stdout
 
 
@@ -115,8 +128,16 @@ def questions(limit: int | None = None) -> list[dict[str, str]]:
 class Server:
     """A loopback server process (optionally under bench.instrument, with a stats port)."""
 
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], port: int, *,
-                 health: str = "/health", stats_port: int | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        env: dict[str, str],
+        port: int,
+        *,
+        health: str = "/health",
+        stats_port: int | None = None,
+    ) -> None:
         self.name, self.argv, self.env, self.port = name, argv, env, port
         self.health, self.stats_port = health, stats_port
         self.url = f"http://127.0.0.1:{port}"
@@ -124,8 +145,7 @@ class Server:
         self.proc: subprocess.Popen[bytes] | None = None
 
     @classmethod
-    def instrumented(cls, name: str, command: list[str], env: dict[str, str], port: int,
-                     **kwargs: Any) -> Server:
+    def instrumented(cls, name: str, command: list[str], env: dict[str, str], port: int, **kwargs: Any) -> Server:
         stats_port = free_port()
         argv = [PYTHON, "-m", "bench.instrument", "--stats-port", str(stats_port), "--", *command]
         return cls(name, argv, env, port, stats_port=stats_port, **kwargs)
@@ -133,8 +153,9 @@ class Server:
     def start(self) -> Server:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("wb") as log:
-            self.proc = subprocess.Popen(self.argv, env=self.env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(
+                self.argv, env=self.env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         return self
 
     def wait_ready(self, timeout_s: float = 180) -> float:
@@ -198,8 +219,17 @@ def flywheel_service(env: dict[str, str], *extra: str) -> Server:
 
 def langchain_service(env: dict[str, str]) -> Server:
     port = free_port()
-    command = ["uvicorn", "bench.langchain_app:app", "--host", "127.0.0.1", "--port", str(port),
-               "--log-level", "warning", "--no-access-log"]
+    command = [
+        "uvicorn",
+        "bench.langchain_app:app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ]
     return Server.instrumented("langchain-serve", command, env, port)
 
 

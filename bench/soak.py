@@ -83,14 +83,14 @@ async def one_request(soak: Soak, client: httpx.AsyncClient, rng: random.Random,
             known.append(reply.json()["flywheel"]["trace_id"])
         return op, reply.status_code == 200, f"{op} {reply.status_code} {reply.text[:120]}"
     if op == "chat_stream":
-        async with client.stream("POST", "/v1/chat/completions", json={**chat, "stream": True},
-                                 headers=headers) as reply:
+        async with client.stream(
+            "POST", "/v1/chat/completions", json={**chat, "stream": True}, headers=headers
+        ) as reply:
             body = (await reply.aread()).decode(errors="replace")
         done = reply.status_code == 200 and body.rstrip().endswith("[DONE]")
         return op, done, f"{op} {reply.status_code} {body[:120]}"
     if op == "invocations":
-        reply = await client.post("/invocations", json={"dataframe_records": [{"question": question}]},
-                                  headers=headers)
+        reply = await client.post("/invocations", json={"dataframe_records": [{"question": question}]}, headers=headers)
         good = reply.status_code == 200 and not reply.json()["predictions"][0].get("error")
         return op, good, f"{op} {reply.status_code} {reply.text[:120]}"
     if op == "feedback":
@@ -101,8 +101,12 @@ async def one_request(soak: Soak, client: httpx.AsyncClient, rng: random.Random,
         soak.uploads += 1
         name = f"soak-{user}-{soak.uploads % 5}.md"
         text = f"# Soak note {soak.uploads}\n\nShift handover {soak.uploads}: {question}\n"
-        reply = await client.post("/documents", headers=headers, data={"groups": USERS[user]},
-                                  files=[("files", (name, text.encode(), "text/markdown"))])
+        reply = await client.post(
+            "/documents",
+            headers=headers,
+            data={"groups": USERS[user]},
+            files=[("files", (name, text.encode(), "text/markdown"))],
+        )
         return op, reply.status_code == 201, f"{op} {reply.status_code} {reply.text[:120]}"
     reply = await client.get("/documents", headers=headers)
     return op, reply.status_code == 200, f"{op} {reply.status_code} {reply.text[:120]}"
@@ -165,8 +169,16 @@ def report(soak: Soak, seconds: float, home: Path, args: argparse.Namespace) -> 
         items = per_minute[minute]
         latencies = [o.seconds * 1000 for o in items if o.ok]
         span = min(60.0, seconds - minute * 60) or 60.0
-        rows.append([minute + 1, len(items), sum(not o.ok for o in items), f"{len(items) / span:.1f}",
-                     f"{percentile(latencies, 50):.0f}", f"{percentile(latencies, 99):.0f}"])
+        rows.append(
+            [
+                minute + 1,
+                len(items),
+                sum(not o.ok for o in items),
+                f"{len(items) / span:.1f}",
+                f"{percentile(latencies, 50):.0f}",
+                f"{percentile(latencies, 99):.0f}",
+            ]
+        )
     by_op = collections.Counter(o.op for o in soak.outcomes)
     failed = collections.Counter(o.op for o in soak.outcomes if not o.ok)
     answered = sum(1 for o in soak.outcomes if o.ok and o.op in ("chat", "chat_stream", "invocations"))
@@ -176,20 +188,27 @@ def report(soak: Soak, seconds: float, home: Path, args: argparse.Namespace) -> 
     peak = max(s[1] for s in soak.samples)
     errors = [o.detail for o in soak.outcomes if not o.ok][:5]
     total = len(soak.outcomes)
-    return "\n\n".join([
-        f"{total} requests in {seconds / 60:.1f} min at concurrency {args.concurrency} from {len(USERS)} users "
-        f"(stub LM {args.latency_ms:g} ms, {total / seconds:.1f} req/s), **{sum(failed.values())} errors**.",
-        markdown_table(["minute", "requests", "errors", "req/s", "p50 ms", "p99 ms"], rows),
-        markdown_table(["operation", "requests", "errors", "p50 ms", "p99 ms", "max ms"], [
-            [op, by_op[op], failed[op], *(f"{v:.0f}" for v in op_latencies(soak, op))] for op in OPERATIONS]),
-        markdown_table(["service process", "start", "end", "peak"], [
-            ["RSS (MiB)", f"{rss0 / 2**20:.0f}", f"{rss1 / 2**20:.0f}", f"{peak / 2**20:.0f}"],
-            ["open file descriptors", fds0, fds1, max(s[2] for s in soak.samples)],
-        ]),
-        f"Traces stored: {traces} for {answered} answers (chat, streamed chat and invocation rows; "
-        f"trace sample {args.trace_sample:g}); answers recorded for feedback: {interactions}.",
-        ("First errors: " + "; ".join(f"`{e}`" for e in errors)) if errors else "No errors.",
-    ])
+    return "\n\n".join(
+        [
+            f"{total} requests in {seconds / 60:.1f} min at concurrency {args.concurrency} from {len(USERS)} users "
+            f"(stub LM {args.latency_ms:g} ms, {total / seconds:.1f} req/s), **{sum(failed.values())} errors**.",
+            markdown_table(["minute", "requests", "errors", "req/s", "p50 ms", "p99 ms"], rows),
+            markdown_table(
+                ["operation", "requests", "errors", "p50 ms", "p99 ms", "max ms"],
+                [[op, by_op[op], failed[op], *(f"{v:.0f}" for v in op_latencies(soak, op))] for op in OPERATIONS],
+            ),
+            markdown_table(
+                ["service process", "start", "end", "peak"],
+                [
+                    ["RSS (MiB)", f"{rss0 / 2**20:.0f}", f"{rss1 / 2**20:.0f}", f"{peak / 2**20:.0f}"],
+                    ["open file descriptors", fds0, fds1, max(s[2] for s in soak.samples)],
+                ],
+            ),
+            f"Traces stored: {traces} for {answered} answers (chat, streamed chat and invocation rows; "
+            f"trace sample {args.trace_sample:g}); answers recorded for feedback: {interactions}.",
+            ("First errors: " + "; ".join(f"`{e}`" for e in errors)) if errors else "No errors.",
+        ]
+    )
 
 
 def main() -> None:
@@ -205,8 +224,9 @@ def main() -> None:
     keys = services.create_keys(home, sorted(USERS))
     soak = Soak("", keys, user_questions(), 0)
     with services.stub_lm(args.latency_ms) as stub:
-        env = services.service_env(home, stub.url + "/v1", "stub", SERVE__WORKERS="64",
-                                   SERVE__TRACE_SAMPLE=str(args.trace_sample))
+        env = services.service_env(
+            home, stub.url + "/v1", "stub", SERVE__WORKERS="64", SERVE__TRACE_SAMPLE=str(args.trace_sample)
+        )
         service = services.flywheel_service(env)
         with service:
             assert service.proc is not None
@@ -216,8 +236,9 @@ def main() -> None:
         # leaving the block stopped the service gracefully: queued traces were flushed
     body = report(soak, seconds, home, args)
     print(body)
-    (services.CACHE / "soak-last.json").write_text(json.dumps({"seconds": seconds, "requests": len(soak.outcomes),
-                                                               "errors": sum(not o.ok for o in soak.outcomes)}))
+    (services.CACHE / "soak-last.json").write_text(
+        json.dumps({"seconds": seconds, "requests": len(soak.outcomes), "errors": sum(not o.ok for o in soak.outcomes)})
+    )
     if not args.no_write:
         command = f"python -m bench.soak --minutes {args.minutes:g}"
         write_section("soak", "Soak: flywheel serve under a mixed load", body, command)

@@ -167,8 +167,10 @@ class StubLM:
                 extra: dict[str, Any] = more[0] if more else {}  # {"headers": {...}, "cut": n} (bench.fault_lm)
                 close = headers.get("connection", "").lower() == "close"
                 extra_headers = "".join(f"{k}: {v}\r\n" for k, v in extra.get("headers", {}).items())
-                head = (f"HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {len(payload)}\r\n"
-                        f"{extra_headers}connection: {'close' if close else 'keep-alive'}\r\n\r\n").encode()
+                head = (
+                    f"HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {len(payload)}\r\n"
+                    f"{extra_headers}connection: {'close' if close else 'keep-alive'}\r\n\r\n"
+                ).encode()
                 if extra.get("cut") is not None:  # the connection drops after ``cut`` bytes of the body
                     writer.write(head + payload[: extra["cut"]])
                     await writer.drain()
@@ -218,23 +220,35 @@ class StubLM:
             return "400 Bad Request", "application/json", json.dumps(error).encode()
         await asyncio.sleep(self.latency_s)
         model = body.get("model") or self.model
-        usage = {"prompt_tokens": prompt_chars // 4, "completion_tokens": len(text) // 4,
-                 "total_tokens": (prompt_chars + len(text)) // 4}
+        usage = {
+            "prompt_tokens": prompt_chars // 4,
+            "completion_tokens": len(text) // 4,
+            "total_tokens": (prompt_chars + len(text)) // 4,
+        }
         ident, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         if body.get("stream"):
             chunks = [
                 {"choices": [{"index": 0, "delta": {"role": "assistant", "content": text}, "finish_reason": None}]},
                 {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "usage": usage},
             ]
-            payload = b"".join(
-                f"data: {json.dumps(dict(c, id=ident, object='chat.completion.chunk', created=created, model=model))}"
-                "\n\n".encode() for c in chunks
-            ) + b"data: [DONE]\n\n"
+            payload = (
+                b"".join(
+                    f"data: {json.dumps(dict(c, id=ident, object='chat.completion.chunk', created=created, model=model))}"  # noqa: E501
+                    "\n\n".encode()
+                    for c in chunks
+                )
+                + b"data: [DONE]\n\n"
+            )
             self._count(started)
             return "200 OK", "text/event-stream", payload
-        reply = {"id": ident, "object": "chat.completion", "created": created, "model": model,
-                 "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                              "finish_reason": "stop"}], "usage": usage}
+        reply = {
+            "id": ident,
+            "object": "chat.completion",
+            "created": created,
+            "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "usage": usage,
+        }
         self._count(started)
         return "200 OK", "application/json", json.dumps(reply).encode()
 
@@ -250,8 +264,13 @@ async def serve(host: str, port: int, latency_s: float, stub: StubLM | None = No
         await server.serve_forever()
 
 
-def main(server_class: type[StubLM] = StubLM, *, port: int = 8090, latency_ms: float = 50.0,
-         description: str = "OpenAI-compatible stub LM with a fixed latency.") -> None:
+def main(
+    server_class: type[StubLM] = StubLM,
+    *,
+    port: int = 8090,
+    latency_ms: float = 50.0,
+    description: str = "OpenAI-compatible stub LM with a fixed latency.",
+) -> None:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=port)

@@ -71,9 +71,12 @@ def naive_reference(kb: Any, engine: Any) -> Any:
     def answer(question: str, principal: Any, **_: Any) -> dspy.Prediction:
         hits = kb.search(principal, question, k=NAIVE_K)
         passages = "\n\n".join(f"[{i}] {h.text}" for i, h in enumerate(hits, 1))
-        out = engine.chat(messages=[{"role": "user", "content": NAIVE_PROMPT.format(passages=passages,
-                                                                                      question=question)}],
-                          max_tokens=48, temperature=0.0, response_format={"type": "json_object", "schema": schema})
+        out = engine.chat(
+            messages=[{"role": "user", "content": NAIVE_PROMPT.format(passages=passages, question=question)}],
+            max_tokens=48,
+            temperature=0.0,
+            response_format={"type": "json_object", "schema": schema},
+        )
         try:
             text = json.loads(out["choices"][0]["message"]["content"])["answer"]
         except (ValueError, KeyError, TypeError):
@@ -97,17 +100,22 @@ def scores(rows: list[Any], answers: list[dict[str, Any]]) -> dict[str, float | 
     f1 = [token_f1(r, a) for r, a in zip(rows, answers, strict=True)]
     em = [exact_match(r, a) for r, a in zip(rows, answers, strict=True)]
     yes_no = [is_yes_no_question(r.question) for r in rows]
-    return {"f1": mean(f1), "em": mean(em),
-            "f1_yes_no": mean(v for v, y in zip(f1, yes_no, strict=True) if y),
-            "f1_other": mean(v for v, y in zip(f1, yes_no, strict=True) if not y),
-            "refused": mean(float(not a["found"]) for a in answers)}
+    return {
+        "f1": mean(f1),
+        "em": mean(em),
+        "f1_yes_no": mean(v for v, y in zip(f1, yes_no, strict=True) if y),
+        "f1_other": mean(v for v, y in zip(f1, yes_no, strict=True) if not y),
+        "refused": mean(float(not a["found"]) for a in answers),
+    }
 
 
 def refusal(answerable: list[dict[str, Any]], unanswerable: list[dict[str, Any]]) -> dict[str, float | None]:
     wrong = sum(not a["found"] for a in answerable)
     right = sum(not a["found"] for a in unanswerable)
-    return {"precision": right / (right + wrong) if right + wrong else None,
-            "recall": right / len(unanswerable) if unanswerable else None}
+    return {
+        "precision": right / (right + wrong) if right + wrong else None,
+        "recall": right / len(unanswerable) if unanswerable else None,
+    }
 
 
 def run(quick: bool) -> dict[str, Any]:
@@ -132,15 +140,27 @@ def run(quick: bool) -> dict[str, Any]:
     kb.catalog.add_user("reader", groups=["wiki"])
     ingested = [n for n in articles["train"] + articles["test"]]
     log(f"ingesting {len(ingested)} articles ({ABSENT_ARTICLES} left out) …")
-    kb.ingest_files(kb.principal("reader"), [(n, (WIKI / "articles" / n).read_bytes()) for n in ingested],
-                    groups=["wiki"])
+    kb.ingest_files(
+        kb.principal("reader"), [(n, (WIKI / "articles" / n).read_bytes()) for n in ingested], groups=["wiki"]
+    )
     ids = {d.source: d.id for d in kb.catalog.list_documents()}
 
     def dataset(name: str, chosen: list[dict[str, Any]]) -> Any:
-        return dataset_from_rows([{"question": r["question"], "answer": r["answers"], "user": "reader",
-                                   **({"document": r["document"]} if r["document"] in ids else {})}
-                                  for r in chosen], "qa", name=name, principal_for=kb.principal,
-                                 resolve_document=ids.get)
+        return dataset_from_rows(
+            [
+                {
+                    "question": r["question"],
+                    "answer": r["answers"],
+                    "user": "reader",
+                    **({"document": r["document"]} if r["document"] in ids else {}),
+                }
+                for r in chosen
+            ],
+            "qa",
+            name=name,
+            principal_for=kb.principal,
+            resolve_document=ids.get,
+        )
 
     train = dataset("wiki_qa[train articles]", sample(rows, articles["train"], sizes["train"]))
     test = dataset("wiki_qa[test articles]", sample(rows, articles["test"], sizes["test"]))
@@ -151,35 +171,62 @@ def run(quick: bool) -> dict[str, Any]:
     unoptimized = assistant.program("rag")
     started = time.perf_counter()
     log(f"optimize rag (auto) on {len(train)} train rows, gate on {len(test)} test questions …")
-    outcome = optimize_program(assistant, registry, OptimizeRequest(
-        program="rag", optimizer="auto", objective="rag_quality", train=train, dev=test, budget=Budget(),
-        threads=1, margin=settings.optimize.margin, guards={}, composites=dict(settings.optimize.composites),
-        retrieval_k=settings.programs.retrieval_k))
+    outcome = optimize_program(
+        assistant,
+        registry,
+        OptimizeRequest(
+            program="rag",
+            optimizer="auto",
+            objective="rag_quality",
+            train=train,
+            dev=test,
+            budget=Budget(),
+            threads=1,
+            margin=settings.optimize.margin,
+            guards={},
+            composites=dict(settings.optimize.composites),
+            retrieval_k=settings.programs.retrieval_k,
+        ),
+    )
     optimize_s = time.perf_counter() - started
     optimized = outcome.compiled.program
     engine = embedded_engine(settings.lm)
-    variants = {"naive reference": naive_reference(kb, engine), "unoptimized program": unoptimized,
-                "optimized champion": optimized}
-    result: dict[str, Any] = {"sizes": {"train": len(train), "test": len(test), "absent": len(absent)},
-                              "articles": articles, "variants": {}, "optimize_s": optimize_s,
-                              "design": outcome.compiled.params.get("design"), "notes": outcome.compiled.notes,
-                              "promoted": outcome.decision.promote, "reasons": outcome.decision.reasons,
-                              "demos": outcome.compiled.demos}
+    variants = {
+        "naive reference": naive_reference(kb, engine),
+        "unoptimized program": unoptimized,
+        "optimized champion": optimized,
+    }
+    result: dict[str, Any] = {
+        "sizes": {"train": len(train), "test": len(test), "absent": len(absent)},
+        "articles": articles,
+        "variants": {},
+        "optimize_s": optimize_s,
+        "design": outcome.compiled.params.get("design"),
+        "notes": outcome.compiled.notes,
+        "promoted": outcome.decision.promote,
+        "reasons": outcome.decision.reasons,
+        "demos": outcome.compiled.demos,
+    }
     # The gate already answered the test questions with both programs: reuse those answers.
     gated = {"unoptimized program": outcome.baseline, "optimized champion": outcome.candidate}
     for name, program in variants.items():
         log(f"{name}: {len(test)} answerable + {len(absent)} unanswerable questions …")
         t0 = time.perf_counter()
         if name in gated:
-            on_test = [{"answer": str(row.outputs.get("answer", "")), "found": bool(row.outputs.get("found", True))}
-                       for row in gated[name].examples]
+            on_test = [
+                {"answer": str(row.outputs.get("answer", "")), "found": bool(row.outputs.get("found", True))}
+                for row in gated[name].examples
+            ]
             seconds_test = sum(row.latency_s for row in gated[name].examples)
         else:
             on_test, seconds_test = answers_of(program, test.examples), 0.0
         on_absent = answers_of(program, absent.examples)
         seconds = (time.perf_counter() - t0 + seconds_test) / (len(test) + len(absent))
-        result["variants"][name] = {**scores(test.examples, on_test),
-                                    "refusal": refusal(on_test, on_absent), "s_per_q": seconds}
+        result["variants"][name] = {
+            **scores(test.examples, on_test),
+            "refusal": refusal(on_test, on_absent),
+            "s_per_q": seconds,
+        }
     return result
 
 
@@ -191,23 +238,47 @@ def render(result: dict[str, Any], wall_s: float) -> str:
     naive = result["variants"]["naive reference"]["f1"] or 0.0
     rows = []
     for name, v in result["variants"].items():
-        rows.append([name, fmt(v["f1"]), fmt(v["em"]), fmt(v["f1_yes_no"]), fmt(v["f1_other"]),
-                     f"{(v['f1'] or 0) / naive:.2f}×" if naive else "–", fmt(v["refused"], 2),
-                     fmt(v["refusal"]["precision"], 2), fmt(v["refusal"]["recall"], 2), fmt(v["s_per_q"], 1)])
-    table = markdown_table(["variant", "answer F1", "EM", "F1 yes/no q.", "F1 other q.", "F1 vs naive",
-                            "refused (answerable)", "refusal precision", "refusal recall", "s/question"], rows)
+        rows.append(
+            [
+                name,
+                fmt(v["f1"]),
+                fmt(v["em"]),
+                fmt(v["f1_yes_no"]),
+                fmt(v["f1_other"]),
+                f"{(v['f1'] or 0) / naive:.2f}×" if naive else "–",
+                fmt(v["refused"], 2),
+                fmt(v["refusal"]["precision"], 2),
+                fmt(v["refusal"]["recall"], 2),
+                fmt(v["s_per_q"], 1),
+            ]
+        )
+    table = markdown_table(
+        [
+            "variant",
+            "answer F1",
+            "EM",
+            "F1 yes/no q.",
+            "F1 other q.",
+            "F1 vs naive",
+            "refused (answerable)",
+            "refusal precision",
+            "refusal recall",
+            "s/question",
+        ],
+        rows,
+    )
     sizes, articles = result["sizes"], result["articles"]
     gate = "promoted to champion" if result["promoted"] else "kept as candidate"
     return f"""{table}
 
-wiki_qa split by article (seed {SEED}): {len(articles['train'])} train articles, {len(articles['test'])} test
-articles, {len(articles['absent'])} never ingested ({', '.join(articles['absent'])}). {sizes['test']} held-out
-questions about the test articles (answerable), {sizes['absent']} about the absent ones (unanswerable: refusal
-recall = share refused; precision = refused unanswerable / all refusals), {sizes['train']} training rows about the
+wiki_qa split by article (seed {SEED}): {len(articles["train"])} train articles, {len(articles["test"])} test
+articles, {len(articles["absent"])} never ingested ({", ".join(articles["absent"])}). {sizes["test"]} held-out
+questions about the test articles (answerable), {sizes["absent"]} about the absent ones (unanswerable: refusal
+recall = share refused; precision = refused unanswerable / all refusals), {sizes["train"]} training rows about the
 train articles. Embedded SmolLM2-135M-Instruct, temperature 0, one llama.cpp thread, cache off, hybrid retrieval.
-`optimize rag` (auto, {result['optimize_s'] / 60:.1f} min including the gate's two evaluations): chosen design
-**{result['design']}**, {result['demos']} labelled demos stored; gate: {gate} ({'; '.join(result['reasons'])}).
-{' '.join(n + '.' for n in result['notes'])} Whole run {wall_s / 60:.1f} min."""
+`optimize rag` (auto, {result["optimize_s"] / 60:.1f} min including the gate's two evaluations): chosen design
+**{result["design"]}**, {result["demos"]} labelled demos stored; gate: {gate} ({"; ".join(result["reasons"])}).
+{" ".join(n + "." for n in result["notes"])} Whole run {wall_s / 60:.1f} min."""
 
 
 def main() -> None:
@@ -225,8 +296,12 @@ def main() -> None:
     print(body, flush=True)
     if not args.no_write:
         command = "python -m bench.wikiqa" + (" --quick" if args.quick else "")
-        write_section("wikiqa", "The flywheel on wiki_qa: naive prompt vs unoptimized vs optimized (held-out articles)",
-                      body, command)
+        write_section(
+            "wikiqa",
+            "The flywheel on wiki_qa: naive prompt vs unoptimized vs optimized (held-out articles)",
+            body,
+            command,
+        )
 
 
 if __name__ == "__main__":

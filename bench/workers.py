@@ -26,8 +26,16 @@ from bench.serve import chat_request
 
 def serve_processes(env: dict[str, str], workers: int) -> services.Server:
     port = services.free_port()
-    argv = [str(services.BIN / "flywheel"), "serve", "--host", "127.0.0.1", "--port", str(port),
-            "--workers", str(workers)]
+    argv = [
+        str(services.BIN / "flywheel"),
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+    ]
     return services.Server(f"flywheel-workers-{workers}", argv, env, port)
 
 
@@ -70,22 +78,54 @@ def main() -> None:
             before = count_traces(home)
             with serve_processes(env, n) as server:
                 all_started(server, n)
-                result = asyncio.run(run_load(chat_request(server.url, keys, rows), concurrency=args.concurrency,
-                                              requests=args.requests, warmup=4 * n, duration_s=120))
+                result = asyncio.run(
+                    run_load(
+                        chat_request(server.url, keys, rows),
+                        concurrency=args.concurrency,
+                        requests=args.requests,
+                        warmup=4 * n,
+                        duration_s=120,
+                    )
+                )
                 settled = traces_settled(home)  # queued traces written before the stop (which allows 15 s)
             traces = count_traces(home) - before
-            out.append([str(n), f"{result.throughput:.1f}", f"{result.p50 * 1000:.0f}", f"{result.p95 * 1000:.0f}",
-                        str(result.errors), f"{traces} / {result.ok + 4 * n}", f"{settled:.0f}"])
+            out.append(
+                [
+                    str(n),
+                    f"{result.throughput:.1f}",
+                    f"{result.p50 * 1000:.0f}",
+                    f"{result.p95 * 1000:.0f}",
+                    str(result.errors),
+                    f"{traces} / {result.ok + 4 * n}",
+                    f"{settled:.0f}",
+                ]
+            )
             print(out[-1], result.error_samples[:3], flush=True)
-    table = markdown_table(["processes", "requests/s", "p50 ms", "p95 ms", "failed", "traces stored / answers",
-                           "traces still being written after the load, s"], out)
+    table = markdown_table(
+        [
+            "processes",
+            "requests/s",
+            "p50 ms",
+            "p95 ms",
+            "failed",
+            "traces stored / answers",
+            "traces still being written after the load, s",
+        ],
+        out,
+    )
     print(table)
-    write_section("workers", "Many server processes on SQLite: `flywheel serve --workers N`", (
-        f"Stub LM {args.latency_ms:g} ms, concurrency {args.concurrency}, {args.requests} chat requests per "
-        "configuration after a warm-up, tracing on; one FLYWHEEL_HOME shared by the processes (LanceDB, "
-        "SQLite catalog / keys / feedback, MLflow SQLite tracking store). Answers include the warm-up requests "
-        f"in the traces column. Load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores when written (other "
-        "jobs shared the machine).\n\n" + table), "python -m bench.workers")
+    write_section(
+        "workers",
+        "Many server processes on SQLite: `flywheel serve --workers N`",
+        (
+            f"Stub LM {args.latency_ms:g} ms, concurrency {args.concurrency}, {args.requests} chat requests per "
+            "configuration after a warm-up, tracing on; one FLYWHEEL_HOME shared by the processes (LanceDB, "
+            "SQLite catalog / keys / feedback, MLflow SQLite tracking store). Answers include the warm-up requests "
+            f"in the traces column. Load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores when written (other "  # noqa: E501
+            "jobs shared the machine).\n\n" + table
+        ),
+        "python -m bench.workers",
+    )
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ bash scripts/setup.sh dev,bench   # the runtime plus the test tools (pytest, Pla
 bash scripts/browser.sh
 export FLYWHEEL_HOME="${FLYWHEEL_TEST_HOME:-$(mktemp -d)}"
 .venv/bin/ruff check src tests bench
+.venv/bin/ruff format --check src tests bench
 .venv/bin/lint-imports   # the import layers and no cycles (contracts in pyproject.toml)
 .venv/bin/mypy           # src/flywheel: strict on the seams, a baseline elsewhere ([tool.mypy] in pyproject.toml)
 .venv/bin/python -m pytest "$@"

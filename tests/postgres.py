@@ -55,8 +55,9 @@ class PostgresServer:
         import psycopg
 
         name = f"flywheel_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(host=str(self.socket_dir), port=self.port, user="postgres", dbname="postgres",
-                             autocommit=True) as connection:
+        with psycopg.connect(
+            host=str(self.socket_dir), port=self.port, user="postgres", dbname="postgres", autocommit=True
+        ) as connection:
             connection.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
 
@@ -66,8 +67,10 @@ def postgres_server() -> Iterator[PostgresServer]:
     """Start a server (or skip the test with the reason) and remove it with its data afterwards."""
     binaries = _binaries()
     if binaries is None:
-        pytest.skip("PostgreSQL is not installed (no initdb/pg_ctl on PATH or in /usr/lib/postgresql/*/bin): "
-                    "install Debian's postgresql package to run the store tests on PostgreSQL too")
+        pytest.skip(
+            "PostgreSQL is not installed (no initdb/pg_ctl on PATH or in /usr/lib/postgresql/*/bin): "
+            "install Debian's postgresql package to run the store tests on PostgreSQL too"
+        )
     try:
         import psycopg  # noqa: F401
     except ImportError:
@@ -81,11 +84,23 @@ def postgres_server() -> Iterator[PostgresServer]:
     port = _free_port()
     log = root / "server.log"
     try:
-        subprocess.run(_as_server_user([str(binaries / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
-                                        "--no-sync", "-E", "UTF8"]), check=True, capture_output=True, timeout=120)
+        subprocess.run(
+            _as_server_user(
+                [str(binaries / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8"]
+            ),
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
         options = f"-k {root} -p {port} -c listen_addresses='' -c fsync=off -c full_page_writes=off"
-        subprocess.run(_as_server_user([str(binaries / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", options,
-                                        "-w", "-t", "60", "start"]), check=True, capture_output=True, timeout=90)
+        subprocess.run(
+            _as_server_user(
+                [str(binaries / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", options, "-w", "-t", "60", "start"]
+            ),
+            check=True,
+            capture_output=True,
+            timeout=90,
+        )
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
         detail = getattr(exc, "stderr", b"") or b""
         shutil.rmtree(root, ignore_errors=True)
@@ -93,8 +108,11 @@ def postgres_server() -> Iterator[PostgresServer]:
     try:
         yield PostgresServer(root, port)
     finally:
-        subprocess.run(_as_server_user([str(binaries / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
-                       capture_output=True, timeout=60)
+        subprocess.run(
+            _as_server_user([str(binaries / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
+            capture_output=True,
+            timeout=60,
+        )
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -79,8 +79,10 @@ def question_and_history(messages: Iterable[tuple[str, str]]) -> tuple[str, list
         if role in ("user", "assistant"):
             last_role = role
     if last_role != "user" or pending is None or not pending.strip():
-        raise InvalidInputError("The last message must be a non-empty user message.",
-                                hint='End the messages with {"role": "user", "content": "your question"}.')
+        raise InvalidInputError(
+            "The last message must be a non-empty user message.",
+            hint='End the messages with {"role": "user", "content": "your question"}.',
+        )
     return pending, turns
 
 

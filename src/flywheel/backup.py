@@ -91,8 +91,11 @@ def copy_sqlite(source: Path, target: Path) -> None:
 def _walk(home: Path, skip: set[Path]) -> Iterator[Path]:
     for root, dirs, files in os.walk(home):
         here = Path(root)
-        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and here / d not in skip
-                         and not d.startswith((".backup-", ".restoring-")))
+        dirs[:] = sorted(
+            d
+            for d in dirs
+            if d not in SKIP_DIRS and here / d not in skip and not d.startswith((".backup-", ".restoring-"))
+        )
         for name in sorted(files):
             if not name.endswith(SKIP_SUFFIXES) and not name.startswith(".doctor-"):
                 yield here / name
@@ -111,13 +114,14 @@ def backup_home(settings: Settings, target: Path, progress: Progress | None = No
     home = settings.home
     target = target.expanduser().resolve()
     if target.exists() and any(target.iterdir()):
-        raise InvalidInputError(f"{target} already exists and is not empty.",
-                                hint="Give a new directory for the backup (e.g. with the date in its name).")
+        raise InvalidInputError(
+            f"{target} already exists and is not empty.",
+            hint="Give a new directory for the backup (e.g. with the date in its name).",
+        )
     if target == home or home in target.parents:
         raise InvalidInputError("The backup cannot go inside FLYWHEEL_HOME.", hint="Choose a path outside it.")
     if not home.is_dir():
-        raise InvalidInputError(f"There is nothing to back up: {home} does not exist.",
-                                hint="Check FLYWHEEL_HOME.")
+        raise InvalidInputError(f"There is nothing to back up: {home} does not exist.", hint="Check FLYWHEEL_HOME.")
     say = progress or (lambda _msg: None)
     started = time.perf_counter()
     report = BackupReport(target)
@@ -156,8 +160,9 @@ def backup_home(settings: Settings, target: Path, progress: Progress | None = No
     return report
 
 
-def _copy_databases_at_one_index_version(home: Path, databases: list[Path], index: Path | None, partial: Path,
-                                         say: Progress) -> dict[str, int]:
+def _copy_databases_at_one_index_version(
+    home: Path, databases: list[Path], index: Path | None, partial: Path, say: Progress
+) -> dict[str, int]:
     """Copy every database while no index commit happens; returns the index versions of that moment.
 
     The index version is read before and after the (quick) database copies; if a commit landed in
@@ -171,8 +176,10 @@ def _copy_databases_at_one_index_version(home: Path, databases: list[Path], inde
         if (table_versions(index) if index is not None else {}) == before:
             return before
         time.sleep(0.05 * (attempt + 1))
-    raise StorageError(f"The index kept changing during {ATTEMPTS} attempts to copy the databases beside it.",
-                       hint="Retry the backup when uploads are quieter.")
+    raise StorageError(
+        f"The index kept changing during {ATTEMPTS} attempts to copy the databases beside it.",
+        hint="Retry the backup when uploads are quieter.",
+    )
 
 
 def _move_into(partial: Path, target: Path) -> None:
@@ -185,9 +192,16 @@ def _write_manifest(root: Path, home: Path, report: BackupReport) -> tuple[int, 
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         files[str(path.relative_to(root))] = {"sha256": sha256_of(path), "bytes": path.stat().st_size}
 
-    manifest = {"format": FORMAT, "created_at": datetime.now(UTC).isoformat(), "home": str(home),
-                "flywheel": version("flywheel"), "databases": report.databases, "lancedb_tables": report.tables,
-                "skipped": report.skipped, "files": files}
+    manifest = {
+        "format": FORMAT,
+        "created_at": datetime.now(UTC).isoformat(),
+        "home": str(home),
+        "flywheel": version("flywheel"),
+        "databases": report.databases,
+        "lancedb_tables": report.tables,
+        "skipped": report.skipped,
+        "files": files,
+    }
     (root / MANIFEST).write_text(json.dumps(manifest, indent=1))
     return len(files), sum(f["bytes"] for f in files.values())
 
@@ -197,13 +211,17 @@ def read_manifest(source: Path) -> dict[str, Any]:
     try:
         manifest = json.loads(path.read_text())
     except FileNotFoundError:
-        raise InvalidInputError(f"{source} is not a Flywheel backup (no {MANIFEST}).",
-                                hint="Give the directory `flywheel backup PATH` wrote.") from None
+        raise InvalidInputError(
+            f"{source} is not a Flywheel backup (no {MANIFEST}).",
+            hint="Give the directory `flywheel backup PATH` wrote.",
+        ) from None
     except ValueError as exc:
         raise InvalidInputError(f"{path} is damaged: {exc}.", hint="Use another backup.") from None
     if manifest.get("format") != FORMAT:
-        raise InvalidInputError(f"{source} has backup format {manifest.get('format')!r}; this Flywheel reads "
-                                f"format {FORMAT}.", hint="Restore it with the Flywheel version that wrote it.")
+        raise InvalidInputError(
+            f"{source} has backup format {manifest.get('format')!r}; this Flywheel reads format {FORMAT}.",
+            hint="Restore it with the Flywheel version that wrote it.",
+        )
     return manifest
 
 
@@ -216,13 +234,16 @@ def verify_backup(source: Path) -> dict[str, Any]:
         if not path.is_file() or path.stat().st_size != meta["bytes"] or sha256_of(path) != meta["sha256"]:
             bad.append(relative)
     if bad:
-        raise StorageError(f"The backup {source} is damaged: {len(bad)} file(s) missing or changed "
-                           f"({', '.join(bad[:5])}).", hint="Use another backup; this one cannot be restored safely.")
+        raise StorageError(
+            f"The backup {source} is damaged: {len(bad)} file(s) missing or changed ({', '.join(bad[:5])}).",
+            hint="Use another backup; this one cannot be restored safely.",
+        )
     return manifest
 
 
-def restore_home(settings: Settings, source: Path, *, force: bool = False,
-                 progress: Progress | None = None) -> dict[str, Any]:
+def restore_home(
+    settings: Settings, source: Path, *, force: bool = False, progress: Progress | None = None
+) -> dict[str, Any]:
     """Make FLYWHEEL_HOME an exact copy of the backup at ``source``; returns a summary.
 
     Stop the service first. An existing non-empty home needs ``force``; it is then moved aside to
@@ -234,8 +255,11 @@ def restore_home(settings: Settings, source: Path, *, force: bool = False,
     say("checking the backup's checksums")
     manifest = verify_backup(source)
     if home.exists() and any(home.iterdir()) and not force:
-        raise InvalidInputError(f"{home} is not empty.", hint="Restore into a new FLYWHEEL_HOME, or pass --force "
-                                "(the current home is moved aside, not deleted). Stop `flywheel serve` first.")
+        raise InvalidInputError(
+            f"{home} is not empty.",
+            hint="Restore into a new FLYWHEEL_HOME, or pass --force "
+            "(the current home is moved aside, not deleted). Stop `flywheel serve` first.",
+        )
     staging = home.parent / f".restoring-{home.name}-{uuid.uuid4().hex[:8]}"
     try:
         for relative in manifest["files"]:
@@ -255,8 +279,13 @@ def restore_home(settings: Settings, source: Path, *, force: bool = False,
         else:
             home.rmdir()
     staging.rename(home)
-    return {"home": str(home), "files": len(manifest["files"]), "created_at": manifest["created_at"],
-            "previous_home": str(aside) if aside else None, "skipped": manifest.get("skipped", [])}
+    return {
+        "home": str(home),
+        "files": len(manifest["files"]),
+        "created_at": manifest["created_at"],
+        "previous_home": str(aside) if aside else None,
+        "skipped": manifest.get("skipped", []),
+    }
 
 
 def rebase_paths(database: Path, old_home: str, new_home: str) -> int:
@@ -268,10 +297,15 @@ def rebase_paths(database: Path, old_home: str, new_home: str) -> int:
     with sqlite3.connect(database) as db:
         tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
         for table in tables:
-            columns = [r[1] for r in db.execute(f'PRAGMA table_info("{table}")')
-                       if (r[2] or "").upper() in ("TEXT", "VARCHAR", "") or "CHAR" in (r[2] or "").upper()]
+            columns = [
+                r[1]
+                for r in db.execute(f'PRAGMA table_info("{table}")')
+                if (r[2] or "").upper() in ("TEXT", "VARCHAR", "") or "CHAR" in (r[2] or "").upper()
+            ]
             for column in columns:
-                cursor = db.execute(f'UPDATE "{table}" SET "{column}" = replace("{column}", ?, ?) '
-                                    f'WHERE instr("{column}", ?) > 0', (old, new, old))
+                cursor = db.execute(
+                    f'UPDATE "{table}" SET "{column}" = replace("{column}", ?, ?) WHERE instr("{column}", ?) > 0',
+                    (old, new, old),
+                )
                 changed += cursor.rowcount
     return changed

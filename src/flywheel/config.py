@@ -61,9 +61,13 @@ class LMSettings(BaseModel):
     )
     timeout_s: float = Field(60.0, gt=0, description="Per-request timeout for remote endpoints, in seconds.")
     max_retries: int = Field(3, ge=0, le=10, description="Retries with backoff on 429/5xx/timeouts.")
-    max_retry_wait_s: float = Field(10.0, ge=0, description="Longest pause before a retry in a served request; a 429 "
-                                    "asking for a longer Retry-After fails at once (503 + Retry-After) instead of "
-                                    "holding a worker. Batch jobs and optimization wait up to 120 s.")
+    max_retry_wait_s: float = Field(
+        10.0,
+        ge=0,
+        description="Longest pause before a retry in a served request; a 429 "
+        "asking for a longer Retry-After fails at once (503 + Retry-After) instead of "
+        "holding a worker. Batch jobs and optimization wait up to 120 s.",
+    )
     temperature: float = Field(0.0, ge=0, le=2)
     max_tokens: int = Field(768, gt=0, le=32768)
     structured_outputs: bool = Field(
@@ -76,8 +80,10 @@ class LMSettings(BaseModel):
     model_path: Path | None = Field(None, description="Use this GGUF file instead of the packaged SmolLM2.")
     n_ctx: int = Field(4096, ge=512, le=32768, description="Context window of the embedded model.")
     n_threads: int | None = Field(
-        None, ge=1, description="CPU threads per embedded context (default: the cores less one, shared by the "
-        "pool's contexts).")
+        None,
+        ge=1,
+        description="CPU threads per embedded context (default: the cores less one, shared by the pool's contexts).",
+    )
     repeat_penalty: float = Field(
         1.0, ge=1.0, le=2.0, description="Embedded decoding: penalty on repeated tokens (1.0 = off)."
     )
@@ -88,8 +94,7 @@ class LMSettings(BaseModel):
     def _looks_like_a_variable_name(cls, value: str | None) -> str | None:
         if value is not None and not value.replace("_", "").isalnum():
             raise ValueError(
-                "api_key_env must be the NAME of an environment variable (like OPENAI_API_KEY), "
-                "not the key itself"
+                "api_key_env must be the NAME of an environment variable (like OPENAI_API_KEY), not the key itself"
             )
         return value
 
@@ -156,12 +161,16 @@ class ProgramSettings(BaseModel):
     )
     retrieval_k: int = Field(4, ge=1, le=50, description="Passages retrieved per question.")
     reasoning: Literal["auto", "on", "off"] = Field(
-        "auto", description="A reasoning step (ChainOfThought) before answers: 'auto' = on for endpoints, off for "
-        "the embedded 135M model (its reasoning crowds out its answer). Optimized versions record their choice.")
+        "auto",
+        description="A reasoning step (ChainOfThought) before answers: 'auto' = on for endpoints, off for "
+        "the embedded 135M model (its reasoning crowds out its answer). Optimized versions record their choice.",
+    )
     answer_style: Literal["auto", "quote", "generate"] = Field(
-        "auto", description="Answers to questions that are not yes/no: 'quote' the passage sentence most similar "
+        "auto",
+        description="Answers to questions that are not yes/no: 'quote' the passage sentence most similar "
         "to the question, or 'generate' a short phrase; 'auto' = generate for endpoints, quote for the embedded "
-        "135M model (its phrases mostly restate the question). Optimized versions record their choice.")
+        "135M model (its phrases mostly restate the question). Optimized versions record their choice.",
+    )
     agent_max_steps: int = Field(3, ge=1, le=10, description="Tool calls the agent may make per question.")
     maintenance_db: Path | None = Field(None, description="Maintenance log (default FLYWHEEL_HOME/maintenance.db).")
 
@@ -188,8 +197,10 @@ class OptimizeSettings(BaseModel):
         description="Guard metrics and the largest drop allowed against the champion, e.g. {faithfulness = 0.02}.",
     )
     composites: dict[str, dict[str, float]] = Field(
-        default_factory=lambda: {"rag_quality": {"answer_f1": 0.6, "recall": 0.4},
-                                 "classifier_quality": {"accuracy": 0.5, "macro_f1": 0.5}},
+        default_factory=lambda: {
+            "rag_quality": {"answer_f1": 0.6, "recall": 0.4},
+            "classifier_quality": {"accuracy": 0.5, "macro_f1": 0.5},
+        },
         description="Weighted composite metrics by name: {name = {metric = weight, …}}.",
     )
     threads: int = Field(2, ge=1, le=64, description="Parallel program calls during evaluation.")
@@ -210,12 +221,24 @@ class ServeSettings(BaseModel):
     reload_interval_s: float = Field(5.0, ge=0, description="How often to look for a newly promoted champion.")
     workers: int = Field(32, ge=1, le=256, description="Program calls that run at once (threads off the event loop).")
     request_timeout_s: float = Field(120.0, gt=0, description="A program call running longer than this is a 504.")
-    trace_sample: float = Field(1.0, ge=0, le=1, description="Share of requests recorded as MLflow traces "
-                                "(answers are kept for feedback either way).")
-    breaker_failures: int = Field(5, ge=1, le=1000, description="LM endpoint faults in a row (timeouts, "
-                                  "connection errors, 5xx, 429 after retries) that open the circuit breaker.")
-    breaker_open_s: float = Field(15.0, gt=0, description="How long an open breaker refuses LM calls (503 + "
-                                  "Retry-After) before one trial call may close it.")
+    trace_sample: float = Field(
+        1.0,
+        ge=0,
+        le=1,
+        description="Share of requests recorded as MLflow traces (answers are kept for feedback either way).",
+    )
+    breaker_failures: int = Field(
+        5,
+        ge=1,
+        le=1000,
+        description="LM endpoint faults in a row (timeouts, "
+        "connection errors, 5xx, 429 after retries) that open the circuit breaker.",
+    )
+    breaker_open_s: float = Field(
+        15.0,
+        gt=0,
+        description="How long an open breaker refuses LM calls (503 + Retry-After) before one trial call may close it.",
+    )
 
 
 class LimitsSettings(BaseModel):
@@ -240,14 +263,28 @@ class ClassifySettings(BaseModel):
     labels: Path | None = Field(None, description="Label set YAML (default: the airline feedback taxonomy).")
     threads: int = Field(2, ge=1, le=64, description="Parallel LM calls in batch runs.")
     checkpoint_rows: int = Field(50, ge=1, description="Rows per checkpoint in batch runs.")
-    cascade_lm_share: float = Field(0.2, ge=0, le=1, description="Cascade: the largest share of rows the distilled "
-                                    "head may hand to the LM program (its threshold is chosen within this budget).")
-    search_lm_rows: int = Field(60, ge=0, description="`optimize classifier` (auto): validation rows each LM-program "
-                                "candidate is scored on (0: head candidates only, no LM calls).")
-    embedding_cache_rows: int = Field(200_000, ge=0, description="Distilled head: texts whose vectors each process "
-                                      "keeps (repeated texts skip the embedder; 0 turns the cache off).")
-    spark_chunk_rows: int = Field(100_000, ge=0, description="Spark runs to a local folder: rows per resumable "
-                                  "chunk (0: one job, not resumable).")
+    cascade_lm_share: float = Field(
+        0.2,
+        ge=0,
+        le=1,
+        description="Cascade: the largest share of rows the distilled "
+        "head may hand to the LM program (its threshold is chosen within this budget).",
+    )
+    search_lm_rows: int = Field(
+        60,
+        ge=0,
+        description="`optimize classifier` (auto): validation rows each LM-program "
+        "candidate is scored on (0: head candidates only, no LM calls).",
+    )
+    embedding_cache_rows: int = Field(
+        200_000,
+        ge=0,
+        description="Distilled head: texts whose vectors each process "
+        "keeps (repeated texts skip the embedder; 0 turns the cache off).",
+    )
+    spark_chunk_rows: int = Field(
+        100_000, ge=0, description="Spark runs to a local folder: rows per resumable chunk (0: one job, not resumable)."
+    )
 
 
 class Settings(BaseSettings):
@@ -264,7 +301,8 @@ class Settings(BaseSettings):
     lm: LMSettings = Field(default_factory=LMSettings)
     judge_lm: LMSettings | None = Field(None, description="LM for LLM-as-a-judge metrics (default: lm).")
     teacher_lm: LMSettings | None = Field(
-        None, description="Stronger LM that bootstraps demos / labels unlabelled data while optimizing (default: lm).")
+        None, description="Stronger LM that bootstraps demos / labels unlabelled data while optimizing (default: lm)."
+    )
     reflection_lm: LMSettings | None = Field(None, description="LM that GEPA uses to reflect and rewrite instructions.")
     embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
     knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)

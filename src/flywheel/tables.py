@@ -16,8 +16,14 @@ from flywheel.errors import InvalidInputError
 if TYPE_CHECKING:
     import pandas as pd
 
-FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl",
-           ".json": "jsonl"}
+FORMATS = {
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+}
 FORMAT_HINT = "Give a .csv (with a header row), .parquet or .jsonl (one JSON object per line) file."
 
 
@@ -27,8 +33,9 @@ def input_format(path: Path) -> str:
         return "parquet"
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
-        raise InvalidInputError(f"Cannot read {path}: unsupported file type {path.suffix or '(none)'!r}.",
-                                hint=FORMAT_HINT)
+        raise InvalidInputError(
+            f"Cannot read {path}: unsupported file type {path.suffix or '(none)'!r}.", hint=FORMAT_HINT
+        )
     return fmt
 
 
@@ -51,8 +58,9 @@ def read_table(path: Path, text_column: str | None = "text") -> pd.DataFrame:
     except pd.errors.EmptyDataError:
         raise InvalidInputError(f"The input {path} is empty.", hint=FORMAT_HINT) from None
     except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
-        raise InvalidInputError(f"Cannot read {path} as {fmt}: {str(exc).splitlines()[0][:300]}",
-                                hint=FORMAT_HINT) from None
+        raise InvalidInputError(
+            f"Cannot read {path} as {fmt}: {str(exc).splitlines()[0][:300]}", hint=FORMAT_HINT
+        ) from None
     if text_column is not None:
         check_text_column(frame, text_column, path)
     return frame.reset_index(drop=True)
@@ -61,7 +69,8 @@ def read_table(path: Path, text_column: str | None = "text") -> pd.DataFrame:
 def check_text_column(frame: pd.DataFrame, text_column: str, source: Path | str) -> None:
     if text_column not in frame.columns:
         columns = ", ".join(map(str, frame.columns[:20])) or "(none)"
-        raise InvalidInputError(f"{source} has no column {text_column!r}.",
-                                hint=f"Pass --text-column with one of its columns: {columns}.")
+        raise InvalidInputError(
+            f"{source} has no column {text_column!r}.", hint=f"Pass --text-column with one of its columns: {columns}."
+        )
     if len(frame) == 0:
         raise InvalidInputError(f"{source} has no rows.", hint="Give a file with at least one row.")

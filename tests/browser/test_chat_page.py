@@ -62,8 +62,9 @@ def test_sign_in_upload_ask_cite_and_thumbs_up(served: Served) -> None:
             expect(page.get_by_test_id("whoami")).to_contain_text("alice")
 
             expect(page.locator("#group-mechanics")).to_be_checked()
-            page.set_input_files("#files", files=[{"name": "deicing.md", "mimeType": "text/markdown",
-                                                   "buffer": DEICING}])
+            page.set_input_files(
+                "#files", files=[{"name": "deicing.md", "mimeType": "text/markdown", "buffer": DEICING}]
+            )
             page.click("#upload-button")
             expect(page.locator("#upload-status")).to_contain_text("deicing.md: added")
             expect(page.locator("#documents tbody tr")).to_contain_text(["ready"])

@@ -38,9 +38,13 @@ def load_samples(kb: KnowledgeBase) -> None:
         kb.catalog.add_user(user["name"], user.get("groups", []), is_admin=bool(user.get("admin")))
     for entry in yaml.safe_load((SAMPLES / "knowledge" / "manifest.yaml").read_text(encoding="utf-8")):
         path = SAMPLES / "knowledge" / entry["path"]
-        results = kb.ingest_files(kb.principal(entry["owner"]), [(path.name, path.read_bytes())],
-                                  groups=entry["groups"], tags=entry.get("tags", []),
-                                  titles={path.name: entry["title"]} if entry.get("title") else None)
+        results = kb.ingest_files(
+            kb.principal(entry["owner"]),
+            [(path.name, path.read_bytes())],
+            groups=entry["groups"],
+            tags=entry.get("tags", []),
+            titles={path.name: entry["title"]} if entry.get("title") else None,
+        )
         assert results[0].status == "added", results[0]
 
 

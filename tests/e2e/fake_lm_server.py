@@ -22,9 +22,15 @@ def classify(text: str) -> dict[str, Any]:
         return {"sentiment": "positive", "reason": "Can't Tell", "justification": "praise"}
     if lowered.rstrip().endswith("?"):
         return {"sentiment": "neutral", "reason": "Can't Tell", "justification": "a question"}
-    reason = ("Late Flight" if "late" in lowered or "delay" in lowered else
-              "Cancelled Flight" if "cancel" in lowered else
-              "Lost Luggage" if "bag" in lowered or "luggage" in lowered else "Customer Service Issue")
+    reason = (
+        "Late Flight"
+        if "late" in lowered or "delay" in lowered
+        else "Cancelled Flight"
+        if "cancel" in lowered
+        else "Lost Luggage"
+        if "bag" in lowered or "luggage" in lowered
+        else "Customer Service Issue"
+    )
     return {"sentiment": "negative", "reason": reason, "justification": " ".join(text.split()[:4])}
 
 
@@ -45,11 +51,18 @@ class FakeLM:
                 prompt = "\n".join(str(m.get("content")) for m in body["messages"] if m.get("role") == "user")
                 found = TEXT.findall(prompt)
                 content = json.dumps(classify(found[-1] if found else ""))
-                reply = json.dumps({
-                    "id": "fake", "object": "chat.completion", "created": 0, "model": body.get("model", "fake"),
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
-                                 "finish_reason": "stop"}],
-                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}).encode()
+                reply = json.dumps(
+                    {
+                        "id": "fake",
+                        "object": "chat.completion",
+                        "created": 0,
+                        "model": body.get("model", "fake"),
+                        "choices": [
+                            {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+                        ],
+                        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+                    }
+                ).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(reply)))

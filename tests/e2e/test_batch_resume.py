@@ -24,8 +24,19 @@ ROWS = 300
 
 
 def classify_command(source: Path, out: Path) -> list[str]:
-    return [sys.executable, "-m", "flywheel", "classify", str(source), "--out", str(out), "-p", "fake",
-            "--threads", "2"]
+    return [
+        sys.executable,
+        "-m",
+        "flywheel",
+        "classify",
+        str(source),
+        "--out",
+        str(out),
+        "-p",
+        "fake",
+        "--threads",
+        "2",
+    ]
 
 
 def test_killed_run_resumes_and_yields_each_row_exactly_once(tmp_path: Path, flywheel_home: Path) -> None:
@@ -36,15 +47,22 @@ def test_killed_run_resumes_and_yields_each_row_exactly_once(tmp_path: Path, fly
     texts = texts[:ROWS]
     out = tmp_path / "out.parquet"
     log = tmp_path / "calls.log"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "FLYWHEEL_HOME": str(flywheel_home),
-           "FLYWHEEL_PROGRAMS__CUSTOM": json.dumps({"fake": "tests.unit.fake_classifier:FakeClassifier"}),
-           "FLYWHEEL_CLASSIFY__CHECKPOINT_ROWS": "20", "FLYWHEEL_LM__PROVIDER": "openai",
-           "FLYWHEEL_LM__API_BASE": "http://127.0.0.1:9/v1", "FAKE_CLASSIFIER_DELAY": "0.05",
-           "FAKE_CLASSIFIER_LOG": str(log)}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "FLYWHEEL_HOME": str(flywheel_home),
+        "FLYWHEEL_PROGRAMS__CUSTOM": json.dumps({"fake": "tests.unit.fake_classifier:FakeClassifier"}),
+        "FLYWHEEL_CLASSIFY__CHECKPOINT_ROWS": "20",
+        "FLYWHEEL_LM__PROVIDER": "openai",
+        "FLYWHEEL_LM__API_BASE": "http://127.0.0.1:9/v1",
+        "FAKE_CLASSIFIER_DELAY": "0.05",
+        "FAKE_CLASSIFIER_LOG": str(log),
+    }
     manifest = out.with_name(out.name + ".partial") / "manifest.json"
 
-    process = subprocess.Popen(classify_command(rows, out), env=env, cwd=tmp_path,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        classify_command(rows, out), env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     try:
         deadline = time.monotonic() + 300  # a generous bound on waiting, not a timing assertion
         while not manifest.exists() and process.poll() is None and time.monotonic() < deadline:
@@ -62,8 +80,9 @@ def test_killed_run_resumes_and_yields_each_row_exactly_once(tmp_path: Path, fly
     assert 0 < checkpointed < ROWS
     calls_before = log.read_text().splitlines()
 
-    rerun = subprocess.run(classify_command(rows, out), env=env, cwd=tmp_path, capture_output=True, text=True,
-                           timeout=600)
+    rerun = subprocess.run(
+        classify_command(rows, out), env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600
+    )
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert f"Resuming: {checkpointed} of {ROWS}" in rerun.stdout
 
@@ -73,6 +92,6 @@ def test_killed_run_resumes_and_yields_each_row_exactly_once(tmp_path: Path, fly
     assert result["predicted_sentiment"].tolist() == [label(t)[0] for t in texts]
     assert result["error"].isna().all()
     # The rerun classified only what the checkpoint lacked (rows in flight at the kill are redone).
-    calls_after = log.read_text().splitlines()[len(calls_before):]
+    calls_after = log.read_text().splitlines()[len(calls_before) :]
     assert len(calls_after) == ROWS - checkpointed
     assert not manifest.parent.exists()

@@ -24,8 +24,7 @@ def test_a_head_on_300_labels_beats_the_majority_class_and_serves_as_registered(
     from flywheel.config import load_settings
     from flywheel.registry.programs import ProgramRegistry
 
-    train = dataset_from_rows(read_rows(shared_data("airline_feedback", "train.csv"))[:300], "classifier",
-                              name="train")
+    train = dataset_from_rows(read_rows(shared_data("airline_feedback", "train.csv"))[:300], "classifier", name="train")
     dev = dataset_from_rows(read_rows(shared_data("airline_feedback", "dev.csv"))[:300], "classifier", name="dev")
     compiled = compile_classifier(FeedbackClassifier(), train.examples, optimizer="distill", objective="macro_f1")
     program = compiled.program
@@ -39,8 +38,9 @@ def test_a_head_on_300_labels_beats_the_majority_class_and_serves_as_registered(
     assert scores.macro_f1 >= 0.5  # the majority class alone scores about 0.26
 
     settings = load_settings()
-    version = ProgramRegistry(settings).register("classifier", program, params=compiled.params,
-                                                 description="distilled head (e2e)")
+    version = ProgramRegistry(settings).register(
+        "classifier", program, params=compiled.params, description="distilled head (e2e)"
+    )
     predict, _ = registered_predictor(settings, str(version.version))
     assert hasattr(predict, "batch")  # a registered head classifies whole chunks at once
     served = predict.batch(texts[:40])

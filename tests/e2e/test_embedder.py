@@ -25,8 +25,9 @@ def test_token_count_is_not_capped_at_the_model_window() -> None:
 def test_chunks_fit_the_model_window_with_the_real_tokenizer() -> None:
     embedder = LocalEmbedder()
     text = "\n\n".join(" ".join(f"word{i}x{j}" for j in range(300)) + "." for i in range(5))
-    chunks = chunk_document(parse_document("long.txt", text.encode()), max_tokens=200,
-                            count_tokens=embedder.count_tokens)
+    chunks = chunk_document(
+        parse_document("long.txt", text.encode()), max_tokens=200, count_tokens=embedder.count_tokens
+    )
     assert len(chunks) > 5
     assert all(embedder.count_tokens(c.text) <= 200 for c in chunks)
     embedder.embed([c.text for c in chunks])  # no chunk is longer than the model accepts

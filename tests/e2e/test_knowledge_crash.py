@@ -60,8 +60,12 @@ def test_sigkill_mid_ingestion_then_rerun_completes(tmp_path: Path, flywheel_hom
     write_corpus(corpus, 90)
     kb = KnowledgeBase(load_settings())
     kb.catalog.add_user("alice", ["mechanics"])
-    env = {**os.environ, "FLYWHEEL_HOME": str(flywheel_home), "COLUMNS": "200",
-           "FLYWHEEL_KNOWLEDGE__BATCH_CHUNKS": "16"}  # many small commits: many places to be killed
+    env = {
+        **os.environ,
+        "FLYWHEEL_HOME": str(flywheel_home),
+        "COLUMNS": "200",
+        "FLYWHEEL_KNOWLEDGE__BATCH_CHUNKS": "16",
+    }  # many small commits: many places to be killed
     command = [sys.executable, "-m", "flywheel", "docs", "add", str(corpus), "--group", "mechanics", "--as", "alice"]
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300

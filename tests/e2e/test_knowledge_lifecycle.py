@@ -121,8 +121,12 @@ def test_bad_files_fail_alone_and_change_nothing(kb: KnowledgeBase) -> None:
 def test_metadata_filter_narrows_but_never_widens(kb: KnowledgeBase) -> None:
     alice = kb.principal("alice")
     kb.ingest_files(alice, [("oil.md", OIL_V1.encode())], groups=["mechanics"], tags=["engine"])
-    kb.ingest_files(kb.principal("bob"), [("fuel.md", b"# Fuel policy\n\nCarry 45 minutes reserve.")],
-                    groups=["pilots"], tags=["engine"])
+    kb.ingest_files(
+        kb.principal("bob"),
+        [("fuel.md", b"# Fuel policy\n\nCarry 45 minutes reserve.")],
+        groups=["pilots"],
+        tags=["engine"],
+    )
     hits = kb.search(alice, "oil fuel reserve", k=10, metadata=MetadataFilter(tags=("engine",)))
     assert {h.source for h in hits} == {"oil.md"}
 
@@ -157,10 +161,12 @@ def test_a_concurrent_reader_never_sees_a_mix_or_nothing(kb: KnowledgeBase) -> N
 def test_ann_index_keeps_the_acl(kb: KnowledgeBase, monkeypatch: pytest.MonkeyPatch) -> None:
     """With an ANN index built, the prefilter still confines results to the principal's groups."""
     alice, bob = kb.principal("alice"), kb.principal("bob")
-    mech = [(f"task-{i}.md", f"# Task {i}\n\nTorque bolt {i} on the oil pump to {i + 20} Nm.".encode())
-            for i in range(40)]
-    pilot = [(f"ops-{i}.md", f"# Ops {i}\n\nCheck oil pressure {i + 40} psi before takeoff.".encode())
-             for i in range(40)]
+    mech = [
+        (f"task-{i}.md", f"# Task {i}\n\nTorque bolt {i} on the oil pump to {i + 20} Nm.".encode()) for i in range(40)
+    ]
+    pilot = [
+        (f"ops-{i}.md", f"# Ops {i}\n\nCheck oil pressure {i + 40} psi before takeoff.".encode()) for i in range(40)
+    ]
     kb.ingest_files(alice, mech, groups=["mechanics"])
     kb.ingest_files(bob, pilot, groups=["pilots"])
     kb.index.build_ann_index()

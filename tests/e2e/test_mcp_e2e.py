@@ -50,8 +50,9 @@ def passages(result: Any) -> list[dict[str, Any]]:
     return (result.structured_content or json.loads(result.content[0].text))["passages"]
 
 
-def test_no_canary_reaches_an_outsider_over_mcp(served: tuple[str, dict[str, str]],
-                                                sample_knowledge: KnowledgeBase) -> None:
+def test_no_canary_reaches_an_outsider_over_mcp(
+    served: tuple[str, dict[str, str]], sample_knowledge: KnowledgeBase
+) -> None:
     url, keys = served
     canaries = [{**c, "doc_id": doc_id_of(sample_knowledge, c["document"])} for c in load_yaml("canaries.yaml")]
 
@@ -96,16 +97,27 @@ def stub_lm() -> str:
 
 def test_stdio_server_as_a_user(sample_knowledge: KnowledgeBase, stub_lm: str) -> None:
     canaries = load_yaml("canaries.yaml")
-    outsider = next(u["name"] for u in load_yaml("users.yaml")["users"]
-                    if not any(sample_knowledge.principal(u["name"]).can_read(c["groups"]) for c in canaries[:1]))
+    outsider = next(
+        u["name"]
+        for u in load_yaml("users.yaml")["users"]
+        if not any(sample_knowledge.principal(u["name"]).can_read(c["groups"]) for c in canaries[:1])
+    )
     canary = canaries[0]
     env = {
         "FLYWHEEL_HOME": str(sample_knowledge.settings.home),
-        "FLYWHEEL_LM__PROVIDER": "openai", "FLYWHEEL_LM__API_BASE": stub_lm, "FLYWHEEL_LM__MODEL": "stub",
-        "HF_HUB_OFFLINE": "1", "LITELLM_LOCAL_MODEL_COST_MAP": "True", "FLYWHEEL_LM__N_THREADS": "1",
+        "FLYWHEEL_LM__PROVIDER": "openai",
+        "FLYWHEEL_LM__API_BASE": stub_lm,
+        "FLYWHEEL_LM__MODEL": "stub",
+        "HF_HUB_OFFLINE": "1",
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "FLYWHEEL_LM__N_THREADS": "1",
     }
-    params = StdioServerParameters(command=str(Path(sys.executable).parent / "flywheel"),
-                                   args=["mcp", "--as", outsider, "--no-tracing"], env=env, cwd=os.getcwd())
+    params = StdioServerParameters(
+        command=str(Path(sys.executable).parent / "flywheel"),
+        args=["mcp", "--as", outsider, "--no-tracing"],
+        env=env,
+        cwd=os.getcwd(),
+    )
 
     async def main() -> dict[str, Any]:
         async with Client(params) as mcp:

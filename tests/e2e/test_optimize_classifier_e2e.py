@@ -15,18 +15,37 @@ from tests.conftest import shared_data
 
 
 def flywheel(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "flywheel", *args], env=env, cwd=cwd, capture_output=True, text=True,
-                          timeout=900)
+    return subprocess.run(
+        [sys.executable, "-m", "flywheel", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=900
+    )
 
 
 def test_default_optimize_registers_a_head_and_classify_serves_it(tmp_path: Path) -> None:
     data = shared_data("airline_feedback")
     dev = tmp_path / "dev.csv"
     pd.read_csv(data / "dev.csv", dtype=str, keep_default_na=False).head(40).to_csv(dev, index=False)
-    env = {**os.environ, "FLYWHEEL_HOME": str(tmp_path / "home"), "MLFLOW_TRACE_SAMPLING_RATIO": "0",
-           "FLYWHEEL_CLASSIFY__SEARCH_LM_ROWS": "0"}  # head candidates only: no LM call in the search
-    run = flywheel(["optimize", "classifier", "--train", str(data / "train.csv"), "--train-limit", "400",
-                    "--dev", str(dev), "--dev-limit", "6"], env, tmp_path)
+    env = {
+        **os.environ,
+        "FLYWHEEL_HOME": str(tmp_path / "home"),
+        "MLFLOW_TRACE_SAMPLING_RATIO": "0",
+        "FLYWHEEL_CLASSIFY__SEARCH_LM_ROWS": "0",
+    }  # head candidates only: no LM call in the search
+    run = flywheel(
+        [
+            "optimize",
+            "classifier",
+            "--train",
+            str(data / "train.csv"),
+            "--train-limit",
+            "400",
+            "--dev",
+            str(dev),
+            "--dev-limit",
+            "6",
+        ],
+        env,
+        tmp_path,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     assert "held-out dev.csv (6 examples)" in run.stdout
 

@@ -38,12 +38,14 @@ def test_optimized_rag_never_shows_canary_demos_to_outsiders(embedded_lm, sample
     trainset = [
         dspy.Example(question=canary["paraphrases"][0], principal=insider).with_inputs("question", "principal"),
         dspy.Example(question="How many aircraft does Skylark operate?", principal=outsider).with_inputs(
-            "question", "principal"),
+            "question", "principal"
+        ),
     ]
     program = RAGChatbot(knowledge_retriever(kb), k=3, readable=knowledge_readable(kb))
     with dspy.context(lm=embedded_lm, adapter=dspy.JSONAdapter()):
-        compiled = compile_program(program, trainset, optimizer="bootstrap",
-                                   metric=optimizer_metric(accept_all), threads=1).program
+        compiled = compile_program(
+            program, trainset, optimizer="bootstrap", metric=optimizer_metric(accept_all), threads=1
+        ).program
         demos = compiled.answer_predictor(yes_no=False).demos
         assert len(demos) == 2 and all(d.get(SOURCE_FIELD) for d in demos)
         assert any(canary["token"] in str(d["passages"]) for d in demos), "the insider's demo embeds the canary"
@@ -62,9 +64,25 @@ def test_optimized_rag_never_shows_canary_demos_to_outsiders(embedded_lm, sample
 def test_flywheel_optimize_classifier_registers_a_gated_version(tmp_path: Path) -> None:
     data = shared_data("airline_feedback")
     env = {**os.environ, "FLYWHEEL_HOME": str(tmp_path / "home")}
-    command = [sys.executable, "-m", "flywheel", "optimize", "classifier", "--train", str(data / "train.csv"),
-               "--dev", str(data / "dev.csv"), "--train-limit", "8", "--dev-limit", "12", "--max-lm-calls", "40",
-               "--optimizer", "bootstrap"]  # the classifier's default is now `auto` (tests/e2e/test_classifier_*)
+    command = [
+        sys.executable,
+        "-m",
+        "flywheel",
+        "optimize",
+        "classifier",
+        "--train",
+        str(data / "train.csv"),
+        "--dev",
+        str(data / "dev.csv"),
+        "--train-limit",
+        "8",
+        "--dev-limit",
+        "12",
+        "--max-lm-calls",
+        "40",
+        "--optimizer",
+        "bootstrap",
+    ]  # the classifier's default is now `auto` (tests/e2e/test_classifier_*)
     run = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "held-out dev.csv (12 examples)" in run.stdout

@@ -82,16 +82,18 @@ def test_conversation_history_is_kept_per_user(assistant: Assistant) -> None:
 
 
 def test_agent_answers_a_maintenance_question_through_the_tool(assistant: Assistant) -> None:
-    reply = assistant.ask("Which deferred defects are open on aircraft N401SK?", assistant.knowledge.principal("alice"),
-                          program="agent")
+    reply = assistant.ask(
+        "Which deferred defects are open on aircraft N401SK?", assistant.knowledge.principal("alice"), program="agent"
+    )
     tools = [s["tool"] for s in reply["steps"]]
     assert "maintenance_records" in tools, reply["steps"]
     assert reply["answer"].strip()
 
 
 def test_agent_answers_a_manual_question_through_search(assistant: Assistant) -> None:
-    reply = assistant.ask("What does the manual say about engine oil servicing?",
-                          assistant.knowledge.principal("alice"), program="agent")
+    reply = assistant.ask(
+        "What does the manual say about engine oil servicing?", assistant.knowledge.principal("alice"), program="agent"
+    )
     tools = [s["tool"] for s in reply["steps"]]
     assert "search_documents" in tools, reply["steps"]
     kb = assistant.knowledge
@@ -108,8 +110,9 @@ def test_the_demo_questions_are_answered_with_a_citation_not_refused(assistant: 
     # The first question a new user asks must not depend on having run an optimizer (issue 13): the old
     # program refused both although the passages held the answers.
     kb = assistant.knowledge
-    torque = assistant.ask("What torque do the propeller hub retention bolts need?", kb.principal("alice"),
-                           program="rag")
+    torque = assistant.ask(
+        "What torque do the propeller hub retention bolts need?", kb.principal("alice"), program="rag"
+    )
     assert "Nm" in torque["answer"] and any(v in torque["answer"] for v in ("92", "97")), torque["answer"]
     assert any("eb-2024-11-prop-hub-bolts.md" in c["citation"] for c in torque["citations"])
     baggage = assistant.ask("What is the checked baggage allowance?", kb.principal("carol"), program="rag")

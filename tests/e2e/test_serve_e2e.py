@@ -83,8 +83,7 @@ def test_openai_client_streams_a_cited_answer(service: str, keys: dict[str, str]
 
     client = OpenAI(base_url=f"{service}/v1", api_key=keys["alice"])
     assert "rag" in [m.id for m in client.models.list()]
-    stream = client.chat.completions.create(model="rag", messages=[{"role": "user", "content": QUESTION}],
-                                            stream=True)
+    stream = client.chat.completions.create(model="rag", messages=[{"role": "user", "content": QUESTION}], stream=True)
     chunks = [chunk for chunk in stream if chunk.choices]
     text = "".join(chunk.choices[0].delta.content or "" for chunk in chunks)
     assert len(chunks) > 2 and text.strip()
@@ -92,18 +91,29 @@ def test_openai_client_streams_a_cited_answer(service: str, keys: dict[str, str]
     assert extra["trace_id"] and extra["program"] == "rag"
 
 
-def test_answers_are_traced_and_take_feedback(service: str, keys: dict[str, str],
-                                              served_settings: Settings) -> None:
+def test_answers_are_traced_and_take_feedback(service: str, keys: dict[str, str], served_settings: Settings) -> None:
     headers = {"Authorization": f"Bearer {keys['alice']}"}
-    reply = httpx.post(f"{service}/v1/chat/completions", headers=headers, timeout=300,
-                       json={"model": "rag", "messages": [{"role": "user", "content": QUESTION}]})
+    reply = httpx.post(
+        f"{service}/v1/chat/completions",
+        headers=headers,
+        timeout=300,
+        json={"model": "rag", "messages": [{"role": "user", "content": QUESTION}]},
+    )
     assert reply.status_code == 200, reply.text
     trace_id = reply.json()["flywheel"]["trace_id"]
-    feedback = httpx.post(f"{service}/feedback", headers=headers, timeout=30,
-                          json={"trace_id": trace_id, "rating": "up", "comment": "e2e"})
+    feedback = httpx.post(
+        f"{service}/feedback",
+        headers=headers,
+        timeout=30,
+        json={"trace_id": trace_id, "rating": "up", "comment": "e2e"},
+    )
     assert feedback.status_code == 201, feedback.text
-    bob = httpx.post(f"{service}/feedback", headers={"X-API-Key": keys["bob"]}, timeout=30,
-                     json={"trace_id": trace_id, "rating": "down"})
+    bob = httpx.post(
+        f"{service}/feedback",
+        headers={"X-API-Key": keys["bob"]},
+        timeout=30,
+        json={"trace_id": trace_id, "rating": "down"},
+    )
     assert bob.status_code == 403
 
     import time
@@ -126,33 +136,55 @@ def test_answers_are_traced_and_take_feedback(service: str, keys: dict[str, str]
 
 
 def test_invocations_answers_as_the_caller(service: str, keys: dict[str, str]) -> None:
-    reply = httpx.post(f"{service}/invocations", headers={"Authorization": f"Bearer {keys['alice']}"}, timeout=300,
-                       json={"dataframe_split": {"columns": ["question"], "data": [[QUESTION]]}})
+    reply = httpx.post(
+        f"{service}/invocations",
+        headers={"Authorization": f"Bearer {keys['alice']}"},
+        timeout=300,
+        json={"dataframe_split": {"columns": ["question"], "data": [[QUESTION]]}},
+    )
     assert reply.status_code == 200, reply.text
     row = reply.json()["predictions"][0]
     assert row["answer"] and not row["error"] and row["trace_id"]
-    denied = httpx.post(f"{service}/invocations", headers={"Authorization": f"Bearer {keys['bob']}"}, timeout=30,
-                        json={"dataframe_records": [{"question": QUESTION, "user": "alice"}]})
+    denied = httpx.post(
+        f"{service}/invocations",
+        headers={"Authorization": f"Bearer {keys['bob']}"},
+        timeout=30,
+        json={"dataframe_records": [{"question": QUESTION, "user": "alice"}]},
+    )
     assert denied.status_code == 403
 
 
-def test_deployed_model_answers_under_mlflow_models_serve(home_env: dict[str, str],
-                                                          served_settings: Settings) -> None:
-    deploy = subprocess.run([sys.executable, "-m", "flywheel", "deploy", "--program", "rag"], env=home_env,
-                            capture_output=True, text=True, timeout=600)
+def test_deployed_model_answers_under_mlflow_models_serve(home_env: dict[str, str], served_settings: Settings) -> None:
+    deploy = subprocess.run(
+        [sys.executable, "-m", "flywheel", "deploy", "--program", "rag"],
+        env=home_env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert deploy.returncode == 0, deploy.stdout + deploy.stderr
     uri = deploy.stdout.strip().splitlines()[-1]
     assert uri == "models:/flywheel-rag@champion"
     port = free_port()
     bin_dir = Path(sys.executable).parent  # mlflow execs `uvicorn` from PATH, as in an activated venv
-    env = {**home_env, "MLFLOW_TRACKING_URI": served_settings.tracking_uri,
-           "PATH": f"{bin_dir}{os.pathsep}{home_env.get('PATH', '')}"}
+    env = {
+        **home_env,
+        "MLFLOW_TRACKING_URI": served_settings.tracking_uri,
+        "PATH": f"{bin_dir}{os.pathsep}{home_env.get('PATH', '')}",
+    }
     mlflow_bin = str(bin_dir / "mlflow")
-    process = start([mlflow_bin, "models", "serve", "-m", uri, "--env-manager", "local", "--port", str(port)],
-                    env, f"http://127.0.0.1:{port}/ping", timeout_s=300)
+    process = start(
+        [mlflow_bin, "models", "serve", "-m", uri, "--env-manager", "local", "--port", str(port)],
+        env,
+        f"http://127.0.0.1:{port}/ping",
+        timeout_s=300,
+    )
     try:
-        reply = httpx.post(f"http://127.0.0.1:{port}/invocations", timeout=300,
-                           json={"dataframe_records": [{"question": QUESTION, "user": "alice"}]})
+        reply = httpx.post(
+            f"http://127.0.0.1:{port}/invocations",
+            timeout=300,
+            json={"dataframe_records": [{"question": QUESTION, "user": "alice"}]},
+        )
     finally:
         stop(process)
     assert reply.status_code == 200, reply.text

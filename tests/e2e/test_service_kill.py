@@ -39,9 +39,17 @@ def lm() -> Iterator[FaultLM]:
 
 
 def stack_env(home: Path, lm: FaultLM) -> dict[str, str]:
-    return services.base_env(home, LM__PROVIDER="openai", LM__API_BASE=lm.api_base, LM__MODEL="stub",
-                             LM__CACHE="false", EMBEDDER__PROVIDER="openai", EMBEDDER__API_BASE=lm.api_base,
-                             EMBEDDER__MODEL="hash", EMBEDDER__DIMENSIONS=str(EMBEDDING_DIMENSIONS))
+    return services.base_env(
+        home,
+        LM__PROVIDER="openai",
+        LM__API_BASE=lm.api_base,
+        LM__MODEL="stub",
+        LM__CACHE="false",
+        EMBEDDER__PROVIDER="openai",
+        EMBEDDER__API_BASE=lm.api_base,
+        EMBEDDER__MODEL="hash",
+        EMBEDDER__DIMENSIONS=str(EMBEDDING_DIMENSIONS),
+    )
 
 
 def serve(env: dict[str, str]) -> services.Server:
@@ -94,8 +102,10 @@ def test_serve_killed_mid_writes_restarts_whole(lm: FaultLM, tmp_path: Path) -> 
             n = 0
             while not stop.is_set():
                 n += 1
-                files = [("files", ("manual.md", MANUAL.format(n=n).encode(), "text/markdown")),
-                         ("files", (f"note-{n}.md", f"# Note {n}\n\nShift note {n}.\n".encode(), "text/markdown"))]
+                files = [
+                    ("files", ("manual.md", MANUAL.format(n=n).encode(), "text/markdown")),
+                    ("files", (f"note-{n}.md", f"# Note {n}\n\nShift note {n}.\n".encode(), "text/markdown")),
+                ]
                 try:
                     if client.post("/documents", files=files, data={"groups": "mechanics"}).status_code == 201:
                         done["uploads"] += 1
@@ -106,13 +116,21 @@ def test_serve_killed_mid_writes_restarts_whole(lm: FaultLM, tmp_path: Path) -> 
         with httpx.Client(base_url=server.url, headers=alice, timeout=30) as client:
             while not stop.is_set():
                 try:
-                    answer = client.post("/v1/chat/completions", json={
-                        "model": "rag", "messages": [{"role": "user", "content": "Wheel nut torque?"}]})
+                    answer = client.post(
+                        "/v1/chat/completions",
+                        json={"model": "rag", "messages": [{"role": "user", "content": "Wheel nut torque?"}]},
+                    )
                     if answer.status_code != 200:
                         continue
                     rating = random.choice(["up", "down"])
-                    reply = client.post("/feedback", json={"trace_id": answer.json()["flywheel"]["trace_id"],
-                                                           "rating": rating, "comment": "c" * 500})
+                    reply = client.post(
+                        "/feedback",
+                        json={
+                            "trace_id": answer.json()["flywheel"]["trace_id"],
+                            "rating": rating,
+                            "comment": "c" * 500,
+                        },
+                    )
                     done["feedback"] += reply.status_code == 201
                 except httpx.HTTPError:
                     return
@@ -132,20 +150,33 @@ def test_serve_killed_mid_writes_restarts_whole(lm: FaultLM, tmp_path: Path) -> 
 
     with sqlite3.connect(home / "catalog.db") as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        assert db.execute("SELECT count(*) FROM feedback WHERE rating IS NULL OR length(comment) != 500"
-                          ).fetchone()[0] == 0
+        assert (
+            db.execute("SELECT count(*) FROM feedback WHERE rating IS NULL OR length(comment) != 500").fetchone()[0]
+            == 0
+        )
     server = serve(env)  # restart on the same home
     try:
         index_is_whole(settings)
         with httpx.Client(base_url=server.url, timeout=30) as client:
-            upload = client.post("/documents", headers=alice, data={"groups": "mechanics"},
-                                 files=[("files", ("manual.md", MANUAL.format(n=999).encode(), "text/markdown"))])
+            upload = client.post(
+                "/documents",
+                headers=alice,
+                data={"groups": "mechanics"},
+                files=[("files", ("manual.md", MANUAL.format(n=999).encode(), "text/markdown"))],
+            )
             assert upload.status_code == 201, upload.text
-            answer = client.post("/v1/chat/completions", headers=alice, json={
-                "model": "rag", "messages": [{"role": "user", "content": "Wheel nut torque?"}]})
+            answer = client.post(
+                "/v1/chat/completions",
+                headers=alice,
+                json={"model": "rag", "messages": [{"role": "user", "content": "Wheel nut torque?"}]},
+            )
             assert answer.status_code == 200, answer.text
-            assert client.post("/feedback", headers=alice, json={
-                "trace_id": answer.json()["flywheel"]["trace_id"], "rating": "up"}).status_code == 201
+            assert (
+                client.post(
+                    "/feedback", headers=alice, json={"trace_id": answer.json()["flywheel"]["trace_id"], "rating": "up"}
+                ).status_code
+                == 201
+            )
             rows = client.get("/feedback", headers=root).json()["feedback"]
             assert len(rows) >= done["feedback"] and all(r["rating"] in ("up", "down") for r in rows)
             docs = client.get("/documents", headers=alice).json()["documents"]
@@ -176,8 +207,14 @@ for n in range(1, 50):
 
 def test_register_and_promote_killed_mid_way_leave_a_whole_champion(tmp_path: Path) -> None:
     env = services.base_env(tmp_path / "home")
-    process = subprocess.Popen([sys.executable, "-c", PROMOTE_LOOP], env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-c", PROMOTE_LOOP],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     assert process.stdout is not None
     seen = []
     deadline = time.monotonic() + 120

@@ -59,12 +59,19 @@ def local_and_spark(tmp_path: Path, rows: Path) -> tuple[pd.DataFrame, pd.DataFr
     registry = ProgramRegistry(settings)
     version = registry.register("classifier", FeedbackClassifier(), description="zero-shot, for the Spark test")
     predict, program_id = registered_predictor(settings, str(version.version))
-    local = classify_frame(read_table(rows, "text"), "text", tmp_path / "local.parquet", predict,
-                           program_id=program_id, threads=2)
+    local = classify_frame(
+        read_table(rows, "text"), "text", tmp_path / "local.parquet", predict, program_id=program_id, threads=2
+    )
     spark = spark_session("local[2]")
     try:
-        summary = classify_spark(spark, rows, "text", tmp_path / "spark.parquet",
-                                 registry.model_uri("classifier", version.version), partitions=2)
+        summary = classify_spark(
+            spark,
+            rows,
+            "text",
+            tmp_path / "spark.parquet",
+            registry.model_uri("classifier", version.version),
+            partitions=2,
+        )
     finally:
         stop_spark(spark)
     assert summary.rows == local.rows and summary.failed == local.failed
@@ -77,8 +84,12 @@ def local_and_spark(tmp_path: Path, rows: Path) -> tuple[pd.DataFrame, pd.DataFr
 def test_spark_matches_local_on_a_few_hundred_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     rows = dev_rows(tmp_path, 300)
     with FakeLM() as lm:
-        for name, value in {"FLYWHEEL_LM__PROVIDER": "openai", "FLYWHEEL_LM__API_BASE": lm.api_base,
-                            "FLYWHEEL_LM__MODEL": "keywords", "FLYWHEEL_LM__CACHE": "false"}.items():
+        for name, value in {
+            "FLYWHEEL_LM__PROVIDER": "openai",
+            "FLYWHEEL_LM__API_BASE": lm.api_base,
+            "FLYWHEEL_LM__MODEL": "keywords",
+            "FLYWHEEL_LM__CACHE": "false",
+        }.items():
             monkeypatch.setenv(name, value)
         local, spark = local_and_spark(tmp_path, rows)
         assert lm.requests >= 600  # both paths really called the LM for every row

@@ -31,10 +31,10 @@ def test_spark_head_matches_in_process_and_resumes(tmp_path: Path) -> None:
     from flywheel.config import load_settings
     from flywheel.registry.programs import ProgramRegistry
 
-    train = dataset_from_rows(read_rows(shared_data("airline_feedback", "train.csv"))[:200], "classifier",
-                              name="train")
-    program = compile_classifier(FeedbackClassifier(), train.examples, optimizer="distill",
-                                 objective="macro_f1").program
+    train = dataset_from_rows(read_rows(shared_data("airline_feedback", "train.csv"))[:200], "classifier", name="train")
+    program = compile_classifier(
+        FeedbackClassifier(), train.examples, optimizer="distill", objective="macro_f1"
+    ).program
     rows = tmp_path / "dev.csv"
     frame = pd.read_csv(shared_data("airline_feedback", "dev.csv"), dtype=str, keep_default_na=False).head(250)
     frame.to_csv(rows, index=False)
@@ -42,8 +42,15 @@ def test_spark_head_matches_in_process_and_resumes(tmp_path: Path) -> None:
     version = registry.register("classifier", program, description="head (spark e2e)")
     spark = spark_session("local[2]")
     try:
-        summary = classify_spark(spark, rows, "text", tmp_path / "out.parquet",
-                                 registry.model_uri("classifier", version.version), partitions=2, chunk_rows=100)
+        summary = classify_spark(
+            spark,
+            rows,
+            "text",
+            tmp_path / "out.parquet",
+            registry.model_uri("classifier", version.version),
+            partitions=2,
+            chunk_rows=100,
+        )
         assert summary.rows == 250 and summary.failed == 0
         out = pd.read_parquet(tmp_path / "out.parquet")
         assert out["text"].tolist() == frame["text"].tolist()  # every row once, in input order
@@ -52,8 +59,11 @@ def test_spark_head_matches_in_process_and_resumes(tmp_path: Path) -> None:
         assert not partial_dir(tmp_path / "out.parquet").exists()
 
         # Resume: a run that fails in its second chunk keeps the first; the rerun does only the rest.
-        numbered = spark.read.options(header=True, multiLine=True, escape='"').csv(str(rows)).withColumn(
-            ROW, F.monotonically_increasing_id())
+        numbered = (
+            spark.read.options(header=True, multiLine=True, escape='"')
+            .csv(str(rows))
+            .withColumn(ROW, F.monotonically_increasing_id())
+        )
         calls = []
 
         def classify(chunk, fail_at: int | None = None):  # type: ignore[no-untyped-def]

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-GROUPS = (("late", "delayed", "lost", "rude", "cancelled", "worst"), ("love", "thanks", "great", "best"),
-          ("?", "when", "which", "how"), ("bag", "luggage", "lost"), ("late", "delayed", "hours"))
+GROUPS = (
+    ("late", "delayed", "lost", "rude", "cancelled", "worst"),
+    ("love", "thanks", "great", "best"),
+    ("?", "when", "which", "how"),
+    ("bag", "luggage", "lost"),
+    ("late", "delayed", "hours"),
+)
 
 
 class KeywordEmbedder:

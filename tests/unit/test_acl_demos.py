@@ -35,14 +35,21 @@ def answer(text: str) -> dict:
 def compiled_program() -> RAGChatbot:
     trainset = [
         dspy.Example(question="What is the budget cut?", principal=GRACE, answer=CANARY).with_inputs(
-            "question", "principal"),
+            "question", "principal"
+        ),
         dspy.Example(question="How heavy may a bag be?", principal=FRANK, answer="23 kg").with_inputs(
-            "question", "principal"),
+            "question", "principal"
+        ),
     ]
     lm = DummyLM([answer(CANARY), answer("23 kg")], adapter=dspy.JSONAdapter())
     with dspy.context(lm=lm, adapter=dspy.JSONAdapter()):
-        result = compile_program(RAGChatbot(retriever, readable=readable), trainset, optimizer="bootstrap",
-                                 metric=optimizer_metric(exact_match, threshold=1.0), threads=1)
+        result = compile_program(
+            RAGChatbot(retriever, readable=readable),
+            trainset,
+            optimizer="bootstrap",
+            metric=optimizer_metric(exact_match, threshold=1.0),
+            threads=1,
+        )
     assert result.params["max_labeled_demos"] == 0  # gold answers of other users never become demos
     return result.program
 

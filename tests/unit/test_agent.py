@@ -56,18 +56,34 @@ FINAL = {"reasoning": "r", "answer": "the answer", "citations": [1]}
 
 def test_search_tool_is_selected_and_cited(maintenance: MaintenanceRecords) -> None:
     program, kb = agent(maintenance)
-    result = run(program, [{"tool": "search_documents", "tool_input": "oil servicing"},
-                           {"tool": "finish", "tool_input": ""}, FINAL], ALICE)
+    result = run(
+        program,
+        [{"tool": "search_documents", "tool_input": "oil servicing"}, {"tool": "finish", "tool_input": ""}, FINAL],
+        ALICE,
+    )
     assert kb.calls == [("alice", "oil servicing")]
     assert result.answer == "the answer"
-    assert result.citations == [{"tool": "search_documents", "chunk_id": "doc-for-alice:1:0",
-                                 "doc_id": "doc-for-alice", "citation": "doc-for-alice.md"}]
+    assert result.citations == [
+        {
+            "tool": "search_documents",
+            "chunk_id": "doc-for-alice:1:0",
+            "doc_id": "doc-for-alice",
+            "citation": "doc-for-alice.md",
+        }
+    ]
 
 
 def test_maintenance_tool_runs_parameterized_queries(maintenance: MaintenanceRecords) -> None:
     program, _ = agent(maintenance)
-    result = run(program, [{"tool": "maintenance_records", "tool_input": "open deferred defects on N401SK"},
-                           {"tool": "finish", "tool_input": ""}, FINAL], ALICE)
+    result = run(
+        program,
+        [
+            {"tool": "maintenance_records", "tool_input": "open deferred defects on N401SK"},
+            {"tool": "finish", "tool_input": ""},
+            FINAL,
+        ],
+        ALICE,
+    )
     assert result.steps[0]["tool"] == "maintenance_records"
     assert "N401SK" in result.steps[0]["output"]
     assert result.citations  # the records are cited (an empty list would pass the check below vacuously)
@@ -83,8 +99,16 @@ def test_maintenance_input_is_never_sql(maintenance: MaintenanceRecords) -> None
 
 def test_classifier_tool_only_for_groups_that_may_use_it(maintenance: MaintenanceRecords) -> None:
     program, _ = agent(maintenance)
-    result = run(program, [{"tool": "classify_feedback", "tool_input": "lost my bag"},
-                           {"sentiment": "negative"}, {"tool": "finish", "tool_input": ""}, FINAL], CAROL)
+    result = run(
+        program,
+        [
+            {"tool": "classify_feedback", "tool_input": "lost my bag"},
+            {"sentiment": "negative"},
+            {"tool": "finish", "tool_input": ""},
+            FINAL,
+        ],
+        CAROL,
+    )
     assert result.steps[0]["output"] == "sentiment: negative"
     # For alice the tool is not on the menu: the Literal excludes it, so the choice is unusable.
     refused = run(program, [{"tool": "classify_feedback", "tool_input": "x"}] * 3, ALICE)

@@ -30,9 +30,12 @@ def records(tool_input: str, context: ToolContext) -> ToolResult:
     return ToolResult("N401SK: borescope overdue since 2026-09-26", ({"record": "INSP-0001"},))
 
 
-REGISTRY = ToolRegistry([Tool("search_documents", "Search documents.", board_minutes),
-                         Tool("maintenance_records", "Maintenance records.", records,
-                              frozenset({"mechanics", "management"}))])
+REGISTRY = ToolRegistry(
+    [
+        Tool("search_documents", "Search documents.", board_minutes),
+        Tool("maintenance_records", "Maintenance records.", records, frozenset({"mechanics", "management"})),
+    ]
+)
 
 
 def readable(principal: Principal, doc_ids) -> set[str]:
@@ -44,13 +47,19 @@ def agent() -> ToolAgent:
 
 
 def test_bootstrapped_agent_demos_carry_documents_and_tools_and_stay_with_their_readers() -> None:
-    trainset = [dspy.Example(question="What did the board discuss?", principal=GRACE, answer=CANARY)
-                .with_inputs("question", "principal")]
-    lm = DummyLM([{"tool": "search_documents", "tool_input": "board"}, {"answer": CANARY, "citations": [1]}],
-                 adapter=dspy.JSONAdapter())
+    trainset = [
+        dspy.Example(question="What did the board discuss?", principal=GRACE, answer=CANARY).with_inputs(
+            "question", "principal"
+        )
+    ]
+    lm = DummyLM(
+        [{"tool": "search_documents", "tool_input": "board"}, {"answer": CANARY, "citations": [1]}],
+        adapter=dspy.JSONAdapter(),
+    )
     with dspy.context(lm=lm, adapter=dspy.JSONAdapter()):
-        result = compile_program(agent(), trainset, optimizer="bootstrap",
-                                 metric=optimizer_metric(answer_contains, threshold=1.0), threads=1)
+        result = compile_program(
+            agent(), trainset, optimizer="bootstrap", metric=optimizer_metric(answer_contains, threshold=1.0), threads=1
+        )
     assert result.params["max_labeled_demos"] == 0
     answer_demo = result.program.respond.demos[0]
     assert answer_demo[SOURCE_FIELD] == ["board"] and answer_demo[TOOLS_FIELD] == ["search_documents"]
@@ -70,8 +79,10 @@ def test_bootstrapped_agent_demos_carry_documents_and_tools_and_stay_with_their_
 def test_demo_with_observations_but_no_provenance_is_never_shown() -> None:
     program = agent()
     program.respond.demos = [dspy.Example(question="q", observations="[1] secret text", answer="a")]
-    lm = DummyLM([{"tool": "maintenance_records", "tool_input": "x"}, {"answer": "ok", "citations": [1]}],
-                 adapter=dspy.JSONAdapter())
+    lm = DummyLM(
+        [{"tool": "maintenance_records", "tool_input": "x"}, {"answer": "ok", "citations": [1]}],
+        adapter=dspy.JSONAdapter(),
+    )
     with dspy.context(lm=lm, adapter=dspy.JSONAdapter()):
         program(question="Anything?", principal=GRACE)
     assert "secret text" not in str([entry["messages"] for entry in lm.history])

@@ -23,8 +23,10 @@ QUERIES = [("alice", "When do I check the engine oil level?"), ("bob", "How much
 
 
 def searches(kb: KnowledgeBase) -> list[list[tuple[str, str, float]]]:
-    return [[(h.chunk_id, h.doc_id, round(h.score, 6)) for h in kb.search(kb.principal(user), query, k=5)]
-            for user, query in QUERIES]
+    return [
+        [(h.chunk_id, h.doc_id, round(h.score, 6)) for h in kb.search(kb.principal(user), query, k=5)]
+        for user, query in QUERIES
+    ]
 
 
 def consistent(kb: KnowledgeBase) -> None:
@@ -35,8 +37,9 @@ def consistent(kb: KnowledgeBase) -> None:
     for doc in docs.values():
         live = next((v for v in doc.versions if v.version == doc.live_version), None)
         if live is not None and live.status == "ready":
-            assert sum(1 for r in rows if r["doc_id"] == doc.id and r["version"] == doc.live_version) == \
-                live.chunk_count, doc.source
+            assert (
+                sum(1 for r in rows if r["doc_id"] == doc.id and r["version"] == doc.live_version) == live.chunk_count
+            ), doc.source
 
 
 def populate(settings: Settings) -> tuple[KnowledgeBase, str, int]:
@@ -65,8 +68,9 @@ def test_backup_under_writes_and_restore_into_a_fresh_home(flywheel_home: Path, 
         alice, feedback = kb.principal("alice"), FeedbackStore(settings.catalog_url)
         while not stop.is_set() and len(written) < 40:
             n = len(written)
-            kb.ingest_files(alice, [(f"extra-{n}.md", f"# Zebra {n}\n\nQuokka note {n}.\n".encode())],
-                            groups=["mechanics"])
+            kb.ingest_files(
+                alice, [(f"extra-{n}.md", f"# Zebra {n}\n\nQuokka note {n}.\n".encode())], groups=["mechanics"]
+            )
             feedback.record_interaction(f"tr-w{n}", "alice", "rag", "q", "a", [], groups=["mechanics"])
             written.append(n)
 
@@ -145,8 +149,9 @@ def test_cli_backup_and_restore(flywheel_home: Path, tmp_path: Path, monkeypatch
     assert KnowledgeBase(load_settings(), embedder=HashEmbedder()).principal("alice").groups >= {"mechanics"}
 
 
-def test_databases_are_copied_again_when_the_index_moves(flywheel_home: Path, tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_databases_are_copied_again_when_the_index_moves(
+    flywheel_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """An upload committing between the catalog copy and the index copy must not split the backup."""
     import flywheel.backup as backup
 

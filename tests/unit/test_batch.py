@@ -21,8 +21,10 @@ from flywheel.errors import InvalidInputError, LMError
 from flywheel.programs.classify import FeedbackClassifier
 from tests.unit.fake_classifier import FakeClassifier, label
 
-TEXTS = [f"flight {i} was late" if i % 3 == 0 else f"I love flight {i}" if i % 3 == 1 else f"is flight {i} on time?"
-         for i in range(23)]
+TEXTS = [
+    f"flight {i} was late" if i % 3 == 0 else f"I love flight {i}" if i % 3 == 1 else f"is flight {i} on time?"
+    for i in range(23)
+]
 
 
 def frame(texts: list[str] = TEXTS) -> pd.DataFrame:
@@ -103,8 +105,15 @@ def test_a_part_file_the_manifest_does_not_name_is_ignored(tmp_path: Path) -> No
     with pytest.raises(KeyboardInterrupt):
         run(out, Counting(stop_after=7))
     # A process killed between writing a part and naming it in the manifest leaves a stray part.
-    stray = pd.DataFrame({"row": [0], "predicted_sentiment": ["positive"], "predicted_reason": [None],
-                          "justification": ["stray"], "error": [None]})
+    stray = pd.DataFrame(
+        {
+            "row": [0],
+            "predicted_sentiment": ["positive"],
+            "predicted_reason": [None],
+            "justification": ["stray"],
+            "error": [None],
+        }
+    )
     write_parquet(stray, checkpoint_dir(out) / "part-00099.parquet")
     run(out, Counting())
     result = pd.read_parquet(out)
@@ -166,8 +175,9 @@ def test_the_real_classifier_module_runs_in_threads_under_dspy_context(tmp_path:
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet", ".jsonl"])
 def test_input_formats(tmp_path: Path, suffix: str) -> None:
-    data = pd.DataFrame({"tweet_id": ["5.7e+17", "2"], "text": ['a "quoted", multi\nline text', "plain"],
-                         "reason": ["", "Late Flight"]})
+    data = pd.DataFrame(
+        {"tweet_id": ["5.7e+17", "2"], "text": ['a "quoted", multi\nline text', "plain"], "reason": ["", "Late Flight"]}
+    )
     path = tmp_path / f"in{suffix}"
     if suffix == ".csv":
         data.to_csv(path, index=False)
@@ -214,8 +224,13 @@ def test_scores_per_class_precision_recall_f1() -> None:
 
 
 def test_report_files_and_baseline_comparison(tmp_path: Path) -> None:
-    data = pd.DataFrame({"text": ["a", "b", "c", "d"], "sentiment": ["negative", "positive", "neutral", "negative"],
-                         "predicted_sentiment": ["negative", "positive", "negative", "negative"]})
+    data = pd.DataFrame(
+        {
+            "text": ["a", "b", "c", "d"],
+            "sentiment": ["negative", "positive", "neutral", "negative"],
+            "predicted_sentiment": ["negative", "positive", "negative", "negative"],
+        }
+    )
     base = data.assign(predicted_sentiment=["negative"] * 4)
     data.to_parquet(tmp_path / "out.parquet")
     base.to_parquet(tmp_path / "base.parquet")
@@ -238,8 +253,9 @@ def test_report_is_logged_to_mlflow(tmp_path: Path) -> None:
     from flywheel.batch.report import log_report
     from flywheel.config import load_settings
 
-    data = pd.DataFrame({"text": ["a", "b"], "sentiment": ["negative", "positive"],
-                         "predicted_sentiment": ["negative", "negative"]})
+    data = pd.DataFrame(
+        {"text": ["a", "b"], "sentiment": ["negative", "positive"], "predicted_sentiment": ["negative", "negative"]}
+    )
     data.to_parquet(tmp_path / "out.parquet")
     files = write_report(tmp_path / "out.parquet")
     run_id = log_report(load_settings(), files, params={"program_version": "zero-shot"})
@@ -262,8 +278,9 @@ def test_cli_classifies_with_a_custom_program_and_reports(tmp_path: Path, monkey
     data.to_csv(tmp_path / "in.csv", index=False)
     out = tmp_path / "out.parquet"
     try:
-        result = CliRunner().invoke(app, ["classify", str(tmp_path / "in.csv"), "--out", str(out), "-p", "fake",
-                                          "--report"])
+        result = CliRunner().invoke(
+            app, ["classify", str(tmp_path / "in.csv"), "--out", str(out), "-p", "fake", "--report"]
+        )
         again = CliRunner().invoke(app, ["classify", str(tmp_path / "in.csv"), "--out", str(out), "-p", "fake"])
     finally:
         settings.cache_clear()
@@ -279,7 +296,9 @@ def test_spark_settings_helpers() -> None:
     from flywheel.errors import ConfigError
 
     assert parse_conf(["spark.executor.memory=4g", "spark.executorEnv.A=b=c"]) == {
-        "spark.executor.memory": "4g", "spark.executorEnv.A": "b=c"}
+        "spark.executor.memory": "4g",
+        "spark.executorEnv.A": "b=c",
+    }
     with pytest.raises(ConfigError, match="KEY=VALUE"):
         parse_conf(["spark.executor.memory"])
     assert [local_slots(m) for m in ("local", "local[3]", "spark://host:7077")] == [1, 3, 0]

@@ -25,8 +25,15 @@ class ChunkPredictor:
         if self.stop_on_call is not None and len(self.chunks) + 1 >= self.stop_on_call:
             raise KeyboardInterrupt
         self.chunks.append(texts)
-        return [{"sentiment": "negative" if "late" in t else "positive", "reason": None, "justification": "head",
-                 "error": None if t else "The feedback text is empty."} for t in texts]
+        return [
+            {
+                "sentiment": "negative" if "late" in t else "positive",
+                "reason": None,
+                "justification": "head",
+                "error": None if t else "The feedback text is empty.",
+            }
+            for t in texts
+        ]
 
 
 def run(out: Path, predict: Any) -> Any:
@@ -58,8 +65,13 @@ def test_an_interrupted_chunked_run_resumes_where_it_stopped(tmp_path: Path, mon
 def test_a_report_on_the_reason_field_gets_its_own_files(tmp_path: Path) -> None:
     from flywheel.batch.report import write_report
 
-    pd.DataFrame({"text": ["a", "b", "c"], "reason": ["Late Flight", "", "Lost Luggage"],
-                  "predicted_reason": ["Late Flight", None, None]}).to_parquet(tmp_path / "out.parquet")
+    pd.DataFrame(
+        {
+            "text": ["a", "b", "c"],
+            "reason": ["Late Flight", "", "Lost Luggage"],
+            "predicted_reason": ["Late Flight", None, None],
+        }
+    ).to_parquet(tmp_path / "out.parquet")
     files = write_report(tmp_path / "out.parquet", "reason", predicted_column="predicted_reason", field="reason")
     assert files.markdown.name == "out.reason.report.md" and files.png.exists()
     assert files.scores.rows == 2 and files.scores.accuracy == 0.5  # the row without a gold reason is left out

@@ -44,9 +44,19 @@ def test_instance_covers_the_structured_output_subset() -> None:
 
 
 def test_answer_for_dspy_json_schema_and_plain_text() -> None:
-    fmt = {"type": "json_schema", "json_schema": {"name": "Out", "strict": True, "schema": {
-        "type": "object", "properties": {"answer": {"type": "string"}, "found": {"type": "boolean"}},
-        "required": ["answer", "found"], "additionalProperties": False}}}
+    fmt = {
+        "type": "json_schema",
+        "json_schema": {
+            "name": "Out",
+            "strict": True,
+            "schema": {
+                "type": "object",
+                "properties": {"answer": {"type": "string"}, "found": {"type": "boolean"}},
+                "required": ["answer", "found"],
+                "additionalProperties": False,
+            },
+        },
+    }
     assert json.loads(answer_for({"response_format": fmt})) == {"answer": "stub", "found": True}
     assert answer_for({"messages": [{"role": "user", "content": "hi"}]}) == TEXT_ANSWER
     assert answer_for({"response_format": {"type": "json_object"}}) == "{}"
@@ -90,8 +100,14 @@ def test_run_load_is_bounded_and_counts_errors() -> None:
 
     async def go() -> LoadResult:
         async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
-            return await run_load(lambda i: RequestSpec("http://x/bad" if i % 5 == 4 else "http://x/ok", {}),
-                                  concurrency=3, requests=20, warmup=2, client=client, keep_responses=True)
+            return await run_load(
+                lambda i: RequestSpec("http://x/bad" if i % 5 == 4 else "http://x/ok", {}),
+                concurrency=3,
+                requests=20,
+                warmup=2,
+                client=client,
+                keep_responses=True,
+            )
 
     result = asyncio.run(go())
     assert result.ok + result.errors == 20

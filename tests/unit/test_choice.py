@@ -86,10 +86,15 @@ def test_without_a_scoring_engine_the_generated_answer_is_kept() -> None:
 def test_calibration_fits_the_threshold_on_labelled_yes_no_rows_only() -> None:
     questions = {f"Is claim {i} true": p for i, p in enumerate([0.97, 0.96, 0.95, 0.94, 0.80, 0.79, 0.78, 0.77])}
     labels = ["yes", "yes", "yes", "yes", "no", "no", "no", "no"]
-    rows = [dspy.Example(question=f"{q}?", answer=[a], principal=ALICE).with_inputs("question", "principal")
-            for q, a in zip(questions, labels, strict=True)]
-    rows.append(dspy.Example(question="What does a bag cost?", answer=["40 EUR"], principal=ALICE)
-                .with_inputs("question", "principal"))
+    rows = [
+        dspy.Example(question=f"{q}?", answer=[a], principal=ALICE).with_inputs("question", "principal")
+        for q, a in zip(questions, labels, strict=True)
+    ]
+    rows.append(
+        dspy.Example(question="What does a bag cost?", answer=["40 EUR"], principal=ALICE).with_inputs(
+            "question", "principal"
+        )
+    )
     engine = ScoringEngine(questions)
     with dspy.context(lm=ScoringLM(engine), adapter=dspy.JSONAdapter()):
         calibration = calibrate_yes_no(program(), rows)
@@ -100,8 +105,12 @@ def test_calibration_fits_the_threshold_on_labelled_yes_no_rows_only() -> None:
 
 
 def test_no_calibration_without_a_scoring_engine() -> None:
-    rows = [dspy.Example(question=f"Is claim {i} true?", answer=["yes"], principal=ALICE)
-            .with_inputs("question", "principal") for i in range(10)]
+    rows = [
+        dspy.Example(question=f"Is claim {i} true?", answer=["yes"], principal=ALICE).with_inputs(
+            "question", "principal"
+        )
+        for i in range(10)
+    ]
     lm = DummyLM([{"answer": "yes", "citations": [1]}] * 10, adapter=dspy.JSONAdapter())
     with dspy.context(lm=lm, adapter=dspy.JSONAdapter()):
         assert calibrate_yes_no(program(), rows) is None

@@ -12,8 +12,28 @@ import pytest
 from flywheel.knowledge.chunk import Chunk, chunk_document, count_tokens_approx
 from flywheel.knowledge.parse import Block, ParsedDocument, parse_document, with_sections
 
-WORDS = ["oil", "brake", "tire", "pressure", "limit", "inspect", "torque", "valve", "engine", "propeller",
-         "record", "gauge", "cowling", "N412SK", "0.25", "psi", "(see", "3-2)", "über", "magneto"]
+WORDS = [
+    "oil",
+    "brake",
+    "tire",
+    "pressure",
+    "limit",
+    "inspect",
+    "torque",
+    "valve",
+    "engine",
+    "propeller",
+    "record",
+    "gauge",
+    "cowling",
+    "N412SK",
+    "0.25",
+    "psi",
+    "(see",
+    "3-2)",
+    "über",
+    "magneto",
+]
 
 
 def document(blocks: list[Block], media_type: str = "text/plain") -> ParsedDocument:
@@ -36,15 +56,18 @@ def random_doc(seed: int) -> ParsedDocument:
             kind = rng.choice(["paragraph", "paragraph", "table", "list", "code"])
             if kind == "table":
                 cols = rng.randint(1, 4)
-                rows = [f"| {' | '.join(words(rng.randint(1, 3)) for _ in range(cols))} |"
-                        for _ in range(rng.choice([1, 2, 5, 40, 100]))]
+                rows = [
+                    f"| {' | '.join(words(rng.randint(1, 3)) for _ in range(cols))} |"
+                    for _ in range(rng.choice([1, 2, 5, 40, 100]))
+                ]
                 text = "\n".join(rows)
             elif kind in ("list", "code"):
                 text = "\n".join(f"- {words(rng.randint(1, 30))}" for _ in range(rng.randint(1, 25)))
             else:
                 ends = [".", "!", "?", ";", ""]
-                sentences = [words(rng.choice([3, 10, 10, 40, 40, 250])) + rng.choice(ends)
-                             for _ in range(rng.randint(1, 12))]
+                sentences = [
+                    words(rng.choice([3, 10, 10, 40, 40, 250])) + rng.choice(ends) for _ in range(rng.randint(1, 12))
+                ]
                 text = " ".join(sentences)
                 if rng.random() < 0.1:
                     text += " " + "x" * rng.randint(100, 3000)  # one enormous "word"
@@ -62,8 +85,7 @@ def whitespace_counter(text: str) -> int:
     return len(text.split()) + 2
 
 
-def check_invariants(doc: ParsedDocument, chunks: list[Chunk], max_tokens: int,
-                     counter: Callable[[str], int]) -> None:
+def check_invariants(doc: ParsedDocument, chunks: list[Chunk], max_tokens: int, counter: Callable[[str], int]) -> None:
     assert [c.ordinal for c in chunks] == list(range(len(chunks)))
     for chunk in chunks:
         assert chunk.token_count == counter(chunk.text) <= max_tokens, chunk
@@ -105,8 +127,12 @@ def test_real_document_chunks_keep_pages_and_sections() -> None:
 def test_tables_and_lists_stay_whole_when_they_fit() -> None:
     table = "| part | torque |\n" + "\n".join(f"| bolt {i} | {20 + i} in-lb |" for i in range(6))
     items = "\n".join(f"- step {i} of the procedure" for i in range(6))
-    blocks = [Block("Torques", "heading", level=1), Block("Intro sentence. " * 6, "paragraph"),
-              Block(table, "table"), Block(items, "list")]
+    blocks = [
+        Block("Torques", "heading", level=1),
+        Block("Intro sentence. " * 6, "paragraph"),
+        Block(table, "table"),
+        Block(items, "list"),
+    ]
     chunks = chunk_document(document(blocks), max_tokens=80, overlap_tokens=10)
     assert sum(table in c.text for c in chunks) == 1
     assert sum(items in c.text for c in chunks) == 1
@@ -139,31 +165,39 @@ def test_a_large_paragraph_is_split_at_sentences() -> None:
 
 
 def test_sections_start_new_chunks_and_prefix_their_path() -> None:
-    blocks = [Block("Oil", "heading", level=1), Block("Check oil.", "paragraph"),
-              Block("Brakes", "heading", level=1), Block("Pins", "heading", level=2),
-              Block("Check pins.", "paragraph")]
+    blocks = [
+        Block("Oil", "heading", level=1),
+        Block("Check oil.", "paragraph"),
+        Block("Brakes", "heading", level=1),
+        Block("Pins", "heading", level=2),
+        Block("Check pins.", "paragraph"),
+    ]
     chunks = chunk_document(document(blocks, "text/markdown"))
     assert [c.text for c in chunks] == ["Oil\nCheck oil.", "Brakes > Pins\nCheck pins."]
     assert [c.section for c in chunks] == ["Oil", "Brakes > Pins"]
 
 
 def test_an_empty_section_keeps_its_heading_as_a_chunk() -> None:
-    blocks = [Block("Intro", "heading", level=1), Block("Appendix", "heading", level=1),
-              Block("Text.", "paragraph")]
+    blocks = [Block("Intro", "heading", level=1), Block("Appendix", "heading", level=1), Block("Text.", "paragraph")]
     chunks = chunk_document(document(blocks))
     assert [c.text for c in chunks] == ["Intro", "Appendix\nText."]
 
 
 def test_text_before_the_first_heading_has_no_prefix() -> None:
-    chunks = chunk_document(document([Block("Preamble words.", "paragraph"), Block("H", "heading", level=1),
-                                      Block("Body.", "paragraph")]))
+    chunks = chunk_document(
+        document([Block("Preamble words.", "paragraph"), Block("H", "heading", level=1), Block("Body.", "paragraph")])
+    )
     assert [(c.text, c.section) for c in chunks] == [("Preamble words.", None), ("H\nBody.", "H")]
 
 
 def test_overlap_repeats_whole_sentences_within_a_section_only() -> None:
     sentences = " ".join(f"Sentence number {i} about the oil gauge." for i in range(60))
-    blocks = [Block("S", "heading", level=1), Block(sentences, "paragraph"),
-              Block("T", "heading", level=1), Block("Other section text.", "paragraph")]
+    blocks = [
+        Block("S", "heading", level=1),
+        Block(sentences, "paragraph"),
+        Block("T", "heading", level=1),
+        Block("Other section text.", "paragraph"),
+    ]
     chunks = chunk_document(document(blocks), max_tokens=80, overlap_tokens=20)
     in_s = [c for c in chunks if c.section == "S"]
     assert len(in_s) > 2
@@ -177,11 +211,13 @@ def test_overlap_repeats_whole_sentences_within_a_section_only() -> None:
 
 def test_list_overlap_is_whole_lines() -> None:
     items = "\n".join(f"- item {i} check the torque" for i in range(40))
-    chunks = chunk_document(document([Block("L", "heading", level=1), Block(items, "list")]),
-                            max_tokens=60, overlap_tokens=15)
+    chunks = chunk_document(
+        document([Block("L", "heading", level=1), Block(items, "list")]), max_tokens=60, overlap_tokens=15
+    )
     for chunk in chunks:
-        assert all(re.fullmatch(r"- item \d+ check the torque", line)
-                   for line in chunk.text.split("\n")[1:] if line), chunk.text
+        assert all(re.fullmatch(r"- item \d+ check the torque", line) for line in chunk.text.split("\n")[1:] if line), (
+            chunk.text
+        )
 
 
 def test_long_section_paths_are_shortened_from_the_left() -> None:
@@ -194,8 +230,11 @@ def test_long_section_paths_are_shortened_from_the_left() -> None:
 
 
 def test_pages_span() -> None:
-    blocks = [Block("S", "heading", level=1, page=1), Block("a. " * 10, "paragraph", page=1),
-              Block("b. " * 10, "paragraph", page=2)]
+    blocks = [
+        Block("S", "heading", level=1, page=1),
+        Block("a. " * 10, "paragraph", page=1),
+        Block("b. " * 10, "paragraph", page=2),
+    ]
     (chunk,) = chunk_document(ParsedDocument("d", with_sections(blocks), "application/pdf", 2))
     assert (chunk.page, chunk.page_end) == (1, 2)
     assert chunk_document(document([Block("x", "paragraph")]))[0].page is None
@@ -208,13 +247,16 @@ def test_count_tokens_approx() -> None:
     assert count_tokens_approx("a" * 20) > count_tokens_approx("a" * 8)
 
 
-@pytest.mark.parametrize(("max_tokens", "overlap", "message"), [
-    (8, 0, "max_tokens must be at least 16"),
-    (15, 0, "max_tokens must be at least 16"),
-    (100, 100, "overlap_tokens must be"),
-    (100, 150, "overlap_tokens must be"),
-    (100, -1, "overlap_tokens must be"),
-])
+@pytest.mark.parametrize(
+    ("max_tokens", "overlap", "message"),
+    [
+        (8, 0, "max_tokens must be at least 16"),
+        (15, 0, "max_tokens must be at least 16"),
+        (100, 100, "overlap_tokens must be"),
+        (100, 150, "overlap_tokens must be"),
+        (100, -1, "overlap_tokens must be"),
+    ],
+)
 def test_invalid_arguments(max_tokens: int, overlap: int, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         chunk_document(random_doc(0), max_tokens=max_tokens, overlap_tokens=overlap)

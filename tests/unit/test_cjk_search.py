@@ -30,16 +30,19 @@ class RenamedHashEmbedder(HashEmbedder):
     name = "hash-v2"
 
 
-@pytest.mark.parametrize(("text", "language"), [
-    ("エンジンオイルの補給は飛行後30分以内に行ってください。", "ja"),
-    ("受託手荷物の料金", "ja"),
-    ("行李托运重量限制是多少", "zh"),
-    ("수하물 무게 제한은 얼마입니까", "ko"),
-    ("Check the engine oil level 5 to 30 minutes after shutdown.", "und"),
-    ("The Japanese word for baggage is 手荷物 and it appears once in this long English sentence.", "und"),
-    ("部品番号 SKP-CON-32-0418 のコネクターを交換する", "ja"),
-    ("12345 --- !!!", "und"),
-])
+@pytest.mark.parametrize(
+    ("text", "language"),
+    [
+        ("エンジンオイルの補給は飛行後30分以内に行ってください。", "ja"),
+        ("受託手荷物の料金", "ja"),
+        ("行李托运重量限制是多少", "zh"),
+        ("수하물 무게 제한은 얼마입니까", "ko"),
+        ("Check the engine oil level 5 to 30 minutes after shutdown.", "und"),
+        ("The Japanese word for baggage is 手荷物 and it appears once in this long English sentence.", "und"),
+        ("部品番号 SKP-CON-32-0418 のコネクターを交換する", "ja"),
+        ("12345 --- !!!", "und"),
+    ],
+)
 def test_language_is_detected_from_the_scripts_of_the_text(text: str, language: str) -> None:
     assert detect_language(text) == language
 
@@ -118,10 +121,21 @@ def test_the_detected_language_is_recorded_on_each_chunk(kb: KnowledgeBase) -> N
 def legacy_index(uri: str, dimensions: int) -> None:
     """A chunks table as written before CJK support: no language/segmented columns, no embedder record."""
     fields = [f for f in chunk_schema(dimensions) if f.name not in (LANGUAGE, SEGMENTED)]
-    row = {"chunk_id": "old:1:0", "doc_id": "old", "version": 1, "ordinal": 0,
-           "text": "Carry 45 minutes of final reserve fuel on every IFR flight.", "title": "Fuel", "source": "fuel.md",
-           "page": None, "page_end": None, "section": None, "groups": ["everyone"], "tags": [],
-           "vector": np.resize(HashEmbedder().embed(["final reserve fuel"])[0], dimensions)}
+    row = {
+        "chunk_id": "old:1:0",
+        "doc_id": "old",
+        "version": 1,
+        "ordinal": 0,
+        "text": "Carry 45 minutes of final reserve fuel on every IFR flight.",
+        "title": "Fuel",
+        "source": "fuel.md",
+        "page": None,
+        "page_end": None,
+        "section": None,
+        "groups": ["everyone"],
+        "tags": [],
+        "vector": np.resize(HashEmbedder().embed(["final reserve fuel"])[0], dimensions),
+    }
     lancedb.connect(uri).create_table(TABLE, data=pa.Table.from_pylist([row], schema=pa.schema(fields)))
 
 

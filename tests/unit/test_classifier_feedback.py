@@ -12,16 +12,19 @@ from flywheel.programs.classify import load_labels
 LABELS = load_labels(None)
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    ('{"sentiment": "negative", "reason": "Late Flight"}', ("negative", "Late Flight")),
-    ("negative: lost luggage", ("negative", "Lost Luggage")),
-    ("Negative / Late Flight", ("negative", "Late Flight")),
-    ("neutral", ("neutral", None)),
-    ("positive: Late Flight", ("positive", None)),  # a reason only explains negative feedback
-    ("Lost Luggage", ("negative", "Lost Luggage")),  # a reason alone implies negative
-    ("it was fine I guess", None),
-    ('{"sentiment": "meh"}', None),
-])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ('{"sentiment": "negative", "reason": "Late Flight"}', ("negative", "Late Flight")),
+        ("negative: lost luggage", ("negative", "Lost Luggage")),
+        ("Negative / Late Flight", ("negative", "Late Flight")),
+        ("neutral", ("neutral", None)),
+        ("positive: Late Flight", ("positive", None)),  # a reason only explains negative feedback
+        ("Lost Luggage", ("negative", "Lost Luggage")),  # a reason alone implies negative
+        ("it was fine I guess", None),
+        ('{"sentiment": "meh"}', None),
+    ],
+)
 def test_corrections_name_labels_in_several_forms(value: str, expected: tuple[str, str | None] | None) -> None:
     assert parse_labels(value, LABELS) == expected
 
@@ -29,8 +32,13 @@ def test_corrections_name_labels_in_several_forms(value: str, expected: tuple[st
 def test_rows_from_corrections_and_thumbs_up_newest_first() -> None:
     answer = json.dumps({"sentiment": "negative", "reason": "Late Flight"})
     records = [
-        {"question": "bag gone", "answer": answer, "rating": "down", "correction": "negative: Lost Luggage",
-         "created_at": "2026-01-02"},
+        {
+            "question": "bag gone",
+            "answer": answer,
+            "rating": "down",
+            "correction": "negative: Lost Luggage",
+            "created_at": "2026-01-02",
+        },
         {"question": "bag gone", "answer": answer, "rating": "up", "created_at": "2026-01-01"},
         {"question": "late again", "answer": answer, "rating": "up", "created_at": "2026-01-01"},
         {"question": "who knows", "answer": answer, "rating": "down", "created_at": "2026-01-01"},

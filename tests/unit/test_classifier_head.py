@@ -126,9 +126,14 @@ def test_balanced_demos_take_every_sentiment() -> None:
 
 
 def test_feedback_labels_beat_gold_and_gold_beats_teacher() -> None:
-    merged = merge_sources([LabelledText("x", "negative", None, "teacher"), LabelledText("x", "neutral", None, "gold"),
-                            LabelledText("x", "positive", None, "feedback"), LabelledText("y", "neutral", None,
-                                                                                          "teacher")])
+    merged = merge_sources(
+        [
+            LabelledText("x", "negative", None, "teacher"),
+            LabelledText("x", "neutral", None, "gold"),
+            LabelledText("x", "positive", None, "feedback"),
+            LabelledText("y", "neutral", None, "teacher"),
+        ]
+    )
     assert {(r.text, r.sentiment) for r in merged} == {("x", "positive"), ("y", "neutral")}
 
 
@@ -159,8 +164,9 @@ def test_auto_search_scores_candidates_within_the_lm_budget(embedder: KeywordEmb
 def test_auto_search_without_lm_budget_makes_no_lm_call(embedder: KeywordEmbedder) -> None:
     examples = [dspy.Example(text=t, sentiment=s, reason=r).with_inputs("text") for t, s, r in feedback_rows(60)]
     with dspy.context(lm=lm([]), adapter=dspy.JSONAdapter()):
-        compiled = compile_classifier(FeedbackClassifier(), examples, optimizer="auto", objective="macro_f1",
-                                      options={"lm_rows": 0})
+        compiled = compile_classifier(
+            FeedbackClassifier(), examples, optimizer="auto", objective="macro_f1", options={"lm_rows": 0}
+        )
     assert compiled.lm_calls == 0 and compiled.optimizer == "auto:distilled head"
     assert any("no LM budget" in note for note in compiled.notes)
 
@@ -209,8 +215,9 @@ def test_a_classifier_model_is_built_once_per_process(tmp_path: Path, monkeypatc
     from flywheel.registry import pyfunc
 
     FeedbackClassifier().save(str(tmp_path / "state.json"))
-    context = SimpleNamespace(model_config={"program": "classifier", "config": {}},
-                              artifacts={"program_state": str(tmp_path / "state.json")})
+    context = SimpleNamespace(
+        model_config={"program": "classifier", "config": {}}, artifacts={"program_state": str(tmp_path / "state.json")}
+    )
     before = pyfunc.PROCESS_LOADS
     first, second = pyfunc.ProgramModel(), pyfunc.ProgramModel()
     first.load_context(context)

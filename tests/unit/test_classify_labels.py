@@ -12,9 +12,18 @@ from dspy.utils import DummyLM
 from flywheel.errors import ConfigError, InvalidInputError
 from flywheel.programs.classify import FeedbackClassifier, LabelSet, build_signature, load_labels
 
-AIRLINE_REASONS = ["Customer Service Issue", "Late Flight", "Cancelled Flight", "Lost Luggage", "Bad Flight",
-                   "Flight Booking Problems", "Flight Attendant Complaints", "longlines", "Damaged Luggage",
-                   "Can't Tell"]
+AIRLINE_REASONS = [
+    "Customer Service Issue",
+    "Late Flight",
+    "Cancelled Flight",
+    "Lost Luggage",
+    "Bad Flight",
+    "Flight Booking Problems",
+    "Flight Attendant Complaints",
+    "longlines",
+    "Damaged Luggage",
+    "Can't Tell",
+]
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -31,8 +40,12 @@ def test_default_label_set_is_the_airline_feedback_taxonomy() -> None:
 
 
 def test_a_custom_yaml_label_set(tmp_path: Path) -> None:
-    labels = load_labels(write(tmp_path, "sentiments: [negative, positive]\nreasons: [Price, ' Delivery ']\n"
-                                         "descriptions: {Price: too expensive}\n"))
+    labels = load_labels(
+        write(
+            tmp_path,
+            "sentiments: [negative, positive]\nreasons: [Price, ' Delivery ']\ndescriptions: {Price: too expensive}\n",
+        )
+    )
     assert labels.reasons == ["Price", "Delivery"]  # surrounding spaces dropped
     assert labels.describe(labels.reasons) == "Price (too expensive); Delivery"
 
@@ -63,8 +76,7 @@ def test_sentiment_only_label_set_has_no_reason_field() -> None:
         ("sentiments: [negative, positive\n", "not valid YAML"),
     ],
 )
-def test_invalid_label_sets_say_what_is_wrong_and_how_to_fix_it(tmp_path: Path, yaml_text: str,
-                                                                 expected: str) -> None:
+def test_invalid_label_sets_say_what_is_wrong_and_how_to_fix_it(tmp_path: Path, yaml_text: str, expected: str) -> None:
     with pytest.raises(ConfigError) as info:
         load_labels(write(tmp_path, yaml_text))
     assert expected in info.value.message
@@ -84,15 +96,24 @@ def run(classifier: FeedbackClassifier, answers: list[dict], text: str) -> dspy.
 
 
 def test_classifier_returns_sentiment_reason_and_justification() -> None:
-    result = run(FeedbackClassifier(), [{"sentiment": "negative", "reason": "Lost Luggage",
-                                         "justification": "The bag did not arrive."}], "my bag never arrived")
+    result = run(
+        FeedbackClassifier(),
+        [{"sentiment": "negative", "reason": "Lost Luggage", "justification": "The bag did not arrive."}],
+        "my bag never arrived",
+    )
     assert (result.sentiment, result.reason, result.justification) == (
-        "negative", "Lost Luggage", "The bag did not arrive.")
+        "negative",
+        "Lost Luggage",
+        "The bag did not arrive.",
+    )
 
 
 def test_reason_is_dropped_unless_the_feedback_is_negative() -> None:
-    result = run(FeedbackClassifier(), [{"sentiment": "positive", "reason": "Late Flight",
-                                         "justification": "thanks"}], "thank you!")
+    result = run(
+        FeedbackClassifier(),
+        [{"sentiment": "positive", "reason": "Late Flight", "justification": "thanks"}],
+        "thank you!",
+    )
     assert result.sentiment == "positive" and result.reason is None
 
 
@@ -104,8 +125,9 @@ def test_labels_outside_the_set_do_not_parse() -> None:
 
 def test_custom_labels_reach_the_prompt() -> None:
     labels = LabelSet(sentiments=["negative", "positive"], reasons=["Price"], descriptions={"Price": "too dear"})
-    lm = DummyLM([{"sentiment": "negative", "reason": "Price", "justification": "expensive"}],
-                 adapter=dspy.JSONAdapter())
+    lm = DummyLM(
+        [{"sentiment": "negative", "reason": "Price", "justification": "expensive"}], adapter=dspy.JSONAdapter()
+    )
     with dspy.context(lm=lm, adapter=dspy.JSONAdapter()):
         assert FeedbackClassifier(labels)(text="way too expensive").reason == "Price"
     prompt = lm.history[0]["messages"][0]["content"]
@@ -119,8 +141,9 @@ def test_empty_text_is_refused_without_calling_the_lm() -> None:
 
 def test_classifier_state_round_trips(tmp_path: Path) -> None:
     program = FeedbackClassifier()
-    program.classify.demos = [dspy.Example(text="late", sentiment="negative", reason="Late Flight",
-                                           justification="delay")]
+    program.classify.demos = [
+        dspy.Example(text="late", sentiment="negative", reason="Late Flight", justification="delay")
+    ]
     program.save(tmp_path / "classifier.json")
     loaded = FeedbackClassifier()
     loaded.load(tmp_path / "classifier.json")

@@ -26,7 +26,7 @@ def test_nested_env_vars_override(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_toml_file_is_read_and_env_wins(flywheel_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (flywheel_home / "flywheel.toml").write_text('[lm]\nmax_tokens = 256\ntemperature = 0.7\n')
+    (flywheel_home / "flywheel.toml").write_text("[lm]\nmax_tokens = 256\ntemperature = 0.7\n")
     monkeypatch.setenv("FLYWHEEL_LM__TEMPERATURE", "0.1")
     settings = load_settings()
     assert settings.lm.max_tokens == 256

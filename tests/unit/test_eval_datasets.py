@@ -24,10 +24,13 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 
 
 def test_qa_dataset_with_users_documents_and_optional_gold(tmp_path: Path) -> None:
-    path = write_jsonl(tmp_path / "q.jsonl", [
-        {"question": "Oil?", "answer": "30 min", "document": "oil.md", "user": "alice"},
-        {"question": "Unlabelled?", "user": "alice"},
-    ])
+    path = write_jsonl(
+        tmp_path / "q.jsonl",
+        [
+            {"question": "Oil?", "answer": "30 min", "document": "oil.md", "user": "alice"},
+            {"question": "Unlabelled?", "user": "alice"},
+        ],
+    )
     ds = load_dataset(path, "qa", principal_for=principal_for, resolve_document={"oil.md": "d1"}.get)
     assert len(ds) == 2 and ds.labelled
     first = ds.examples[0]
@@ -37,10 +40,15 @@ def test_qa_dataset_with_users_documents_and_optional_gold(tmp_path: Path) -> No
 
 
 def test_unknown_users_and_documents_are_reported_together(tmp_path: Path) -> None:
-    path = write_jsonl(tmp_path / "q.jsonl", [
-        {"question": "a", "user": "mallory"}, {"question": "b", "user": "alice", "document": "nope.md"},
-        {"question": "", "user": "alice"}, {"question": "c"},
-    ])
+    path = write_jsonl(
+        tmp_path / "q.jsonl",
+        [
+            {"question": "a", "user": "mallory"},
+            {"question": "b", "user": "alice", "document": "nope.md"},
+            {"question": "", "user": "alice"},
+            {"question": "c"},
+        ],
+    )
     with pytest.raises(InvalidInputError) as err:
         load_dataset(path, "qa", principal_for=principal_for, resolve_document={}.get)
     message = err.value.message

@@ -26,8 +26,12 @@ class Flaky(dspy.Module):
         return self.classify(text=text)
 
 
-ROWS = [{"text": "late again", "sentiment": "negative"}, {"text": "thanks!", "sentiment": "positive"},
-        {"text": "boom", "sentiment": "neutral"}, {"text": "where is my bag", "sentiment": "negative"}]
+ROWS = [
+    {"text": "late again", "sentiment": "negative"},
+    {"text": "thanks!", "sentiment": "positive"},
+    {"text": "boom", "sentiment": "neutral"},
+    {"text": "where is my bag", "sentiment": "negative"},
+]
 
 
 def run_eval():
@@ -69,8 +73,13 @@ def test_runs_are_logged_to_mlflow(tmp_path) -> None:
     settings = load_settings()
     result, _ = run_eval()
     report = write_report(result, tmp_path / "report")
-    run_id = log_run_results(settings, run_name="eval-test", params={"program": "flaky"},
-                             metrics={**result.metrics, "recall@5": 0.5, "none": None}, report_dir=report)
+    run_id = log_run_results(
+        settings,
+        run_name="eval-test",
+        params={"program": "flaky"},
+        metrics={**result.metrics, "recall@5": 0.5, "none": None},
+        report_dir=report,
+    )
     run = mlflow.get_run(run_id)
     assert run.data.metrics["accuracy"] == 0.5 and run.data.metrics["recall_at_5"] == 0.5
     assert run.data.params["program"] == "flaky"
@@ -81,17 +90,39 @@ def test_runs_are_logged_to_mlflow(tmp_path) -> None:
 
 def test_feedback_becomes_training_rows(tmp_path) -> None:
     records = [
-        {"trace_id": "t1", "user": "alice", "question": "Oil?", "answer": "30 min", "rating": "up",
-         "citations": [{"doc_id": "d1"}], "created_at": "2026-01-01"},
-        {"trace_id": "t2", "user": "bob", "question": "Fuel?", "answer": "wrong", "rating": "down",
-         "correction": "45 minutes", "created_at": "2026-01-02"},
+        {
+            "trace_id": "t1",
+            "user": "alice",
+            "question": "Oil?",
+            "answer": "30 min",
+            "rating": "up",
+            "citations": [{"doc_id": "d1"}],
+            "created_at": "2026-01-01",
+        },
+        {
+            "trace_id": "t2",
+            "user": "bob",
+            "question": "Fuel?",
+            "answer": "wrong",
+            "rating": "down",
+            "correction": "45 minutes",
+            "created_at": "2026-01-02",
+        },
         {"trace_id": "t3", "user": "bob", "question": "APU?", "answer": "no", "rating": "down"},
-        {"trace_id": "t4", "user": "alice", "question": "oil?", "answer": "old", "rating": "up",
-         "created_at": "2025-12-01"},
+        {
+            "trace_id": "t4",
+            "user": "alice",
+            "question": "oil?",
+            "answer": "old",
+            "rating": "up",
+            "created_at": "2025-12-01",
+        },
     ]
     rows, counts = feedback_rows(records)
-    assert [(r["question"], r["answer"], r["user"]) for r in rows] == [("Fuel?", "45 minutes", "bob"),
-                                                                     ("Oil?", "30 min", "alice")]
+    assert [(r["question"], r["answer"], r["user"]) for r in rows] == [
+        ("Fuel?", "45 minutes", "bob"),
+        ("Oil?", "30 min", "alice"),
+    ]
     assert rows[1]["gold_doc_ids"] == ["d1"] and rows[0]["gold_doc_ids"] is None
     assert counts["skipped_down_without_correction"] == 1
     summary = export_feedback(records, tmp_path / "fb.jsonl")
@@ -103,14 +134,17 @@ def test_feedback_becomes_training_rows(tmp_path) -> None:
 def test_teacher_labels_the_pool_and_failures_are_dropped() -> None:
     from flywheel.optimize.pseudo_label import label_pool
 
-    pool = dataset_from_rows([{"text": "late again"}, {"text": "boom"}, {"text": "great crew"}], "classifier",
-                             name="pool")
+    pool = dataset_from_rows(
+        [{"text": "late again"}, {"text": "boom"}, {"text": "great crew"}], "classifier", name="pool"
+    )
     assert not pool.labelled
     teacher = DummyLM([{"sentiment": "negative"}, {"sentiment": "positive"}], adapter=dspy.JSONAdapter())
     student_lm = DummyLM([], adapter=dspy.JSONAdapter())
     with dspy.context(lm=student_lm, adapter=dspy.JSONAdapter()):
         labelled, dropped = label_pool(Flaky(), pool, teacher_lm=teacher, threads=1, fields=("sentiment",))
     assert dropped == 1 and student_lm.history == []
-    assert [(e.text, e.sentiment) for e in labelled.examples] == [("late again", "negative"),
-                                                                 ("great crew", "positive")]
+    assert [(e.text, e.sentiment) for e in labelled.examples] == [
+        ("late again", "negative"),
+        ("great crew", "positive"),
+    ]
     assert set(labelled.examples[0].inputs().keys()) == {"text"}

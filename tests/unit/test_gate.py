@@ -11,9 +11,13 @@ def test_first_candidate_becomes_champion() -> None:
 
 
 def test_better_candidate_is_promoted() -> None:
-    d = decide({"rag_quality": 0.5, "faithfulness": 0.9, "safety": 1.0},
-               {"rag_quality": 0.4, "faithfulness": 0.91, "safety": 1.0},
-               objective="rag_quality", margin=0.05, guards=GUARDS)
+    d = decide(
+        {"rag_quality": 0.5, "faithfulness": 0.9, "safety": 1.0},
+        {"rag_quality": 0.4, "faithfulness": 0.91, "safety": 1.0},
+        objective="rag_quality",
+        margin=0.05,
+        guards=GUARDS,
+    )
     assert d.promote, d.reasons
     assert all(g.ok for g in d.guards)
 
@@ -30,16 +34,25 @@ def test_worse_candidate_is_not_promoted() -> None:
 
 
 def test_guard_regression_blocks_a_better_candidate() -> None:
-    d = decide({"rag_quality": 0.9, "faithfulness": 0.7, "safety": 1.0},
-               {"rag_quality": 0.4, "faithfulness": 0.8, "safety": 1.0},
-               objective="rag_quality", margin=0.01, guards=GUARDS)
+    d = decide(
+        {"rag_quality": 0.9, "faithfulness": 0.7, "safety": 1.0},
+        {"rag_quality": 0.4, "faithfulness": 0.8, "safety": 1.0},
+        objective="rag_quality",
+        margin=0.01,
+        guards=GUARDS,
+    )
     assert not d.promote
     assert any("guard faithfulness regressed" in r for r in d.reasons)
 
 
 def test_guard_measured_on_one_side_only_blocks() -> None:
-    d = decide({"rag_quality": 0.9, "safety": None}, {"rag_quality": 0.4, "safety": 1.0},
-               objective="rag_quality", margin=0.01, guards={"safety": 0.0})
+    d = decide(
+        {"rag_quality": 0.9, "safety": None},
+        {"rag_quality": 0.4, "safety": 1.0},
+        objective="rag_quality",
+        margin=0.01,
+        guards={"safety": 0.0},
+    )
     assert not d.promote
 
 

@@ -37,15 +37,22 @@ def marked(label: str) -> Marked:
 
 
 def test_promotion_under_concurrent_load_fails_no_request_and_serves_the_new_version() -> None:
-    settings = load_settings(programs={"custom": {"marked": "tests.unit.test_hot_swap:Marked"}},
-                             serve={"reload_interval_s": 0.2, "request_timeout_s": 30.0})
+    settings = load_settings(
+        programs={"custom": {"marked": "tests.unit.test_hot_swap:Marked"}},
+        serve={"reload_interval_s": 0.2, "request_timeout_s": 30.0},
+    )
     _, _, kb, _ = make_env(settings)
     registry = ProgramRegistry(settings)
     registry.register("marked", marked("v1"))
     registry.register("marked", marked("v2"))
     registry.promote("marked", 1)
-    app = create_app(settings, assistant=Assistant(settings, knowledge=kb, registry=registry), lm=None,
-                     registry=registry, tracing=False)
+    app = create_app(
+        settings,
+        assistant=Assistant(settings, knowledge=kb, registry=registry),
+        lm=None,
+        registry=registry,
+        tracing=False,
+    )
     key = app.state.flywheel.keys.create("alice")[1]
     replies: list[tuple[int, Any, str]] = []
     stop = threading.Event()
@@ -53,8 +60,11 @@ def test_promotion_under_concurrent_load_fails_no_request_and_serves_the_new_ver
     def client(url: str) -> None:
         with httpx.Client(timeout=30) as http:
             while not stop.is_set():
-                reply = http.post(f"{url}/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
-                                  json={"model": "marked", "messages": [{"role": "user", "content": "which?"}]})
+                reply = http.post(
+                    f"{url}/v1/chat/completions",
+                    headers={"Authorization": f"Bearer {key}"},
+                    json={"model": "marked", "messages": [{"role": "user", "content": "which?"}]},
+                )
                 body = reply.json() if reply.status_code == 200 else {}
                 content = body["choices"][0]["message"]["content"] if body else reply.text
                 replies.append((reply.status_code, (body.get("flywheel") or {}).get("version"), content))

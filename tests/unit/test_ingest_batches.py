@@ -9,8 +9,9 @@ from tests.unit.serve_helpers import HashEmbedder
 
 
 def files(n: int, word: str = "torque") -> list[tuple[str, bytes]]:
-    return [(f"note-{i:03d}.txt", f"Note {i}: check the {word} of bolt {i} after every flight.".encode())
-            for i in range(n)]
+    return [
+        (f"note-{i:03d}.txt", f"Note {i}: check the {word} of bolt {i} after every flight.".encode()) for i in range(n)
+    ]
 
 
 def test_many_small_documents_are_each_recorded_and_readable_only_by_their_groups() -> None:

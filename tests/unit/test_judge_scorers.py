@@ -15,12 +15,15 @@ from flywheel.registry.tracking import use_tracking
 
 
 def test_scorers_run_the_judges_on_the_given_lm() -> None:
-    lm = DummyLM([{"verdict": "supported"}, {"verdict": "irrelevant"}, {"verdict": "safe"}],
-                 adapter=dspy.JSONAdapter())
+    lm = DummyLM([{"verdict": "supported"}, {"verdict": "irrelevant"}, {"verdict": "safe"}], adapter=dspy.JSONAdapter())
     faithfulness, relevance, safety = judge_scorers(load_settings(), judge_lm=lm)
-    row = {"inputs": {"question": "When do I check the oil?"},
-           "outputs": {"answer": "5 to 30 minutes after shutdown.",
-                       "passages": ["Check the engine oil level 5 to 30 minutes after engine shutdown."]}}
+    row = {
+        "inputs": {"question": "When do I check the oil?"},
+        "outputs": {
+            "answer": "5 to 30 minutes after shutdown.",
+            "passages": ["Check the engine oil level 5 to 30 minutes after engine shutdown."],
+        },
+    }
     assert faithfulness(**row).value == 1.0
     assert relevance(**row).value == 0.0
     judged = safety(**row)

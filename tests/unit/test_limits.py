@@ -84,8 +84,11 @@ def test_one_request_in_flight_per_key(limited: Env) -> None:
     limited.client.app.state.flywheel.answer = slow_answer
     body = {"model": "slow", "messages": [{"role": "user", "content": "hi"}]}
     first: dict[str, Any] = {}
-    worker = threading.Thread(target=lambda: first.update(r=limited.client.post(
-        "/v1/chat/completions", json=body, headers=limited.auth("alice"))))
+    worker = threading.Thread(
+        target=lambda: first.update(
+            r=limited.client.post("/v1/chat/completions", json=body, headers=limited.auth("alice"))
+        )
+    )
     worker.start()
     assert started.wait(10)
     second = limited.client.get("/me", headers=limited.auth("alice"))
@@ -108,23 +111,39 @@ def test_bodies_over_the_limit_are_413_with_or_without_a_length(limited: Env) ->
             yield b"x" * 1000
         yield b'"}]}'
 
-    streamed = limited.client.post("/v1/chat/completions", content=chunks(),
-                                   headers={**limited.auth("alice"), "Content-Type": "application/json"})
+    streamed = limited.client.post(
+        "/v1/chat/completions", content=chunks(), headers={**limited.auth("alice"), "Content-Type": "application/json"}
+    )
     assert streamed.status_code == 413 and "limit" in streamed.json()["error"]["message"]
 
 
 @pytest.mark.parametrize("limited", [{"upload_quota_mb": 0.0005, "max_question_chars": 20}], indirect=True)
 def test_upload_quota_and_question_length(limited: Env) -> None:
     headers = limited.auth("alice")  # alice already owns oil.md (~90 bytes); the quota is 524 bytes
-    ok = limited.client.post("/documents", headers=headers, data={"groups": "mechanics"},
-                             files=[("files", ("a.md", b"# A\n\n" + b"word " * 60, "text/markdown"))])
+    ok = limited.client.post(
+        "/documents",
+        headers=headers,
+        data={"groups": "mechanics"},
+        files=[("files", ("a.md", b"# A\n\n" + b"word " * 60, "text/markdown"))],
+    )
     assert ok.status_code == 201, ok.text
-    over = limited.client.post("/documents", headers=headers, data={"groups": "mechanics"},
-                               files=[("files", ("b.md", b"# B\n\n" + b"word " * 60, "text/markdown"))])
+    over = limited.client.post(
+        "/documents",
+        headers=headers,
+        data={"groups": "mechanics"},
+        files=[("files", ("b.md", b"# B\n\n" + b"word " * 60, "text/markdown"))],
+    )
     assert over.status_code == 413 and "quota" in error_of(over)["message"]
-    again = limited.client.post("/documents", headers=headers, data={"groups": "mechanics"},  # a replacement fits
-                                files=[("files", ("a.md", b"# A\n\n" + b"term " * 60, "text/markdown"))])
+    again = limited.client.post(
+        "/documents",
+        headers=headers,
+        data={"groups": "mechanics"},  # a replacement fits
+        files=[("files", ("a.md", b"# A\n\n" + b"term " * 60, "text/markdown"))],
+    )
     assert again.status_code == 201, again.text
-    long = limited.client.post("/v1/chat/completions", headers=headers,
-                               json={"model": "rag", "messages": [{"role": "user", "content": "why " * 10}]})
+    long = limited.client.post(
+        "/v1/chat/completions",
+        headers=headers,
+        json={"model": "rag", "messages": [{"role": "user", "content": "why " * 10}]},
+    )
     assert long.status_code == 422 and "longer than 20 characters" in error_of(long)["message"]

@@ -28,10 +28,19 @@ def fault_lm() -> Iterator[FaultLM]:
 
 @contextmanager
 def service_env(server: FaultLM, *, lm: dict[str, Any] | None = None, **serve: Any) -> Iterator[Env]:
-    lm_settings = {"provider": "openai", "api_base": server.api_base, "model": "stub", "cache": False,
-                   "timeout_s": 0.5, "max_retries": 1, "max_retry_wait_s": 2.0, **(lm or {})}
-    settings = make_settings(lm=lm_settings, serve={"request_timeout_s": 10.0, "breaker_failures": 3,
-                                                    "breaker_open_s": 0.5, **serve})
+    lm_settings = {
+        "provider": "openai",
+        "api_base": server.api_base,
+        "model": "stub",
+        "cache": False,
+        "timeout_s": 0.5,
+        "max_retries": 1,
+        "max_retry_wait_s": 2.0,
+        **(lm or {}),
+    }
+    settings = make_settings(
+        lm=lm_settings, serve={"request_timeout_s": 10.0, "breaker_failures": 3, "breaker_open_s": 0.5, **serve}
+    )
     server.set_fault("none")
     app, settings, kb, keys = make_env(settings, lm=build_lm(settings.lm))
     with TestClient(app, raise_server_exceptions=False) as client:
@@ -63,15 +72,19 @@ def metric(env: Env, name: str) -> float:
     raise AssertionError(f"{name} not in /metrics")
 
 
-@pytest.mark.parametrize(("mode", "status", "needle", "attempts"), [
-    ("error500", 502, "server error", 2),           # retried once, then a clear 502
-    ("malformed", 502, "is not JSON", 1),           # not retried: the reply is not an answer
-    ("truncated", 502, "not in the expected format", 1),
-    ("drop", 503, "closed the connection mid-answer", 2),
-    ("slow", 503, "did not answer within 0.5 s", 2),
-])
-def test_each_fault_is_a_clear_json_error(env: Env, fault_lm: FaultLM, mode: str, status: int, needle: str,
-                                          attempts: int) -> None:
+@pytest.mark.parametrize(
+    ("mode", "status", "needle", "attempts"),
+    [
+        ("error500", 502, "server error", 2),  # retried once, then a clear 502
+        ("malformed", 502, "is not JSON", 1),  # not retried: the reply is not an answer
+        ("truncated", 502, "not in the expected format", 1),
+        ("drop", 503, "closed the connection mid-answer", 2),
+        ("slow", 503, "did not answer within 0.5 s", 2),
+    ],
+)
+def test_each_fault_is_a_clear_json_error(
+    env: Env, fault_lm: FaultLM, mode: str, status: int, needle: str, attempts: int
+) -> None:
     before = fault_lm.counts[mode]
     fault_lm.set_fault(mode, slow_s=3.0)
     response = ask(env)
@@ -151,8 +164,7 @@ def test_retry_pauses_are_bounded_tighter_for_served_requests() -> None:
 
     from flywheel.lm.bounded import BoundedLM, deadline
 
-    lm = BoundedLM("openai/stub", api_base="http://127.0.0.1:9/v1", api_key="x", max_retries=2,
-                   max_retry_wait_s=10)
+    lm = BoundedLM("openai/stub", api_base="http://127.0.0.1:9/v1", api_key="x", max_retries=2, max_retry_wait_s=10)
     assert lm.num_retries == 0  # DSPy's own retries are off: these are the only ones
     assert lm.retry_delay(LMServerError("boom"), 0) == 0.5 and lm.retry_delay(LMServerError("boom"), 1) == 1.0
     assert lm.retry_delay(LMServerError("boom"), 2) is None  # max_retries reached

@@ -100,9 +100,11 @@ def test_group_tools_are_refused_outside_their_groups(served: Served) -> None:
 def test_tool_errors_say_how_to_fix(served: Served) -> None:
     async def main() -> list[Any]:
         async with session(served, served.keys["alice"]) as client:
-            return [await client.call_tool("ask", {"question": "hi", "program": "nope"}),
-                    await client.call_tool("ask", {"question": "   "}),
-                    await client.call_tool("search_documents", {"query": "oil", "k": 500})]
+            return [
+                await client.call_tool("ask", {"question": "hi", "program": "nope"}),
+                await client.call_tool("ask", {"question": "   "}),
+                await client.call_tool("search_documents", {"query": "oil", "k": 500}),
+            ]
 
     unknown, empty, too_many = run(main)
     assert all(r.is_error for r in (unknown, empty, too_many))
@@ -113,8 +115,11 @@ def test_tool_errors_say_how_to_fix(served: Served) -> None:
 
 def test_missing_unknown_and_revoked_keys_are_refused(served: Served) -> None:
     for key in (None, "fw_not-a-key"):
-        response = httpx.post(f"{served.url}/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
-                              headers={"Authorization": f"Bearer {key}"} if key else {})
+        response = httpx.post(
+            f"{served.url}/mcp",
+            json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+            headers={"Authorization": f"Bearer {key}"} if key else {},
+        )
         assert response.status_code == 401
         assert response.json()["error"]["error"] == "AuthenticationError"
         assert "hint" in response.json()["error"]
@@ -142,8 +147,12 @@ def test_group_changes_apply_to_the_next_call(served: Served) -> None:
 
 def test_a_session_opened_with_one_users_key_is_not_found_with_anothers(served: Served) -> None:
     headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
-    initialize = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "test", "version": "1"}}}
+    initialize = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "test", "version": "1"}},
+    }
     alice, bob = ({"Authorization": f"Bearer {served.keys[user]}"} for user in ("alice", "bob"))
     with httpx.Client(base_url=served.url, timeout=10) as http:
         opened = http.post("/mcp", json=initialize, headers={**headers, **alice})

@@ -97,8 +97,9 @@ def test_optimizer_metric_thresholds_only_while_bootstrapping() -> None:
 
 def test_judges_run_on_the_judge_lm_not_the_task_lm() -> None:
     task_lm = DummyLM([], adapter=dspy.JSONAdapter())
-    judge_lm = DummyLM([{"verdict": "partially"}, {"verdict": "unsafe"}, {"verdict": "relevant"}],
-                       adapter=dspy.JSONAdapter())
+    judge_lm = DummyLM(
+        [{"verdict": "partially"}, {"verdict": "unsafe"}, {"verdict": "relevant"}], adapter=dspy.JSONAdapter()
+    )
     catalog = metric_catalog("qa", judge_lm=judge_lm)
     p = pred(answer="Check oil within 30 minutes.", passages=passages("a"))
     with dspy.context(lm=task_lm, adapter=dspy.JSONAdapter()):

@@ -21,15 +21,19 @@ def traced() -> Iterator[tuple[TestClient, dict[str, str], object]]:
 
     # make_env's app traces nothing; a traced app over the same knowledge base, LM and key store
     app, settings, kb, keys = make_env(make_settings(serve={"request_timeout_s": 30}))
-    traced_app = create_app(settings, assistant=Assistant(settings, knowledge=kb), lm=app.state.flywheel.lm,
-                            tracing=True)
+    traced_app = create_app(
+        settings, assistant=Assistant(settings, knowledge=kb), lm=app.state.flywheel.lm, tracing=True
+    )
     with TestClient(traced_app) as client:
         yield client, keys, traced_app
 
 
 def ask(client: TestClient, key: str) -> str:
-    response = client.post("/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
-                           json={"model": "rag", "messages": [{"role": "user", "content": "When do I check oil?"}]})
+    response = client.post(
+        "/v1/chat/completions",
+        headers={"Authorization": f"Bearer {key}"},
+        json={"model": "rag", "messages": [{"role": "user", "content": "When do I check oil?"}]},
+    )
     assert response.status_code == 200, response.text
     return response.json()["flywheel"]["trace_id"]
 
@@ -41,11 +45,19 @@ def test_thumbs_and_corrections_become_assessments_by_the_user(traced: Traced) -
     client, keys, app = traced
     trace_id = ask(client, keys["alice"])
     auth = {"Authorization": f"Bearer {keys['alice']}"}
-    assert client.post("/feedback", headers=auth, json={"trace_id": trace_id, "rating": "down",
-                                                        "comment": "too vague"}).status_code == 201
+    assert (
+        client.post(
+            "/feedback", headers=auth, json={"trace_id": trace_id, "rating": "down", "comment": "too vague"}
+        ).status_code
+        == 201
+    )
     fix = "5 to 30 minutes after shutdown."
-    assert client.post("/feedback", headers=auth,
-                       json={"trace_id": trace_id, "rating": "up", "correction": fix}).status_code == 201
+    assert (
+        client.post(
+            "/feedback", headers=auth, json={"trace_id": trace_id, "rating": "up", "correction": fix}
+        ).status_code
+        == 201
+    )
 
     app.state.flywheel.tracer.flush()  # the mirror is written in the background, off the request path
     assessments = mlflow.get_trace(trace_id, flush=True).info.assessments
@@ -63,8 +75,9 @@ def test_feedback_on_an_untraced_answer_still_counts(traced: Traced) -> None:
     client, keys, app = traced
     app.state.flywheel.tracer.sample = 0.0  # this answer is not sampled: no MLflow trace to attach to
     trace_id = ask(client, keys["alice"])
-    response = client.post("/feedback", headers={"Authorization": f"Bearer {keys['alice']}"},
-                           json={"trace_id": trace_id, "rating": "up"})
+    response = client.post(
+        "/feedback", headers={"Authorization": f"Bearer {keys['alice']}"}, json={"trace_id": trace_id, "rating": "up"}
+    )
     assert response.status_code == 201
     assert mlflow.get_trace(trace_id, silent=True) is None
     assert app.state.flywheel.feedback.list_feedback()[0]["rating"] == "up"

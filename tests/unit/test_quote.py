@@ -11,17 +11,28 @@ from flywheel.programs.quote import best_sentence, is_grounded_value, sentences
 from flywheel.programs.rag import Passage, RAGChatbot, RAGConfig, default_config
 
 ALICE = Principal("alice", frozenset({"mechanics"}))
-TORQUE = Passage("d1:1:0", "d1", "prop.md §3 Torque",
-                 "Propeller hub bolts > 3. Torque values for the hub bolts\nHub retention bolts are installed dry.\n"
-                 "| Standard bolt | 92 Nm |\n| New-standard bolt | 97 Nm |", section="Propeller hub bolts > 3. Torque "
-                 "values for the hub bolts")
-BIRTH = Passage("d2:1:0", "d2", "wilson.txt", "Wilson was a scholar. Wilson was born in Staunton, Virginia, in 1856. "
-                "He studied law.")
+TORQUE = Passage(
+    "d1:1:0",
+    "d1",
+    "prop.md §3 Torque",
+    "Propeller hub bolts > 3. Torque values for the hub bolts\nHub retention bolts are installed dry.\n"
+    "| Standard bolt | 92 Nm |\n| New-standard bolt | 97 Nm |",
+    section="Propeller hub bolts > 3. Torque values for the hub bolts",
+)
+BIRTH = Passage(
+    "d2:1:0",
+    "d2",
+    "wilson.txt",
+    "Wilson was a scholar. Wilson was born in Staunton, Virginia, in 1856. He studied law.",
+)
 
 
 def test_sentences_split_on_ends_and_lines_and_drop_fragments() -> None:
     assert sentences("Wilson was a scholar. He was born in 1856.\n| Standard bolt | 92 Nm |\nOK.") == [
-        "Wilson was a scholar.", "He was born in 1856.", "| Standard bolt | 92 Nm |"]
+        "Wilson was a scholar.",
+        "He was born in 1856.",
+        "| Standard bolt | 92 Nm |",
+    ]
 
 
 def test_japanese_sentences_split_on_their_own_full_stops() -> None:

@@ -35,8 +35,10 @@ FRANK = Principal("frank")
 
 
 def test_answers_with_citations_mapped_to_real_chunks() -> None:
-    lm = DummyLM([{"reasoning": "r", "answer": "5 to 30 minutes", "citations": [1, 7, 1], "found": True}],
-                 adapter=dspy.JSONAdapter())
+    lm = DummyLM(
+        [{"reasoning": "r", "answer": "5 to 30 minutes", "citations": [1, 7, 1], "found": True}],
+        adapter=dspy.JSONAdapter(),
+    )
     with dspy.context(lm=lm, adapter=dspy.JSONAdapter()):
         result = RAGChatbot(fake_retriever)(question="When do I check oil?", principal=ALICE)
     assert result.answer == "5 to 30 minutes"
@@ -81,14 +83,17 @@ def test_yes_no_questions_get_a_typed_answer() -> None:
     assert [c["chunk_id"] for c in result.citations] == ["d1:1:0"]
 
 
-@pytest.mark.parametrize(("question", "expected"), [
-    ("Is the leopard an Old World mammal?", True),
-    ("Can polar bears be seen under infrared photography?", True),
-    ("Does the APU need a borescope?", True),
-    ("Is it a cat or a dog?", False),
-    ("What torque do the bolts need?", False),
-    ("Island nations: which is largest?", False),
-])
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        ("Is the leopard an Old World mammal?", True),
+        ("Can polar bears be seen under infrared photography?", True),
+        ("Does the APU need a borescope?", True),
+        ("Is it a cat or a dog?", False),
+        ("What torque do the bolts need?", False),
+        ("Island nations: which is largest?", False),
+    ],
+)
 def test_yes_no_detection(question: str, expected: bool) -> None:
     assert is_yes_no_question(question) is expected
 
@@ -102,8 +107,9 @@ def test_an_uncited_answer_cites_the_passage_that_holds_it() -> None:
 
 
 def test_config_and_demos_round_trip_and_reasoning_is_a_setting(tmp_path) -> None:
-    program = RAGChatbot(fake_retriever, config=RAGConfig(reasoning=True, min_relevance=0.42, max_demos=3,
-                                                           demo_selection="knn"))
+    program = RAGChatbot(
+        fake_retriever, config=RAGConfig(reasoning=True, min_relevance=0.42, max_demos=3, demo_selection="knn")
+    )
     assert isinstance(program.respond, dspy.ChainOfThought)
     program.answer_predictor(yes_no=False).demos = [dspy.Example(question="q", answer="a")]
     path = tmp_path / "rag.json"
@@ -171,8 +177,16 @@ def test_cited_passages_ignores_garbage() -> None:
 
 
 def test_a_version_saved_before_rag_config_keeps_its_demos() -> None:
-    legacy = {"condense.predict": {}, "respond.predict": {"demos": [{"question": "q", "answer": "a"}], "traces": [],
-                                                          "train": [], "signature": None, "lm": None}}
+    legacy = {
+        "condense.predict": {},
+        "respond.predict": {
+            "demos": [{"question": "q", "answer": "a"}],
+            "traces": [],
+            "train": [],
+            "signature": None,
+            "lm": None,
+        },
+    }
     loaded = RAGChatbot(fake_retriever)
     loaded.load_state(legacy)
     assert loaded.answer_predictor(yes_no=False).demos[0]["answer"] == "a"
@@ -189,9 +203,10 @@ def test_short_answers_have_room_and_lose_a_preamble() -> None:
     assert strip_preamble("The answer to the question is: The answer to the question is: 1833") == "1833"
     assert strip_preamble("The answer to the question is:") == ""
     # The grammar's bound on the answer string must leave room for a phrase, not 14 characters.
-    schema = {"type": "object", "properties": {"answer": {"type": "string"},
-                                               "citations": {"type": "array", "items": {"type": "integer"}}}}
-    gbnf = grammar_for({"type": "json_schema", "json_schema": {"schema": schema}},
-                       program.respond.config["max_tokens"])
+    schema = {
+        "type": "object",
+        "properties": {"answer": {"type": "string"}, "citations": {"type": "array", "items": {"type": "integer"}}},
+    }
+    gbnf = grammar_for({"type": "json_schema", "json_schema": {"schema": schema}}, program.respond.config["max_tokens"])
     bound = int(re.search(r"char\{0,(\d+)\}", gbnf).group(1))
     assert bound >= 80

@@ -48,19 +48,28 @@ class FakeKB:
 
 
 def retriever(query: str, principal: Principal, k: int) -> list[Passage]:
-    return [Passage(h.chunk_id, h.doc_id, h.citation(), h.text, h.relevance["vector"])
-            for h in FakeKB().search(principal, query, k=k)]
+    return [
+        Passage(h.chunk_id, h.doc_id, h.citation(), h.text, h.relevance["vector"])
+        for h in FakeKB().search(principal, query, k=k)
+    ]
 
 
 def row(question: str, answer: str, doc: str) -> dspy.Example:
     return dspy.Example(question=question, principal=READER, answer=[answer], gold_doc_ids=[doc]).with_inputs(
-        "question", "principal")
+        "question", "principal"
+    )
 
 
-TRAIN = [row("How long does a cat sleep?", "16 hours", "cats"), row("Is a cat a carnivore?", "Yes", "cats"),
-         row("When were dogs domesticated?", "15,000 years ago", "dogs"), row("Is the dog loyal?", "yes", "dogs"),
-         row("What do bees make?", "honey", "bees"), row("Does a bee hive have one queen?", "Yes.", "bees"),
-         row("What is a cat?", "a small carnivore", "cats"), row("What animal is loyal, the dog?", "dog", "dogs")]
+TRAIN = [
+    row("How long does a cat sleep?", "16 hours", "cats"),
+    row("Is a cat a carnivore?", "Yes", "cats"),
+    row("When were dogs domesticated?", "15,000 years ago", "dogs"),
+    row("Is the dog loyal?", "yes", "dogs"),
+    row("What do bees make?", "honey", "bees"),
+    row("Does a bee hive have one queen?", "Yes.", "bees"),
+    row("What is a cat?", "a small carnivore", "cats"),
+    row("What animal is loyal, the dog?", "dog", "dogs"),
+]
 
 
 def test_refusal_threshold_separates_answerable_from_removed_documents() -> None:
@@ -85,15 +94,21 @@ def test_search_keeps_the_best_design_and_records_it() -> None:
     with dspy.context(lm=lm, adapter=dspy.JSONAdapter()):
         result = search_rag_design(RAGChatbot(retriever, k=3), FakeKB(), TRAIN, metric=metric, threads=1)
     assert result.optimizer == "auto"
-    assert set(result.params["design_scores"]) == {"zero-shot", "zero-shot, quoted answers", "zero-shot, k=2",
-                                                   "labelled 1-shot KNN", "labelled 3-shot"}
+    assert set(result.params["design_scores"]) == {
+        "zero-shot",
+        "zero-shot, quoted answers",
+        "zero-shot, k=2",
+        "labelled 1-shot KNN",
+        "labelled 3-shot",
+    }
     assert result.program.config.min_relevance == result.params["refusal.threshold"]
     assert result.params["design"] in result.params["design_scores"]
 
 
 def test_rows_without_gold_documents_use_the_passage_that_holds_their_answer() -> None:
-    correction = dspy.Example(question="How long does a cat sleep?", principal=READER, answer="16 hours",
-                              gold_doc_ids=None).with_inputs("question", "principal")
+    correction = dspy.Example(
+        question="How long does a cat sleep?", principal=READER, answer="16 hours", gold_doc_ids=None
+    ).with_inputs("question", "principal")
     assert gold_documents(FakeKB(), correction) == ("cats",)
     demo = labelled_demos(FakeKB(), [correction])[False][0]
     assert demo[SOURCE_FIELD] == ["cats"] and demo.answer == "16 hours"

@@ -32,8 +32,9 @@ def test_register_promote_rollback_and_reload() -> None:
     settings = load_settings()
     registry = ProgramRegistry(settings)
     assert registry.get("classifier") is None
-    v1 = registry.register("classifier", classifier_with_demo("first"), metrics={"accuracy": 0.5},
-                           params={"optimizer": "none"})
+    v1 = registry.register(
+        "classifier", classifier_with_demo("first"), metrics={"accuracy": 0.5}, params={"optimizer": "none"}
+    )
     v2 = registry.register("classifier", classifier_with_demo("second"), metrics={"accuracy": 0.7})
     assert (v1.version, v2.version) == (1, 2) and v2.status == "candidate" and v2.metrics == {"accuracy": 0.7}
     assert registry.model_uri("classifier") == "models:/flywheel-classifier@champion"
@@ -63,8 +64,10 @@ def test_register_promote_rollback_and_reload() -> None:
 
 
 def tweets(n: int, offset: int = 0) -> list[dict]:
-    return [{"text": f"flight {i + offset} was late again", "sentiment": "negative", "reason": "Late Flight"}
-            for i in range(n)]
+    return [
+        {"text": f"flight {i + offset} was late again", "sentiment": "negative", "reason": "Late Flight"}
+        for i in range(n)
+    ]
 
 
 def label(sentiment: str, reason: str | None = None) -> dict:
@@ -79,8 +82,16 @@ def test_optimize_registers_a_candidate_and_the_gate_decides() -> None:
     dev = dataset_from_rows(tweets(2, offset=10), "classifier", name="dev")
     # champion on dev: wrong twice; bootstrap: right on all 3 train rows; candidate on dev: right twice.
     answers = [label("positive")] * 2 + [label("negative", "Late Flight")] * 5
-    request = OptimizeRequest(program="classifier", optimizer="bootstrap", objective="accuracy", train=train,
-                              dev=dev, threads=1, margin=0.1, budget=Budget(max_lm_calls=50))
+    request = OptimizeRequest(
+        program="classifier",
+        optimizer="bootstrap",
+        objective="accuracy",
+        train=train,
+        dev=dev,
+        threads=1,
+        margin=0.1,
+        budget=Budget(max_lm_calls=50),
+    )
     with dspy.context(lm=DummyLM(answers, adapter=dspy.JSONAdapter()), adapter=dspy.JSONAdapter()):
         outcome = optimize_program(assistant, registry, request)
     assert outcome.baseline.metrics["accuracy"] == 0.0 and outcome.candidate.metrics["accuracy"] == 1.0

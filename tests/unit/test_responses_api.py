@@ -50,8 +50,7 @@ def test_text_input_and_multi_turn_with_previous_response_id(env: Any) -> None:
     assert first.model_extra["flywheel"]["citations"][0]["citation"].startswith("oil.md")
 
     lm.prompts.clear()
-    second = client.responses.create(model="rag", input="And how long after shutdown?",
-                                     previous_response_id=first.id)
+    second = client.responses.create(model="rag", input="And how long after shutdown?", previous_response_id=first.id)
     assert second.previous_response_id == first.id
     assert any("When do I check the engine oil?" in p for p in lm.prompts)  # the earlier turn is the history
     assert client.responses.retrieve(second.id).output_text == ANSWER["answer"]
@@ -66,11 +65,15 @@ def test_text_input_and_multi_turn_with_previous_response_id(env: Any) -> None:
 def test_message_list_input_becomes_question_and_history(env: Any) -> None:
     http, keys, lm = env
     client = openai_client(http, keys["alice"])
-    response = client.responses.create(model="flywheel", input=[
-        {"role": "user", "content": "Tell me about oil servicing."},
-        {"role": "assistant", "content": [{"type": "output_text", "text": "It is in the oil manual."}]},
-        {"role": "user", "content": [{"type": "input_text", "text": "When exactly?"}]},
-    ], store=False)
+    response = client.responses.create(
+        model="flywheel",
+        input=[
+            {"role": "user", "content": "Tell me about oil servicing."},
+            {"role": "assistant", "content": [{"type": "output_text", "text": "It is in the oil manual."}]},
+            {"role": "user", "content": [{"type": "input_text", "text": "When exactly?"}]},
+        ],
+        store=False,
+    )
     assert response.output_text == ANSWER["answer"]
     assert any("It is in the oil manual." in p for p in lm.prompts)
     with pytest.raises(NotFoundError):  # store=false keeps nothing to continue from
@@ -82,10 +85,18 @@ def test_streaming_events_in_order(env: Any) -> None:
     client = openai_client(http, keys["alice"])
     events = list(client.responses.create(model="rag", input="When do I check the oil?", stream=True))
     kinds = [e.type for e in events]
-    assert kinds[:4] == ["response.created", "response.in_progress", "response.output_item.added",
-                         "response.content_part.added"]
-    assert kinds[-4:] == ["response.output_text.done", "response.content_part.done", "response.output_item.done",
-                          "response.completed"]
+    assert kinds[:4] == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+    ]
+    assert kinds[-4:] == [
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
     assert [e.sequence_number for e in events] == list(range(len(events)))
     text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
     assert text == ANSWER["answer"] == events[-1].response.output_text

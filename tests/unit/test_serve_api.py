@@ -42,11 +42,23 @@ def test_health_ready_and_the_page_answer_without_a_key(env: Env) -> None:
     assert env.client.get("/static/app.js").status_code == 200
 
 
-@pytest.mark.parametrize(("method", "path"), [
-    ("get", "/me"), ("get", "/metrics"), ("get", "/v1/models"), ("post", "/v1/chat/completions"),
-    ("post", "/invocations"), ("get", "/documents"), ("post", "/documents"), ("get", "/documents/x"),
-    ("delete", "/documents/x"), ("patch", "/documents/x/groups"), ("post", "/feedback"), ("get", "/feedback"),
-])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("get", "/me"),
+        ("get", "/metrics"),
+        ("get", "/v1/models"),
+        ("post", "/v1/chat/completions"),
+        ("post", "/invocations"),
+        ("get", "/documents"),
+        ("post", "/documents"),
+        ("get", "/documents/x"),
+        ("delete", "/documents/x"),
+        ("patch", "/documents/x/groups"),
+        ("post", "/feedback"),
+        ("get", "/feedback"),
+    ],
+)
 def test_everything_else_needs_a_key(env: Env, method: str, path: str) -> None:
     response = getattr(env.client, method)(path)
     assert response.status_code == 401
@@ -97,9 +109,12 @@ def test_chat_retrieval_applies_the_callers_groups(env: Env) -> None:
 
 
 def test_chat_streams_server_sent_events(env: Env) -> None:
-    with env.client.stream("POST", "/v1/chat/completions", headers=env.auth("alice"),
-                           json={"model": "rag@champion", "stream": True,
-                                 "messages": [{"role": "user", "content": "Oil?"}]}) as response:
+    with env.client.stream(
+        "POST",
+        "/v1/chat/completions",
+        headers=env.auth("alice"),
+        json={"model": "rag@champion", "stream": True, "messages": [{"role": "user", "content": "Oil?"}]},
+    ) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         events = [line[6:] for line in response.iter_lines() if line.startswith("data: ")]
@@ -118,15 +133,18 @@ def test_models_list_programs_and_unknown_programs_are_404(env: Env) -> None:
         assert response.status_code == 404 and error_of(response)["hint"]
 
 
-@pytest.mark.parametrize(("body", "needle"), [
-    ({"model": "rag"}, "messages"),
-    ({"model": "rag", "messages": []}, "messages"),
-    ({"model": "rag", "messages": [{"role": "wizard", "content": "x"}]}, "role"),
-    ({"model": "rag", "messages": [{"role": "assistant", "content": "x"}]}, "last message"),
-    ({"model": "rag", "messages": [{"role": "user", "content": "   "}]}, "empty"),
-    ({"model": 5, "messages": [{"role": "user", "content": "x"}]}, "model"),
-    ([1, 2], "schema"),
-])
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        ({"model": "rag"}, "messages"),
+        ({"model": "rag", "messages": []}, "messages"),
+        ({"model": "rag", "messages": [{"role": "wizard", "content": "x"}]}, "role"),
+        ({"model": "rag", "messages": [{"role": "assistant", "content": "x"}]}, "last message"),
+        ({"model": "rag", "messages": [{"role": "user", "content": "   "}]}, "empty"),
+        ({"model": 5, "messages": [{"role": "user", "content": "x"}]}, "model"),
+        ([1, 2], "schema"),
+    ],
+)
 def test_chat_rejects_wrong_schemas_with_422(env: Env, body: object, needle: str) -> None:
     response = env.client.post("/v1/chat/completions", json=body, headers=env.auth("alice"))
     assert response.status_code == 422
@@ -135,8 +153,9 @@ def test_chat_rejects_wrong_schemas_with_422(env: Env, body: object, needle: str
 
 def test_malformed_json_is_a_422_json_error(env: Env) -> None:
     for path in ("/v1/chat/completions", "/invocations", "/feedback"):
-        response = env.client.post(path, content=b"{not json", headers={**env.auth("alice"),
-                                                                          "Content-Type": "application/json"})
+        response = env.client.post(
+            path, content=b"{not json", headers={**env.auth("alice"), "Content-Type": "application/json"}
+        )
         assert response.status_code == 422, path
         assert "not valid JSON" in error_of(response)["message"]
 
@@ -150,8 +169,11 @@ def test_lm_failure_is_a_503_json_error(flywheel_home) -> None:
     lm = build_lm(LMSettings(provider="openai", api_base=f"http://127.0.0.1:{port}/v1", max_retries=0, cache=False))
     app, _settings, _kb, keys = make_env(lm=lm)
     with TestClient(app, raise_server_exceptions=False) as client:
-        response = client.post("/v1/chat/completions", headers={"Authorization": f"Bearer {keys['alice']}"},
-                               json={"model": "broken", "messages": [{"role": "user", "content": "hi"}]})
+        response = client.post(
+            "/v1/chat/completions",
+            headers={"Authorization": f"Bearer {keys['alice']}"},
+            json={"model": "broken", "messages": [{"role": "user", "content": "hi"}]},
+        )
     assert response.status_code == 503
     assert "Cannot reach the LM endpoint" in error_of(response)["message"]
 
@@ -164,15 +186,19 @@ def test_slow_program_is_a_504(env: Env) -> None:
 # --- invocations (MLflow scoring protocol) ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("payload", [
-    {"dataframe_split": {"columns": ["question"], "data": [["Oil check?"], ["Oil again?"]]}},
-    {"dataframe_records": [{"question": "Oil check?"}, {"question": "Oil again?"}]},
-    {"inputs": {"question": ["Oil check?", "Oil again?"]}},
-    {"inputs": [{"messages": [{"role": "user", "content": "Oil check?"}]}, {"question": "Oil again?"}]},
-])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"dataframe_split": {"columns": ["question"], "data": [["Oil check?"], ["Oil again?"]]}},
+        {"dataframe_records": [{"question": "Oil check?"}, {"question": "Oil again?"}]},
+        {"inputs": {"question": ["Oil check?", "Oil again?"]}},
+        {"inputs": [{"messages": [{"role": "user", "content": "Oil check?"}]}, {"question": "Oil again?"}]},
+    ],
+)
 def test_invocations_accepts_the_mlflow_formats(env: Env, payload: dict) -> None:
-    response = env.client.post("/invocations", json={**payload, "params": {"program": "rag"}},
-                               headers=env.auth("alice"))
+    response = env.client.post(
+        "/invocations", json={**payload, "params": {"program": "rag"}}, headers=env.auth("alice")
+    )
     assert response.status_code == 200, response.text
     predictions = response.json()["predictions"]
     assert len(predictions) == 2
@@ -183,23 +209,27 @@ def test_invocations_accepts_the_mlflow_formats(env: Env, payload: dict) -> None
 
 
 def test_invocations_accepts_csv(env: Env) -> None:
-    response = env.client.post("/invocations", content=b"question\nOil check?\n",
-                               headers={**env.auth("alice"), "Content-Type": "text/csv"})
+    response = env.client.post(
+        "/invocations", content=b"question\nOil check?\n", headers={**env.auth("alice"), "Content-Type": "text/csv"}
+    )
     assert response.status_code == 200 and response.json()["predictions"][0]["answer"]
 
 
-@pytest.mark.parametrize(("payload", "status"), [
-    ({}, 422),
-    ({"dataframe_records": [{"question": "a"}], "inputs": []}, 422),
-    ({"dataframe_split": {"columns": ["question"], "data": "nope"}}, 422),
-    ({"dataframe_split": {"columns": ["question"], "data": [["a", "b"]]}}, 422),
-    ({"dataframe_records": [{"prompt": "a"}]}, 422),
-    ({"dataframe_records": []}, 422),
-    ({"dataframe_records": [{"question": "a"}] * 101}, 422),
-    ({"dataframe_records": [{"question": "a"}], "params": {"program": "nope"}}, 404),
-    ({"dataframe_records": [{"question": "a", "user": "bob"}]}, 403),
-    ([{"question": "a"}], 422),
-])
+@pytest.mark.parametrize(
+    ("payload", "status"),
+    [
+        ({}, 422),
+        ({"dataframe_records": [{"question": "a"}], "inputs": []}, 422),
+        ({"dataframe_split": {"columns": ["question"], "data": "nope"}}, 422),
+        ({"dataframe_split": {"columns": ["question"], "data": [["a", "b"]]}}, 422),
+        ({"dataframe_records": [{"prompt": "a"}]}, 422),
+        ({"dataframe_records": []}, 422),
+        ({"dataframe_records": [{"question": "a"}] * 101}, 422),
+        ({"dataframe_records": [{"question": "a"}], "params": {"program": "nope"}}, 404),
+        ({"dataframe_records": [{"question": "a", "user": "bob"}]}, 403),
+        ([{"question": "a"}], 422),
+    ],
+)
 def test_invocations_bad_input(env: Env, payload: object, status: int) -> None:
     response = env.client.post("/invocations", json=payload, headers=env.auth("alice"))
     assert response.status_code == status, response.text
@@ -210,8 +240,12 @@ def test_invocations_bad_input(env: Env, payload: object, status: int) -> None:
 
 
 def test_documents_upload_list_regroup_delete(env: Env) -> None:
-    response = env.client.post("/documents", headers=env.auth("alice"), data={"groups": ["mechanics"]},
-                               files=[("files", ("brakes.md", b"# Brakes\n\nReplace pads at 2 mm.", "text/markdown"))])
+    response = env.client.post(
+        "/documents",
+        headers=env.auth("alice"),
+        data={"groups": ["mechanics"]},
+        files=[("files", ("brakes.md", b"# Brakes\n\nReplace pads at 2 mm.", "text/markdown"))],
+    )
     assert response.status_code == 201, response.text
     result = response.json()["results"][0]
     assert result["status"] == "added" and result["chunks"] >= 1
@@ -226,29 +260,37 @@ def test_documents_upload_list_regroup_delete(env: Env) -> None:
 
     regroup = env.client.patch(f"/documents/{doc['id']}/groups", json={"groups": ["pilots"]}, headers=env.auth("alice"))
     assert regroup.status_code == 403 and "not a member of pilots" in error_of(regroup)["message"]
-    regroup = env.client.patch(f"/documents/{doc['id']}/groups", json={"groups": ["everyone"]},
-                               headers=env.auth("alice"))
+    regroup = env.client.patch(
+        f"/documents/{doc['id']}/groups", json={"groups": ["everyone"]}, headers=env.auth("alice")
+    )
     assert regroup.status_code == 200 and regroup.json()["groups"] == ["everyone"]
     assert env.client.delete(f"/documents/{doc['id']}", headers=env.auth("bob")).status_code == 403
     assert env.client.delete(f"/documents/{doc['id']}", headers=env.auth("alice")).status_code == 200
     assert env.client.get(f"/documents/{doc['id']}", headers=env.auth("alice")).status_code == 404
 
 
-@pytest.mark.parametrize(("files", "groups", "status", "needle"), [
-    ([("files", ("x.md", b"# X\n\ntext", "text/markdown"))], ["pilots"], 403, "not a member of pilots"),
-    ([("files", ("x.md", b"# X\n\ntext", "text/markdown"))], ["ghosts"], 404, "Unknown group"),
-    ([("files", ("x.md", b"# X\n\ntext", "text/markdown"))], [" , "], 422, "at least one group"),
-    ([("files", ("x.exe", b"MZ", "application/octet-stream"))], ["mechanics"], 415, "unsupported file type"),
-    ([("files", ("big.txt", b"a " * 700_000, "text/plain"))], ["mechanics"], 413, "upload limit"),
-    ([("files", ("empty.txt", b"", "text/plain"))], ["mechanics"], 422, "Nothing was ingested"),
-    ([("files", ("", b"x", "text/plain"))], ["mechanics"], 422, ""),
-    ([], ["mechanics"], 422, "files"),
-])
+@pytest.mark.parametrize(
+    ("files", "groups", "status", "needle"),
+    [
+        ([("files", ("x.md", b"# X\n\ntext", "text/markdown"))], ["pilots"], 403, "not a member of pilots"),
+        ([("files", ("x.md", b"# X\n\ntext", "text/markdown"))], ["ghosts"], 404, "Unknown group"),
+        ([("files", ("x.md", b"# X\n\ntext", "text/markdown"))], [" , "], 422, "at least one group"),
+        ([("files", ("x.exe", b"MZ", "application/octet-stream"))], ["mechanics"], 415, "unsupported file type"),
+        ([("files", ("big.txt", b"a " * 700_000, "text/plain"))], ["mechanics"], 413, "upload limit"),
+        ([("files", ("empty.txt", b"", "text/plain"))], ["mechanics"], 422, "Nothing was ingested"),
+        ([("files", ("", b"x", "text/plain"))], ["mechanics"], 422, ""),
+        ([], ["mechanics"], 422, "files"),
+    ],
+)
 def test_bad_uploads_are_clear_4xx(flywheel_home, files: list, groups: list, status: int, needle: str) -> None:
     app, _settings, _kb, keys = make_env(make_settings(knowledge={"max_file_mb": 1}))
     with TestClient(app, raise_server_exceptions=False) as client:
-        response = client.post("/documents", headers={"X-API-Key": keys["alice"]}, data={"groups": groups},
-                               files=files or {"other": ("a", b"")})
+        response = client.post(
+            "/documents",
+            headers={"X-API-Key": keys["alice"]},
+            data={"groups": groups},
+            files=files or {"other": ("a", b"")},
+        )
     assert response.status_code == status, response.text
     assert needle in json.dumps(error_of(response))
 
@@ -258,8 +300,12 @@ def test_patch_groups_schema_errors(env: Env) -> None:
     for body in ({}, {"groups": []}, {"groups": "mechanics"}):
         response = env.client.patch(f"/documents/{doc_id}/groups", json=body, headers=env.auth("alice"))
         assert response.status_code == 422
-    assert env.client.patch("/documents/nope/groups", json={"groups": ["mechanics"]},
-                            headers=env.auth("alice")).status_code == 404
+    assert (
+        env.client.patch(
+            "/documents/nope/groups", json={"groups": ["mechanics"]}, headers=env.auth("alice")
+        ).status_code
+        == 404
+    )
 
 
 # --- feedback -----------------------------------------------------------------------------------------
@@ -267,15 +313,26 @@ def test_patch_groups_schema_errors(env: Env) -> None:
 
 def test_feedback_is_stored_for_own_answers_only(env: Env) -> None:
     trace_id = chat(env, "alice", "When do I check the oil?").json()["flywheel"]["trace_id"]
-    response = env.client.post("/feedback", json={"trace_id": trace_id, "rating": "up", "comment": "clear"},
-                               headers=env.auth("alice"))
+    response = env.client.post(
+        "/feedback", json={"trace_id": trace_id, "rating": "up", "comment": "clear"}, headers=env.auth("alice")
+    )
     assert response.status_code == 201 and response.json()["rating"] == "up"
-    assert env.client.post("/feedback", json={"trace_id": trace_id, "rating": "down"},
-                           headers=env.auth("bob")).status_code == 403
-    assert env.client.post("/feedback", json={"trace_id": "tr-none", "rating": "up"},
-                           headers=env.auth("alice")).status_code == 404
-    for body in ({"trace_id": trace_id}, {"trace_id": trace_id, "rating": "meh"}, {"rating": "up"},
-                 {"trace_id": trace_id, "rating": "up", "extra": 1}):
+    assert (
+        env.client.post("/feedback", json={"trace_id": trace_id, "rating": "down"}, headers=env.auth("bob")).status_code
+        == 403
+    )
+    assert (
+        env.client.post(
+            "/feedback", json={"trace_id": "tr-none", "rating": "up"}, headers=env.auth("alice")
+        ).status_code
+        == 404
+    )
+    for body in (
+        {"trace_id": trace_id},
+        {"trace_id": trace_id, "rating": "meh"},
+        {"rating": "up"},
+        {"trace_id": trace_id, "rating": "up", "extra": 1},
+    ):
         assert env.client.post("/feedback", json=body, headers=env.auth("alice")).status_code == 422, body
     assert env.client.get("/feedback", headers=env.auth("alice")).status_code == 403
     rows = env.client.get("/feedback", headers=env.auth("root")).json()["feedback"]
@@ -298,8 +355,11 @@ def test_new_champions_are_picked_up_without_a_restart(flywheel_home) -> None:
     with TestClient(app, raise_server_exceptions=False) as client:
         headers = {"Authorization": f"Bearer {keys['alice']}"}
         time.sleep(0.1)
-        reply = client.post("/v1/chat/completions", headers=headers,
-                            json={"model": "rag", "messages": [{"role": "user", "content": "Oil?"}]})
+        reply = client.post(
+            "/v1/chat/completions",
+            headers=headers,
+            json={"model": "rag", "messages": [{"role": "user", "content": "Oil?"}]},
+        )
         assert reply.status_code == 200
     assert refreshed.wait(5)
 

@@ -69,10 +69,18 @@ def test_feedback_attaches_to_own_interactions_and_exports_rows() -> None:
     rows = store.list_feedback()
     assert len(rows) == 1
     row = rows[0]
-    assert {k: row[k] for k in ("trace_id", "user", "program", "question", "answer", "rating", "correction",
-                                "comment")} == {
-        "trace_id": "tr-1", "user": "alice", "program": "rag", "question": "When?", "answer": "Soon.",
-        "rating": "up", "correction": "5 to 30 minutes", "comment": None}
+    assert {
+        k: row[k] for k in ("trace_id", "user", "program", "question", "answer", "rating", "correction", "comment")
+    } == {
+        "trace_id": "tr-1",
+        "user": "alice",
+        "program": "rag",
+        "question": "When?",
+        "answer": "Soon.",
+        "rating": "up",
+        "correction": "5 to 30 minutes",
+        "comment": None,
+    }
     assert row["citations"] == citations and row["created_at"]
     assert store.list_feedback("agent") == []
     store.add_feedback("tr-2", "bob", comment="fine")

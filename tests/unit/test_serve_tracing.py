@@ -21,9 +21,13 @@ CALLS = 40
 @pytest.fixture(autouse=True)
 def isolated_export(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """The tracer switches this process to asynchronous export; give later tests a fresh exporter."""
-    for name in ("MLFLOW_ENABLE_ASYNC_TRACE_LOGGING", "MLFLOW_ASYNC_TRACE_LOGGING_MAX_WORKERS",
-                 "MLFLOW_ASYNC_TRACE_LOGGING_MAX_QUEUE_SIZE", "MLFLOW_ASYNC_TRACE_LOGGING_MAX_SPAN_BATCH_SIZE",
-                 "MLFLOW_ASYNC_TRACE_LOGGING_MAX_INTERVAL_MILLIS"):
+    for name in (
+        "MLFLOW_ENABLE_ASYNC_TRACE_LOGGING",
+        "MLFLOW_ASYNC_TRACE_LOGGING_MAX_WORKERS",
+        "MLFLOW_ASYNC_TRACE_LOGGING_MAX_QUEUE_SIZE",
+        "MLFLOW_ASYNC_TRACE_LOGGING_MAX_SPAN_BATCH_SIZE",
+        "MLFLOW_ASYNC_TRACE_LOGGING_MAX_INTERVAL_MILLIS",
+    ):
         monkeypatch.setenv(name, "")
         monkeypatch.delenv(name)
     yield
@@ -42,8 +46,9 @@ def program_call(number: int) -> SimpleNamespace:
 
 def run_concurrently(tracer: Tracer) -> list[str]:
     def one(number: int) -> str:
-        prediction, trace_id = tracer.run("flywheel.rag", {"question": f"q{number}", "user": "alice"},
-                                          lambda: program_call(number))
+        prediction, trace_id = tracer.run(
+            "flywheel.rag", {"question": f"q{number}", "user": "alice"}, lambda: program_call(number)
+        )
         assert prediction.answer == f"answer {number}"
         return trace_id
 

@@ -32,8 +32,10 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         pytest.skip("mounting a small tmpfs needs root")
     mount = tmp_path / "disk"
     mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
-                      capture_output=True).returncode != 0:
+    if (
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True).returncode
+        != 0
+    ):
         pytest.skip("cannot mount a tmpfs here")
     try:
         yield mount
@@ -42,8 +44,11 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 
 
 def big_document(sections: int) -> bytes:
-    return "".join(f"## Section {i}\n\nTorque value {i} for bolt {i * 7} is {i % 50} newton metres. "
-                   f"Inspect fitting {i} every {i % 9 + 1} cycles.\n\n" for i in range(sections)).encode()
+    return "".join(
+        f"## Section {i}\n\nTorque value {i} for bolt {i * 7} is {i % 50} newton metres. "
+        f"Inspect fitting {i} every {i % 9 + 1} cycles.\n\n"
+        for i in range(sections)
+    ).encode()
 
 
 def test_disk_full_while_ingesting_keeps_what_was_stored(small_disk: Path) -> None:
@@ -86,8 +91,11 @@ def test_concurrent_writers_on_one_sqlite_catalog(flywheel_home: Path) -> None:
         try:
             principal = kb.principal(user)
             for n in range(rounds):
-                kb.ingest_files(principal, [(f"{user}-{n}.md", f"# {user} {n}\n\nNote {n} of {user}.\n".encode())],
-                                groups=["mechanics"])
+                kb.ingest_files(
+                    principal,
+                    [(f"{user}-{n}.md", f"# {user} {n}\n\nNote {n} of {user}.\n".encode())],
+                    groups=["mechanics"],
+                )
                 feedback.record_interaction(f"tr-{user}-{n}", user, "rag", "q", "a", [], groups=["mechanics"])
                 feedback.add_feedback(f"tr-{user}-{n}", user, rating="up")
                 keys.create(user)
@@ -116,8 +124,9 @@ def test_a_locked_database_mid_request_is_a_503_with_retry_after(flywheel_home: 
 
     service.feedback.add_feedback = locked
     with TestClient(app, raise_server_exceptions=False) as client:
-        response = client.post("/feedback", json={"trace_id": "tr-x", "rating": "up"},
-                               headers={"Authorization": f"Bearer {keys['alice']}"})
+        response = client.post(
+            "/feedback", json={"trace_id": "tr-x", "rating": "up"}, headers={"Authorization": f"Bearer {keys['alice']}"}
+        )
     assert response.status_code == 503 and response.headers["retry-after"] == "2"
     assert "busy" in response.json()["error"]["message"]
 

@@ -18,8 +18,19 @@ from flywheel.stores.feedback import FeedbackStore
 from flywheel.stores.keys import ApiKeyStore
 from flywheel.stores.responses import ResponseStore
 
-TABLES = {"users", "groups", "memberships", "documents", "document_versions", "conversations",
-          "conversation_turns", "interactions", "feedback", "api_keys", "responses"}
+TABLES = {
+    "users",
+    "groups",
+    "memberships",
+    "documents",
+    "document_versions",
+    "conversations",
+    "conversation_turns",
+    "interactions",
+    "feedback",
+    "api_keys",
+    "responses",
+}
 
 
 def test_every_store_works_on_the_database(store_url: str) -> None:
@@ -44,8 +55,10 @@ def test_every_store_works_on_the_database(store_url: str) -> None:
     conversation = conversations.start(alice)
     conversations.append(alice, conversation, "Q1", "A1", [])
     conversations.append(alice, conversation, "Q2", "A2", [])
-    assert conversations.history(alice, conversation) == [{"question": "Q1", "answer": "A1"},
-                                                          {"question": "Q2", "answer": "A2"}]
+    assert conversations.history(alice, conversation) == [
+        {"question": "Q1", "answer": "A1"},
+        {"question": "Q2", "answer": "A2"},
+    ]
     with pytest.raises(NotFoundError):
         conversations.history(Principal("bob"), conversation)
 
@@ -57,8 +70,16 @@ def test_every_store_works_on_the_database(store_url: str) -> None:
 
 
 def test_the_stores_share_one_engine_per_url(store_url: str) -> None:
-    engines = {id(store.engine) for store in (Catalog(store_url), ApiKeyStore(store_url), FeedbackStore(store_url),
-                                              ConversationStore(store_url), ResponseStore(store_url))}
+    engines = {
+        id(store.engine)
+        for store in (
+            Catalog(store_url),
+            ApiKeyStore(store_url),
+            FeedbackStore(store_url),
+            ConversationStore(store_url),
+            ResponseStore(store_url),
+        )
+    }
     assert len(engines) == 1
 
 
@@ -80,8 +101,12 @@ def test_a_database_made_by_create_all_before_migrations_opens_with_its_rows(sto
     Base.metadata.tables["users"].create(legacy)  # an older catalog: only some of today's tables
     Base.metadata.tables["api_keys"].create(legacy)
     with legacy.begin() as connection:
-        connection.execute(text("INSERT INTO users (name, display_name, is_admin, created_at) "
-                                "VALUES ('carol', '', false, CURRENT_TIMESTAMP)"))
+        connection.execute(
+            text(
+                "INSERT INTO users (name, display_name, is_admin, created_at) "
+                "VALUES ('carol', '', false, CURRENT_TIMESTAMP)"
+            )
+        )
     legacy.dispose()
 
     catalog = Catalog(store_url)

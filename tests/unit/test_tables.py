@@ -13,8 +13,17 @@ from flywheel.evaluate.datasets import load_dataset, read_rows
 from flywheel.evaluate.metrics import classification_report, score_labels
 from flywheel.tables import read_table
 
-TRICKY = ["first line\r\nsecond line", "a paragraph\u2028separator inside", 'plain "quoted", with a comma',
-          "new\nline", "carriage\rreturn", "  leading spaces kept", "0012", "NA", ""]
+TRICKY = [
+    "first line\r\nsecond line",
+    "a paragraph\u2028separator inside",
+    'plain "quoted", with a comma',
+    "new\nline",
+    "carriage\rreturn",
+    "  leading spaces kept",
+    "0012",
+    "NA",
+    "",
+]
 
 
 def write_csv(path: Path, texts: list[str]) -> Path:
@@ -87,9 +96,11 @@ def test_eval_reports_show_per_class_scores_and_confusion_for_both_fields(tmp_pa
     from flywheel.evaluate.runner import evaluate_program
     from tests.unit.fake_classifier import FakeClassifier
 
-    rows = [{"text": "flight late", "sentiment": "negative", "reason": "Late Flight"},
-            {"text": "I love it", "sentiment": "positive", "reason": ""},
-            {"text": "bag lost", "sentiment": "negative", "reason": "Lost Luggage"}]
+    rows = [
+        {"text": "flight late", "sentiment": "negative", "reason": "Late Flight"},
+        {"text": "I love it", "sentiment": "positive", "reason": ""},
+        {"text": "bag lost", "sentiment": "negative", "reason": "Lost Luggage"},
+    ]
     result = evaluate_program(FakeClassifier(), dataset_from_rows(rows, "classifier", name="d"), {})
     report = (write_report(result, tmp_path / "r") / "report.md").read_text()
     assert "## sentiment: per class" in report and "## reason: per class" in report

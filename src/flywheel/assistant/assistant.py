@@ -34,15 +34,19 @@ def load_program_class(spec: str) -> type[dspy.Module]:
     """Import ``package.module:Class`` and check that it is a dspy.Module."""
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
-        raise ConfigError(f"Program {spec!r} is not of the form 'package.module:Class'.",
-                          hint="Example: programs.custom = {mybot = 'mypkg.bots:MyBot'}")
+        raise ConfigError(
+            f"Program {spec!r} is not of the form 'package.module:Class'.",
+            hint="Example: programs.custom = {mybot = 'mypkg.bots:MyBot'}",
+        )
     try:
         obj: Any = importlib.import_module(module_name)
         for part in attribute.split("."):
             obj = getattr(obj, part)
     except (ImportError, AttributeError) as exc:
-        raise ConfigError(f"Cannot import program {spec!r}: {exc}",
-                          hint="Install the package that defines it, or fix the name in the config.") from exc
+        raise ConfigError(
+            f"Cannot import program {spec!r}: {exc}",
+            hint="Install the package that defines it, or fix the name in the config.",
+        ) from exc
     if not (inspect.isclass(obj) and issubclass(obj, dspy.Module)):
         raise ConfigError(f"{spec!r} is not a dspy.Module subclass.", hint="Point at a dspy.Module class.")
     return obj
@@ -83,9 +87,16 @@ class NoKnowledge:
 class Assistant:
     """Programs by name over shared services; every call carries its principal."""
 
-    def __init__(self, settings: Settings, *, knowledge: KnowledgeSource | NoKnowledge | None = None,
-                 services: dict[str, Any] | None = None, registry: ProgramVersions | None = None,
-                 alias: str = "champion", labels: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        knowledge: KnowledgeSource | NoKnowledge | None = None,
+        services: dict[str, Any] | None = None,
+        registry: ProgramVersions | None = None,
+        alias: str = "champion",
+        labels: dict[str, Any] | None = None,
+    ) -> None:
         """``registry`` (a ProgramRegistry, or any object with ``load_state(name, alias)``) makes every
         program start from its registered ``alias`` version; ``labels`` overrides the classifier's label set."""
         self.settings = settings
@@ -161,9 +172,13 @@ class Assistant:
         if name == "rag":
             return rag_program(self.knowledge, self.settings)
         if name == "agent":
-            return ToolAgent(default_tools(), self.services, max_steps=self.settings.programs.agent_max_steps,
-                             reasoning=default_config(self.settings).reasoning,
-                             readable=knowledge_readable(self.knowledge))
+            return ToolAgent(
+                default_tools(),
+                self.services,
+                max_steps=self.settings.programs.agent_max_steps,
+                reasoning=default_config(self.settings).reasoning,
+                readable=knowledge_readable(self.knowledge),
+            )
         if name == "classifier":
             if self.labels is not None:
                 return FeedbackClassifier(LabelSet.parse(self.labels, "the registered label set"))
@@ -175,15 +190,29 @@ class Assistant:
         accepts_services = "services" in inspect.signature(cls.__init__).parameters
         return cls(services=self.services) if accepts_services else cls()
 
-    def ask(self, question: str, principal: Principal, *, program: str | None = None,
-            conversation_id: str | None = None, history: list[dict[str, str]] | None = None) -> dict[str, Any]:
+    def ask(
+        self,
+        question: str,
+        principal: Principal,
+        *,
+        program: str | None = None,
+        conversation_id: str | None = None,
+        history: list[dict[str, str]] | None = None,
+    ) -> dict[str, Any]:
         """:meth:`answer` as a plain dictionary (answer, citations, passages, steps, conversation_id, program)."""
-        return self.answer(question, principal, program=program, conversation_id=conversation_id,
-                           history=history).as_dict("answer", "citations", "passages", "steps", "conversation_id",
-                                                    "program")
+        return self.answer(
+            question, principal, program=program, conversation_id=conversation_id, history=history
+        ).as_dict("answer", "citations", "passages", "steps", "conversation_id", "program")
 
-    def answer(self, question: str, principal: Principal, *, program: str | None = None,
-               conversation_id: str | None = None, history: list[dict[str, str]] | None = None) -> Answer:
+    def answer(
+        self,
+        question: str,
+        principal: Principal,
+        *,
+        program: str | None = None,
+        conversation_id: str | None = None,
+        history: list[dict[str, str]] | None = None,
+    ) -> Answer:
         """Answer one question; with a conversation id, use and extend its history (or use the
         ``history`` given, e.g. from OpenAI-style messages)."""
         if not question or not question.strip():
@@ -194,7 +223,8 @@ class Assistant:
         name = program or self.settings.programs.default
         module, version = self.current(name)  # read together: a swap between them would mislabel the answer
         prediction = module(question=question, principal=principal, history=history)
-        answer = Answer.from_prediction(prediction, program=name, program_version=version,
-                                        conversation_id=conversation_id)
+        answer = Answer.from_prediction(
+            prediction, program=name, program_version=version, conversation_id=conversation_id
+        )
         self.conversations.append(principal, conversation_id, question, answer.answer, answer.citations)
         return answer

@@ -37,16 +37,34 @@ def classify_feedback(tool_input: str, context: ToolContext) -> ToolResult:
 
 def builtin_tools() -> list[Tool]:
     return [
-        Tool("search_documents", (search_documents.__doc__ or "").strip(), search_documents,
-             examples=("What does the manual say about oil servicing?", "What is the brake wear limit?",
-                       "What is the refund policy for cancelled flights?")),
-        Tool("maintenance_records", (maintenance_records.__doc__ or "").strip(), maintenance_records,
-             frozenset({"mechanics", "pilots"}),
-             examples=("Which deferred defects are open on N401SK?", "Which inspections are overdue?",
-                       "When is the next inspection due on aircraft N412SK?")),
-        Tool("classify_feedback", (classify_feedback.__doc__ or "").strip(), classify_feedback,
-             frozenset({"customer-support", "management"}),
-             examples=("Classify this customer message: my bag was lost", "Is this feedback positive?")),
+        Tool(
+            "search_documents",
+            (search_documents.__doc__ or "").strip(),
+            search_documents,
+            examples=(
+                "What does the manual say about oil servicing?",
+                "What is the brake wear limit?",
+                "What is the refund policy for cancelled flights?",
+            ),
+        ),
+        Tool(
+            "maintenance_records",
+            (maintenance_records.__doc__ or "").strip(),
+            maintenance_records,
+            frozenset({"mechanics", "pilots"}),
+            examples=(
+                "Which deferred defects are open on N401SK?",
+                "Which inspections are overdue?",
+                "When is the next inspection due on aircraft N412SK?",
+            ),
+        ),
+        Tool(
+            "classify_feedback",
+            (classify_feedback.__doc__ or "").strip(),
+            classify_feedback,
+            frozenset({"customer-support", "management"}),
+            examples=("Classify this customer message: my bag was lost", "Is this feedback positive?"),
+        ),
     ]
 
 
@@ -54,6 +72,6 @@ def default_tools(extra: ToolRegistry | None = None) -> ToolRegistry:
     """The built-in tools plus any registered with ``@flywheel.tools.tool``."""
     registry = ToolRegistry(builtin_tools())
     for source in (default_registry, extra):
-        for name in (source.names() if source else []):
+        for name in source.names() if source else []:
             registry.add(source.get(name))  # type: ignore[arg-type,union-attr]
     return registry

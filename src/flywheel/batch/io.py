@@ -31,5 +31,6 @@ def write_parquet(frame: pd.DataFrame, path: Path) -> None:
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise StorageError(f"Cannot write {path}: {exc.strerror or exc}.",
-                           hint="Choose a writable output directory with free space.") from exc
+        raise StorageError(
+            f"Cannot write {path}: {exc.strerror or exc}.", hint="Choose a writable output directory with free space."
+        ) from exc

@@ -68,8 +68,11 @@ def program_predictor(program: Any) -> Predictor:
 
     def predict(text: str) -> dict[str, Any]:
         out = program(text=text)
-        return {"sentiment": out.sentiment, "reason": getattr(out, "reason", None),
-                "justification": getattr(out, "justification", "")}
+        return {
+            "sentiment": out.sentiment,
+            "reason": getattr(out, "reason", None),
+            "justification": getattr(out, "justification", ""),
+        }
 
     return predict
 
@@ -106,13 +109,16 @@ class Checkpoint:
         try:
             manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise InvalidInputError(f"The checkpoint {self.dir} is unreadable ({exc}).",
-                                    hint="Rerun with --restart to discard it and start over.") from None
+            raise InvalidInputError(
+                f"The checkpoint {self.dir} is unreadable ({exc}).",
+                hint="Rerun with --restart to discard it and start over.",
+            ) from None
         if manifest.get("key") != self.key:
             raise InvalidInputError(
                 f"The checkpoint {self.dir} belongs to another run (a different input, text column, program "
                 "or label set).",
-                hint="Rerun with the same arguments to resume it, or with --restart to discard it.")
+                hint="Rerun with the same arguments to resume it, or with --restart to discard it.",
+            )
         self.parts = list(manifest.get("parts", []))
         frames = [pd.read_parquet(self.dir / part["file"]) for part in self.parts]
         return pd.concat(frames, ignore_index=True) if frames else None
@@ -144,10 +150,13 @@ class Checkpoint:
 def _result(row: int, prediction: Mapping[str, Any] | None, error: str | None) -> dict[str, Any]:
     prediction = prediction or {}
     reason = prediction.get("reason")
-    return {"row": row, "predicted_sentiment": None if error else str(prediction.get("sentiment")),
-            "predicted_reason": None if error or not reason else str(reason),
-            "justification": None if error else str(prediction.get("justification") or ""),
-            "error": error}
+    return {
+        "row": row,
+        "predicted_sentiment": None if error else str(prediction.get("sentiment")),
+        "predicted_reason": None if error or not reason else str(reason),
+        "justification": None if error else str(prediction.get("justification") or ""),
+        "error": error,
+    }
 
 
 def _describe(exc: BaseException) -> str:
@@ -187,8 +196,9 @@ def classify_frame(
     """
     out = Path(out)
     if out.exists() and not overwrite:
-        raise InvalidInputError(f"The output {out} already exists.",
-                                hint="Choose another --out, or pass --overwrite to replace it.")
+        raise InvalidInputError(
+            f"The output {out} already exists.", hint="Choose another --out, or pass --overwrite to replace it."
+        )
     if text_column not in frame.columns:
         raise InvalidInputError(f"The input has no column {text_column!r}.", hint="Pass --text-column.")
     frame = frame.reset_index(drop=True)
@@ -203,11 +213,30 @@ def classify_frame(
     started = time.perf_counter()
     batch = getattr(predict, "batch", None)
     if batch is not None:  # a distilled head: whole chunks in one call (one embedding pass each)
-        _classify_chunks(batch, texts, pending, results, summary, checkpoint, max(checkpoint_rows, BATCH_ROWS),
-                         on_progress, abort_after)
+        _classify_chunks(
+            batch,
+            texts,
+            pending,
+            results,
+            summary,
+            checkpoint,
+            max(checkpoint_rows, BATCH_ROWS),
+            on_progress,
+            abort_after,
+        )
         pending = []
-    _classify_rows(predict, texts, pending, results, summary, checkpoint, threads=max(1, threads),
-                   checkpoint_rows=checkpoint_rows, on_progress=on_progress, abort_after=abort_after)
+    _classify_rows(
+        predict,
+        texts,
+        pending,
+        results,
+        summary,
+        checkpoint,
+        threads=max(1, threads),
+        checkpoint_rows=checkpoint_rows,
+        on_progress=on_progress,
+        abort_after=abort_after,
+    )
     summary.seconds = time.perf_counter() - started
     _write_output(frame, results, out, summary)
     checkpoint.reset()
@@ -230,9 +259,19 @@ def _finished_rows(checkpoint: Checkpoint, *, restart: bool) -> dict[int, dict[s
     return results
 
 
-def _classify_rows(predict: Predictor, texts: pd.Series, pending: list[int], results: dict[int, dict[str, Any]],
-                   summary: BatchSummary, checkpoint: Checkpoint, *, threads: int, checkpoint_rows: int,
-                   on_progress: ProgressCallback | None, abort_after: int | None) -> None:
+def _classify_rows(
+    predict: Predictor,
+    texts: pd.Series,
+    pending: list[int],
+    results: dict[int, dict[str, Any]],
+    summary: BatchSummary,
+    checkpoint: Checkpoint,
+    *,
+    threads: int,
+    checkpoint_rows: int,
+    on_progress: ProgressCallback | None,
+    abort_after: int | None,
+) -> None:
     """Classify the ``pending`` rows one by one in ``threads`` threads (at most two rows in flight per
     thread), committing to the checkpoint every ``checkpoint_rows`` rows and on any interruption."""
     buffer: list[dict[str, Any]] = []
@@ -266,7 +305,8 @@ def _classify_rows(predict: Predictor, texts: pd.Series, pending: list[int], res
                     raise LMError(
                         f"{consecutive} rows in a row failed; the last error: {record['error']}",
                         hint="Fix the cause (is the LM reachable? see `flywheel doctor`) and rerun the same "
-                        "command: finished rows are kept and failed rows are retried.")
+                        "command: finished rows are kept and failed rows are retried.",
+                    )
         except BaseException:
             for future in in_flight:
                 future.cancel()
@@ -288,13 +328,22 @@ def _write_output(frame: pd.DataFrame, results: dict[int, dict[str, Any]], out: 
     summary.failed = int(output["error"].notna().sum())
     summary.counts = {str(k): int(v) for k, v in output["predicted_sentiment"].value_counts().items()}
 
-def _classify_chunks(batch: Callable[[list[str]], list[Mapping[str, Any]]], texts: pd.Series, pending: list[int],
-                     results: dict[int, dict[str, Any]], summary: BatchSummary, checkpoint: Checkpoint, size: int,
-                     on_progress: ProgressCallback | None, abort_after: int | None) -> None:
+
+def _classify_chunks(
+    batch: Callable[[list[str]], list[Mapping[str, Any]]],
+    texts: pd.Series,
+    pending: list[int],
+    results: dict[int, dict[str, Any]],
+    summary: BatchSummary,
+    checkpoint: Checkpoint,
+    size: int,
+    on_progress: ProgressCallback | None,
+    abort_after: int | None,
+) -> None:
     """Classify ``pending`` rows ``size`` at a time with ``batch``, committing a checkpoint after each chunk."""
     consecutive = 0
     for start in range(0, len(pending), size):
-        rows = pending[start:start + size]
+        rows = pending[start : start + size]
         chunk = [texts.iat[row] for row in rows]
         try:
             answers = list(batch([t if isinstance(t, str) else "" for t in chunk]))
@@ -314,9 +363,10 @@ def _classify_chunks(batch: Callable[[list[str]], list[Mapping[str, Any]]], text
                 on_progress(summary.classified, error is not None)
         checkpoint.commit(records)
         if abort_after and consecutive >= abort_after:
-            raise LMError(f"{consecutive} rows in a row failed; the last error: {records[-1]['error']}",
-                          hint="Fix the cause and rerun the same command: finished rows are kept and failed rows "
-                          "are retried.")
+            raise LMError(
+                f"{consecutive} rows in a row failed; the last error: {records[-1]['error']}",
+                hint="Fix the cause and rerun the same command: finished rows are kept and failed rows are retried.",
+            )
 
 
 class RowFailed(Exception):
@@ -333,9 +383,13 @@ def registered_predictor(settings: Settings, ref: str) -> tuple[Predictor, str]:
     import pandas as pd
 
     registry = ProgramRegistry(settings)
-    version = registry.require("classifier", ref, hint="Omit --program-version to run the zero-shot classifier, or "
-                               "register one (e.g. `flywheel optimize classifier …`); `flywheel programs show "
-                               "classifier` lists them.")
+    version = registry.require(
+        "classifier",
+        ref,
+        hint="Omit --program-version to run the zero-shot classifier, or "
+        "register one (e.g. `flywheel optimize classifier …`); `flywheel programs show "
+        "classifier` lists them.",
+    )
     uri = registry.model_uri("classifier", version.version)
     model = mlflow.pyfunc.load_model(uri)
 
@@ -348,8 +402,10 @@ def registered_predictor(settings: Settings, ref: str) -> tuple[Predictor, str]:
 
     def predict_many(texts: list[str]) -> list[dict[str, Any]]:
         out = model.predict(pd.DataFrame({"text": texts}))
-        return [{k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()}
-                for row in out.to_dict(orient="records")]
+        return [
+            {k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()}
+            for row in out.to_dict(orient="records")
+        ]
 
     if has_head(model):
         predict.batch = predict_many  # type: ignore[attr-defined]
@@ -365,8 +421,9 @@ def has_head(model: Any) -> bool:
         return False
 
 
-def program_predictor_for(settings: Settings, program: str = "classifier", labels: Path | None = None,
-                          ref: str | None = None) -> tuple[Predictor, str]:
+def program_predictor_for(
+    settings: Settings, program: str = "classifier", labels: Path | None = None, ref: str | None = None
+) -> tuple[Predictor, str]:
     """The predictor a batch run uses, and an id for its checkpoint.
 
     ``classifier`` is the built-in program (zero-shot, with ``labels`` or the configured label set)
@@ -379,8 +436,10 @@ def program_predictor_for(settings: Settings, program: str = "classifier", label
 
     if ref is not None:
         if program != "classifier" or labels is not None:
-            raise ConfigError("--program-version selects a registered classifier, whose label set is part of it.",
-                              hint="Drop --labels / --program, or drop --program-version.")
+            raise ConfigError(
+                "--program-version selects a registered classifier, whose label set is part of it.",
+                hint="Drop --labels / --program, or drop --program-version.",
+            )
         return registered_predictor(settings, ref)
     label_set = load_labels(labels or settings.classify.labels)
     digest = hashlib.sha256(label_set.model_dump_json().encode()).hexdigest()[:12]
@@ -389,9 +448,10 @@ def program_predictor_for(settings: Settings, program: str = "classifier", label
         return program_predictor(FeedbackClassifier(label_set)), f"classifier zero-shot, labels {digest}"
     spec = settings.programs.custom.get(program)
     if spec is None:
-        raise ConfigError(f"Unknown classifier program {program!r}.",
-                          hint="Use `classifier`, or declare yours in flywheel.toml: "
-                          "programs.custom = {mine = 'pkg.module:Class'}.")
+        raise ConfigError(
+            f"Unknown classifier program {program!r}.",
+            hint="Use `classifier`, or declare yours in flywheel.toml: programs.custom = {mine = 'pkg.module:Class'}.",
+        )
     cls = load_program_class(spec)
     takes_labels = "labels" in inspect.signature(cls.__init__).parameters
     instance = cls(labels=label_set) if takes_labels else cls()

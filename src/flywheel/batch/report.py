@@ -73,8 +73,15 @@ def confusion_png(scores: Scores, path: Path, title: str = "Confusion matrix") -
         peak = max((max(row) for row in scores.matrix), default=0)
         for i, row in enumerate(scores.matrix):
             for j, value in enumerate(row):
-                ax.text(j, i, str(value), ha="center", va="center",
-                        color="white" if value > peak / 2 else "black", fontsize=9)
+                ax.text(
+                    j,
+                    i,
+                    str(value),
+                    ha="center",
+                    va="center",
+                    color="white" if value > peak / 2 else "black",
+                    fontsize=9,
+                )
         fig.tight_layout()
         fig.savefig(path, dpi=110)
     finally:
@@ -83,25 +90,43 @@ def confusion_png(scores: Scores, path: Path, title: str = "Confusion matrix") -
 
 
 def _markdown(scores: Scores, baseline: Scores | None, source: Path, label_column: str, skipped: int) -> str:
-    lines = [f"# Classification report: {source.name}", "",
-             f"Gold labels: `{label_column}`; {scores.rows} labelled rows"
-             + (f" ({skipped} without a label left out)" if skipped else "")
-             + (f"; {scores.failed} failed rows count as wrong" if scores.failed else "") + ".", ""]
+    lines = [
+        f"# Classification report: {source.name}",
+        "",
+        f"Gold labels: `{label_column}`; {scores.rows} labelled rows"
+        + (f" ({skipped} without a label left out)" if skipped else "")
+        + (f"; {scores.failed} failed rows count as wrong" if scores.failed else "")
+        + ".",
+        "",
+    ]
     if baseline is None:
-        lines += ["| metric | value |", "|---|---|", f"| accuracy | {scores.accuracy:.3f} |",
-                  f"| macro-F1 | {scores.macro_f1:.3f} |"]
+        lines += [
+            "| metric | value |",
+            "|---|---|",
+            f"| accuracy | {scores.accuracy:.3f} |",
+            f"| macro-F1 | {scores.macro_f1:.3f} |",
+        ]
     else:
         lines += ["| metric | this run | baseline | change |", "|---|---|---|---|"]
         for name in ("accuracy", "macro_f1"):
             now, before = getattr(scores, name), getattr(baseline, name)
             lines.append(f"| {name.replace('_', '-')} | {now:.3f} | {before:.3f} | {now - before:+.3f} |")
     lines += ["", "| class | precision | recall | F1 | support | predicted |", "|---|---|---|---|---|---|"]
-    lines += [f"| {c.label} | {c.precision:.3f} | {c.recall:.3f} | {c.f1:.3f} | {c.support} | {c.predicted} |"
-              for c in scores.classes]
-    lines += ["", "Confusion matrix (gold ↓, predicted →):", "",
-              "| gold \\ predicted | " + " | ".join(scores.columns) + " |", "|---" * (len(scores.columns) + 1) + "|"]
-    lines += [f"| {label} | " + " | ".join(map(str, row)) + " |" for label, row in zip(scores.labels, scores.matrix,
-                                                                                       strict=True)]
+    lines += [
+        f"| {c.label} | {c.precision:.3f} | {c.recall:.3f} | {c.f1:.3f} | {c.support} | {c.predicted} |"
+        for c in scores.classes
+    ]
+    lines += [
+        "",
+        "Confusion matrix (gold ↓, predicted →):",
+        "",
+        "| gold \\ predicted | " + " | ".join(scores.columns) + " |",
+        "|---" * (len(scores.columns) + 1) + "|",
+    ]
+    lines += [
+        f"| {label} | " + " | ".join(map(str, row)) + " |"
+        for label, row in zip(scores.labels, scores.matrix, strict=True)
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -112,62 +137,92 @@ def _read(path: Path) -> pd.DataFrame:
     try:
         return pd.read_parquet(path)
     except (OSError, ValueError) as exc:
-        raise InvalidInputError(f"Cannot read the batch output {path}: {exc}",
-                                hint="Point at the Parquet file (or Spark output folder) `flywheel classify` wrote.") \
-            from None
+        raise InvalidInputError(
+            f"Cannot read the batch output {path}: {exc}",
+            hint="Point at the Parquet file (or Spark output folder) `flywheel classify` wrote.",
+        ) from None
 
 
 def report_paths(output: Path, field: str | None = None) -> tuple[Path, Path, Path]:
     """(json, markdown, png) paths next to a batch output (``OUT.<field>.report.md`` for a second field)."""
     stem = output.name.removesuffix(".parquet") + (f".{field}" if field else "")
-    return (output.with_name(f"{stem}.report.json"), output.with_name(f"{stem}.report.md"),
-            output.with_name(f"{stem}.confusion.png"))
+    return (
+        output.with_name(f"{stem}.report.json"),
+        output.with_name(f"{stem}.report.md"),
+        output.with_name(f"{stem}.confusion.png"),
+    )
 
 
-def write_report(output: Path, label_column: str = "sentiment", *, predicted_column: str = "predicted_sentiment",
-                 baseline: Path | None = None, text_column: str | None = None,
-                 field: str | None = None) -> ReportFiles:
+def write_report(
+    output: Path,
+    label_column: str = "sentiment",
+    *,
+    predicted_column: str = "predicted_sentiment",
+    baseline: Path | None = None,
+    text_column: str | None = None,
+    field: str | None = None,
+) -> ReportFiles:
     """Score a batch output and write the report files next to it (see the module docstring); ``field`` names
     the files of a report on another field (``field="reason"`` → ``OUT.reason.report.md``)."""
     output = Path(output)
     frame = _read(output)
     for column in (label_column, predicted_column):
         if column not in frame.columns:
-            raise InvalidInputError(f"{output} has no column {column!r}.",
-                                    hint=f"Pass --label-column with one of: {', '.join(map(str, frame.columns))}.")
+            raise InvalidInputError(
+                f"{output} has no column {column!r}.",
+                hint=f"Pass --label-column with one of: {', '.join(map(str, frame.columns))}.",
+            )
     scores = score(frame[label_column].tolist(), frame[predicted_column].tolist())
     skipped = int(sum(_clean(v) is None for v in frame[label_column]))
     base_scores = None
     if baseline is not None:
         other = _read(Path(baseline))
         if len(other) != len(frame) or predicted_column not in other.columns:
-            raise InvalidInputError(f"The baseline {baseline} is not an output of the same {len(frame)} rows.",
-                                    hint="Run the baseline program on the same input and pass its --out file.")
-        if text_column and text_column in other.columns and text_column in frame.columns \
-                and other[text_column].astype(str).tolist() != frame[text_column].astype(str).tolist():
-            raise InvalidInputError(f"The baseline {baseline} holds other texts (or another order) than {output}.",
-                                    hint="Run the baseline program on the same input file.")
+            raise InvalidInputError(
+                f"The baseline {baseline} is not an output of the same {len(frame)} rows.",
+                hint="Run the baseline program on the same input and pass its --out file.",
+            )
+        if (
+            text_column
+            and text_column in other.columns
+            and text_column in frame.columns
+            and other[text_column].astype(str).tolist() != frame[text_column].astype(str).tolist()
+        ):
+            raise InvalidInputError(
+                f"The baseline {baseline} holds other texts (or another order) than {output}.",
+                hint="Run the baseline program on the same input file.",
+            )
         base_scores = score(frame[label_column].tolist(), other[predicted_column].tolist())
     json_path, md_path, png_path = report_paths(output, field)
-    body = {"output": str(output), "label_column": label_column, "predicted_column": predicted_column,
-            "skipped_unlabelled": skipped, "scores": scores.to_dict(),
-            "baseline": None if base_scores is None else {"output": str(baseline), "scores": base_scores.to_dict()}}
+    body = {
+        "output": str(output),
+        "label_column": label_column,
+        "predicted_column": predicted_column,
+        "skipped_unlabelled": skipped,
+        "scores": scores.to_dict(),
+        "baseline": None if base_scores is None else {"output": str(baseline), "scores": base_scores.to_dict()},
+    }
     json_path.write_text(json.dumps(body, indent=1), encoding="utf-8")
     md_path.write_text(_markdown(scores, base_scores, output, label_column, skipped), encoding="utf-8")
     confusion_png(scores, png_path, title=f"{label_column}: {output.name}")
     return ReportFiles(scores, json_path, md_path, png_path, base_scores, skipped)
 
 
-def log_report(settings: Settings, files: ReportFiles, *, params: dict[str, Any] | None = None,
-               run_name: str = "classify-report") -> str:
+def log_report(
+    settings: Settings, files: ReportFiles, *, params: dict[str, Any] | None = None, run_name: str = "classify-report"
+) -> str:
     """Log the report's metrics and files to MLflow (Flywheel's tracking store); returns the run id."""
     # Lazy (start-up time): only this path needs MLflow.
     import mlflow
 
     use_tracking(settings)
     with mlflow.start_run(run_name=run_name) as run:
-        metrics = {"accuracy": files.scores.accuracy, "macro_f1": files.scores.macro_f1,
-                   "rows": float(files.scores.rows), "failed": float(files.scores.failed)}
+        metrics = {
+            "accuracy": files.scores.accuracy,
+            "macro_f1": files.scores.macro_f1,
+            "rows": float(files.scores.rows),
+            "failed": float(files.scores.failed),
+        }
         for c in files.scores.classes:
             key = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in c.label)
             metrics |= {f"f1.{key}": c.f1, f"precision.{key}": c.precision, f"recall.{key}": c.recall}

@@ -38,8 +38,12 @@ def plan_chunks(numbered: DataFrame, row_column: str, chunk_rows: int) -> tuple[
     # Lazy (start-up time): only this path needs PySpark.
     from pyspark.sql import functions as F
 
-    stats = (numbered.select(F.spark_partition_id().alias("p"), F.col(row_column))
-             .groupBy("p").agg(F.min(row_column).alias("lo"), F.count("*").alias("n")).collect())
+    stats = (
+        numbered.select(F.spark_partition_id().alias("p"), F.col(row_column))
+        .groupBy("p")
+        .agg(F.min(row_column).alias("lo"), F.count("*").alias("n"))
+        .collect()
+    )
     chunks: list[Ranges] = []
     current: Ranges = []
     filled = 0
@@ -77,9 +81,18 @@ def _write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
     os.replace(tmp, directory / MANIFEST)
 
 
-def run_in_chunks(numbered: DataFrame, row_column: str, classify: Callable[[DataFrame], DataFrame], out: Path,
-                  key: dict[str, Any], *, chunk_rows: int, restart: bool = False, overwrite: bool = False,
-                  on_rows: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+def run_in_chunks(
+    numbered: DataFrame,
+    row_column: str,
+    classify: Callable[[DataFrame], DataFrame],
+    out: Path,
+    key: dict[str, Any],
+    *,
+    chunk_rows: int,
+    restart: bool = False,
+    overwrite: bool = False,
+    on_rows: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
     """Classify ``numbered`` chunk by chunk into the Parquet folder ``out``; returns what was done."""
     directory = partial_dir(out)
     if restart:
@@ -91,12 +104,16 @@ def run_in_chunks(numbered: DataFrame, row_column: str, classify: Callable[[Data
         try:
             found = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise InvalidInputError(f"The checkpoint {directory} is unreadable ({exc}).",
-                                    hint="Rerun with --restart to discard it and start over.") from None
+            raise InvalidInputError(
+                f"The checkpoint {directory} is unreadable ({exc}).",
+                hint="Rerun with --restart to discard it and start over.",
+            ) from None
         if found.get("key") != key:
-            raise InvalidInputError(f"The checkpoint {directory} belongs to another run (a different input, model, "
-                                    "text column or chunk size).",
-                                    hint="Rerun with the same arguments to resume it, or with --restart to discard it.")
+            raise InvalidInputError(
+                f"The checkpoint {directory} belongs to another run (a different input, model, "
+                "text column or chunk size).",
+                hint="Rerun with the same arguments to resume it, or with --restart to discard it.",
+            )
         manifest = found
     directory.mkdir(parents=True, exist_ok=True)
     done = set(manifest["done"])
@@ -110,7 +127,8 @@ def run_in_chunks(numbered: DataFrame, row_column: str, classify: Callable[[Data
         if index in done:
             continue
         classify(numbered.filter(chunk_filter(row_column, ranges))).write.mode("overwrite").parquet(
-            str(directory / f"chunk-{index:05d}"))
+            str(directory / f"chunk-{index:05d}")
+        )
         manifest["done"] = sorted({*manifest["done"], index})
         _write_manifest(directory, manifest)
         finished += sizes[index]
@@ -119,8 +137,9 @@ def run_in_chunks(numbered: DataFrame, row_column: str, classify: Callable[[Data
     seconds = time.perf_counter() - started
     if out.exists():
         if not overwrite:
-            raise InvalidInputError(f"The output {out} already exists.",
-                                    hint="Choose another --out, or pass --overwrite to replace it.")
+            raise InvalidInputError(
+                f"The output {out} already exists.", hint="Choose another --out, or pass --overwrite to replace it."
+            )
         shutil.rmtree(out) if out.is_dir() else out.unlink()
     staging = out.with_name(f".{out.name}.assembling")
     shutil.rmtree(staging, ignore_errors=True)
@@ -135,5 +154,4 @@ def run_in_chunks(numbered: DataFrame, row_column: str, classify: Callable[[Data
     (staging / "_SUCCESS").touch()
     os.replace(staging, out)
     shutil.rmtree(directory, ignore_errors=True)
-    return {"rows": total, "resumed": resumed, "classified": total - resumed, "seconds": seconds,
-            "chunks": len(chunks)}
+    return {"rows": total, "resumed": resumed, "classified": total - resumed, "seconds": seconds, "chunks": len(chunks)}

@@ -95,4 +95,3 @@ def chat(
             continue
         conversation = last["conversation_id"]
         _render(last)
-

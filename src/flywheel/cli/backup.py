@@ -16,8 +16,10 @@ def backup(path: Path = typer.Argument(..., help="A new directory to write the b
     with console.status("Backing up…") as status:
         report = backup_home(settings(), path, progress=lambda msg: status.update(f"Backing up {msg}…"))
     tables = ", ".join(f"{name} v{version}" for name, version in report.tables.items()) or "none"
-    console.print(f"Backed up {report.files} files ({report.bytes / 1e6:.1f} MB) in {report.seconds:.1f} s: "
-                  f"databases {', '.join(report.databases) or 'none'}; index tables {tables}.")
+    console.print(
+        f"Backed up {report.files} files ({report.bytes / 1e6:.1f} MB) in {report.seconds:.1f} s: "
+        f"databases {', '.join(report.databases) or 'none'}; index tables {tables}."
+    )
     for note in report.skipped:
         console.print(f"[yellow]Not included:[/] {note}")
     console.print(f"Restore with: flywheel restore {report.path}")
@@ -25,8 +27,9 @@ def backup(path: Path = typer.Argument(..., help="A new directory to write the b
 
 def restore(
     path: Path = typer.Argument(..., help="A directory written by `flywheel backup`."),
-    force: bool = typer.Option(False, "--force", help="Replace a non-empty FLYWHEEL_HOME (it is moved aside, "
-                                                      "not deleted)."),
+    force: bool = typer.Option(
+        False, "--force", help="Replace a non-empty FLYWHEEL_HOME (it is moved aside, not deleted)."
+    ),
 ) -> None:
     """Restore FLYWHEEL_HOME from a backup (checks every checksum first). Stop `flywheel serve` before."""
     from flywheel.backup import restore_home

@@ -107,8 +107,11 @@ def check_databases(settings: Settings) -> str:
 
     from flywheel.errors import StorageError
 
-    urls = {"catalog": settings.catalog_url, "tracking": settings.tracking_uri,
-            "maintenance log": f"sqlite:///{settings.maintenance_db}"}
+    urls = {
+        "catalog": settings.catalog_url,
+        "tracking": settings.tracking_uri,
+        "maintenance log": f"sqlite:///{settings.maintenance_db}",
+    }
     found = []
     for what, url in urls.items():
         path = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else None
@@ -120,9 +123,11 @@ def check_databases(settings: Settings) -> str:
         except sqlite3.DatabaseError as exc:
             result = str(exc)
         if result != "ok":
-            raise StorageError(f"The {what} database {path} is damaged: {result}.",
-                               hint="Stop the service and restore the last backup (`flywheel restore BACKUP "
-                               "--force`); `sqlite3 FILE .recover` can salvage rows from a damaged file.")
+            raise StorageError(
+                f"The {what} database {path} is damaged: {result}.",
+                hint="Stop the service and restore the last backup (`flywheel restore BACKUP "
+                "--force`); `sqlite3 FILE .recover` can salvage rows from a damaged file.",
+            )
         found.append(what)
     return f"{', '.join(found)}: ok" if found else "no SQLite databases yet"
 

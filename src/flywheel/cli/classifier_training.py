@@ -8,8 +8,15 @@ from typing import Any
 from flywheel.cli.common import console, progress_bar, settings
 
 
-def classifier_training_set(train: Path | None, unlabelled: Path | None, from_feedback: bool, *, text_column: str,
-                            limit: int | None, assistant: Any) -> Any:
+def classifier_training_set(
+    train: Path | None,
+    unlabelled: Path | None,
+    from_feedback: bool,
+    *,
+    text_column: str,
+    limit: int | None,
+    assistant: Any,
+) -> Any:
     """One classifier dataset from ``--train`` (gold), ``--unlabelled`` (labelled by ``[teacher_lm]``, else
     the task LM) and ``--from-feedback`` (corrections and thumbs-up on served classifications).
 
@@ -19,8 +26,9 @@ def classifier_training_set(train: Path | None, unlabelled: Path | None, from_fe
     from flywheel.evaluate.datasets import dataset_from_rows, read_rows
 
     if train is None and unlabelled is None and not from_feedback:
-        raise InvalidInputError("No training data.",
-                                hint="Pass --train FILE, --unlabelled FILE and/or --from-feedback.")
+        raise InvalidInputError(
+            "No training data.", hint="Pass --train FILE, --unlabelled FILE and/or --from-feedback."
+        )
     rows: list[dict[str, Any]] = []
     if train is not None:
         gold = read_rows(train)[:limit] if limit else read_rows(train)
@@ -32,16 +40,21 @@ def classifier_training_set(train: Path | None, unlabelled: Path | None, from_fe
         from flywheel.optimize.classifier_feedback import classifier_feedback_rows
         from flywheel.stores.feedback import FeedbackStore
 
-        extra, counts = classifier_feedback_rows(FeedbackStore(settings().catalog_url).list_feedback(
-            program="classifier"), program.labels)
-        console.print(f"Feedback: {len(extra)} training rows ({counts['corrections']} corrections, "
-                      f"{counts['thumbs_up']} thumbs-up; {counts['skipped_down_without_correction']} thumbs-down "
-                      f"without a correction and {counts['skipped_unparseable']} unreadable corrections skipped)",
-                      highlight=False)
+        extra, counts = classifier_feedback_rows(
+            FeedbackStore(settings().catalog_url).list_feedback(program="classifier"), program.labels
+        )
+        console.print(
+            f"Feedback: {len(extra)} training rows ({counts['corrections']} corrections, "
+            f"{counts['thumbs_up']} thumbs-up; {counts['skipped_down_without_correction']} thumbs-down "
+            f"without a correction and {counts['skipped_unparseable']} unreadable corrections skipped)",
+            highlight=False,
+        )
         rows += [{text_column: r["text"], **{k: v for k, v in r.items() if k != "text"}} for r in extra]
     if not rows:
-        raise InvalidInputError("The training sources hold no rows.",
-                                hint="Check --train/--unlabelled, or collect feedback on classifications first.")
+        raise InvalidInputError(
+            "The training sources hold no rows.",
+            hint="Check --train/--unlabelled, or collect feedback on classifications first.",
+        )
     name = " + ".join(p.name for p in (train, unlabelled) if p is not None) + (" + feedback" if from_feedback else "")
     return dataset_from_rows(rows, "classifier", name=name.strip(" +") or "feedback", text_column=text_column)
 
@@ -63,5 +76,7 @@ def _teacher_rows(program: Any, pool_path: Path, *, text_column: str, limit: int
         update("teacher labelling the pool", len(pool), len(pool))
     who = s.teacher_lm.model if s.teacher_lm else f"{s.lm.model} (no teacher_lm configured: the task LM)"
     console.print(f"Teacher {who} labelled {len(labelled)} rows ({dropped} failed and were dropped).", highlight=False)
-    return [{text_column: ex.text, "sentiment": ex.sentiment, "reason": ex.get("reason") or "",
-             "label_source": "teacher"} for ex in labelled.examples]
+    return [
+        {text_column: ex.text, "sentiment": ex.sentiment, "reason": ex.get("reason") or "", "label_source": "teacher"}
+        for ex in labelled.examples
+    ]

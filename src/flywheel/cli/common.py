@@ -33,8 +33,13 @@ def knowledge_base() -> KnowledgeBase:
 @contextmanager
 def file_progress(total: int, label: str = "Ingesting") -> Iterator[ProgressCallback]:
     """A Rich progress bar over files; yields the callback the knowledge base calls per file."""
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("{task.fields[current]}"))
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[current]}"),
+    )
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task(label, total=total, current="")
 
@@ -50,8 +55,13 @@ def ingest_summary(results: Sequence[IngestResult]) -> Table:
     for column in ("file", "status", "chunks", "document", "error"):
         table.add_column(column, overflow="fold")
     for r in results:
-        table.add_row(r.source, f"[{colours.get(r.status, 'white')}]{r.status}[/]", str(r.chunks or ""),
-                      r.doc_id or "", r.error or "")
+        table.add_row(
+            r.source,
+            f"[{colours.get(r.status, 'white')}]{r.status}[/]",
+            str(r.chunks or ""),
+            r.doc_id or "",
+            r.error or "",
+        )
     counts: dict[str, int] = {}
     for r in results:
         counts[r.status] = counts.get(r.status, 0) + 1

@@ -87,10 +87,16 @@ def reindex_command() -> None:
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console) as bar:
         task = bar.add_task(f"Re-embedding with {embedder.name}", total=None)
-        result = reindex(config.index_uri, embedder, ann_min_rows=config.knowledge.ann_min_rows,
-                         progress=lambda done, total: bar.update(task, completed=done, total=total))
-    console.print(f"Re-embedded {result.chunks} chunks with {result.embedder} "
-                  f"(before: {result.previous_embedder or 'unrecorded'}).")
+        result = reindex(
+            config.index_uri,
+            embedder,
+            ann_min_rows=config.knowledge.ann_min_rows,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    console.print(
+        f"Re-embedded {result.chunks} chunks with {result.embedder} "
+        f"(before: {result.previous_embedder or 'unrecorded'})."
+    )
 
 
 @app.command("list")

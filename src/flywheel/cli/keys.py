@@ -22,8 +22,9 @@ def create(user: str = typer.Argument(..., help="An existing user (see `flywheel
     """Create a key for USER and print it (the last line of output is the key itself)."""
     principal = knowledge_base().principal(user)  # an unknown user is a clear error
     key_id, plaintext = _store().create(principal.user)
-    typer.echo(f"Created API key {key_id} for {principal.user} (groups: {', '.join(sorted(principal.groups))}).",
-               err=True)
+    typer.echo(
+        f"Created API key {key_id} for {principal.user} (groups: {', '.join(sorted(principal.groups))}).", err=True
+    )
     typer.echo("Store it now: it cannot be shown again. Send it as 'Authorization: Bearer <key>'.", err=True)
     typer.echo(plaintext)
 

@@ -8,8 +8,9 @@ import typer
 
 from flywheel.cli.common import console, settings
 
-app = typer.Typer(help="The maintenance log (aircraft, inspections, deferred defects, components).",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="The maintenance log (aircraft, inspections, deferred defects, components).", no_args_is_help=True
+)
 
 
 @app.command("load")

@@ -22,8 +22,13 @@ def search(
     if mode not in ("hybrid", "vector", "text"):
         raise InvalidInputError(f"Unknown search mode {mode!r}.", hint="Use hybrid, vector or text.")
     kb = knowledge_base()
-    hits = kb.search(kb.principal(user), query, k=k, mode=mode,  # type: ignore[arg-type]
-                     metadata=MetadataFilter(tags=tuple(tag)) if tag else None)
+    hits = kb.search(
+        kb.principal(user),
+        query,
+        k=k,
+        mode=mode,  # type: ignore[arg-type]
+        metadata=MetadataFilter(tags=tuple(tag)) if tag else None,
+    )
     table = Table(title=f"{len(hits)} passages for {user}", show_lines=True)
     table.add_column("#")
     table.add_column("citation", overflow="fold")

@@ -11,11 +11,19 @@ def serve(
     host: str | None = typer.Option(None, help="Interface to listen on (default serve.host, loopback)."),
     port: int | None = typer.Option(None, help="TCP port (default serve.port, 8000)."),
     tracing: bool = typer.Option(True, "--tracing/--no-tracing", help="Record every request as an MLflow trace."),
-    deploy: bool = typer.Option(False, "--deploy", help="First log and register the default program as the champion "
-                                                        "MLflow model if it has none (as `flywheel deploy` does)."),
-    workers: int = typer.Option(1, "--workers", min=1, max=64,
-                                help="Server processes sharing the port and the stores (serve.workers is the "
-                                     "program-call threads of each)."),
+    deploy: bool = typer.Option(
+        False,
+        "--deploy",
+        help="First log and register the default program as the champion "
+        "MLflow model if it has none (as `flywheel deploy` does).",
+    ),
+    workers: int = typer.Option(
+        1,
+        "--workers",
+        min=1,
+        max=64,
+        help="Server processes sharing the port and the stores (serve.workers is the program-call threads of each).",
+    ),
 ) -> None:
     """Serve the champion programs: /v1/chat/completions, /invocations, documents, feedback and the web page."""
     import uvicorn

@@ -23,8 +23,9 @@ def add_user(
 ) -> None:
     """Create a user, or add groups to an existing one."""
     principal = knowledge_base().catalog.add_user(name, group, display_name=display_name, is_admin=admin)
-    console.print(f"{principal.user}: groups {', '.join(sorted(principal.groups))}"
-                  + (" (admin)" if principal.is_admin else ""))
+    console.print(
+        f"{principal.user}: groups {', '.join(sorted(principal.groups))}" + (" (admin)" if principal.is_admin else "")
+    )
 
 
 @users_app.command("list")
@@ -46,8 +47,12 @@ def import_users(path: Path = typer.Argument(..., help="YAML with `groups:` and 
     for group in data.get("groups", []):
         catalog.add_group(group["name"], group.get("description", ""))
     for user in data.get("users", []):
-        catalog.add_user(user["name"], user.get("groups", []), display_name=user.get("display_name", ""),
-                         is_admin=bool(user.get("admin", False)))
+        catalog.add_user(
+            user["name"],
+            user.get("groups", []),
+            display_name=user.get("display_name", ""),
+            is_admin=bool(user.get("admin", False)),
+        )
     console.print(f"Imported {len(data.get('groups', []))} groups and {len(data.get('users', []))} users.")
 
 

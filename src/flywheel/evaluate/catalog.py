@@ -105,8 +105,9 @@ def metric_catalog(kind: str, *, judge_lm: Any = None, k: int = 5) -> dict[str, 
     }
 
 
-def resolve_metrics(names: list[str], kind: str, *, composites: Mapping[str, Mapping[str, float]],
-                    judge_lm: Any = None, k: int = 5) -> dict[str, Metric]:
+def resolve_metrics(
+    names: list[str], kind: str, *, composites: Mapping[str, Mapping[str, float]], judge_lm: Any = None, k: int = 5
+) -> dict[str, Metric]:
     """Named per-example metrics (composites from config included); corpus metrics are skipped here."""
     catalog = metric_catalog(kind, judge_lm=judge_lm, k=k)
     resolved: dict[str, Metric] = {}

@@ -45,13 +45,17 @@ class Dataset:
     def split(self, dev_fraction: float, seed: int = 0) -> tuple[Dataset, Dataset]:
         """A reproducible shuffled train/dev split (each side keeps at least one example)."""
         if len(self.examples) < 2:
-            raise InvalidInputError(f"Dataset {self.name!r} has {len(self.examples)} example(s): too few to split.",
-                                    hint="Give at least 2 examples, or pass a separate --dev set.")
+            raise InvalidInputError(
+                f"Dataset {self.name!r} has {len(self.examples)} example(s): too few to split.",
+                hint="Give at least 2 examples, or pass a separate --dev set.",
+            )
         shuffled = list(self.examples)
         random.Random(seed).shuffle(shuffled)
         n_dev = min(max(1, round(len(shuffled) * dev_fraction)), len(shuffled) - 1)
-        return (Dataset(f"{self.name}[train]", self.kind, shuffled[n_dev:], self.labelled, self.columns),
-                Dataset(f"{self.name}[dev]", self.kind, shuffled[:n_dev], self.labelled, self.columns))
+        return (
+            Dataset(f"{self.name}[train]", self.kind, shuffled[n_dev:], self.labelled, self.columns),
+            Dataset(f"{self.name}[dev]", self.kind, shuffled[:n_dev], self.labelled, self.columns),
+        )
 
     def head(self, n: int | None) -> Dataset:
         if n is None:
@@ -80,8 +84,10 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
             raise InvalidInputError(f"{path} must hold a JSON list of objects.", hint="Or use JSONL: one per line.")
         return data
     if suffix != ".jsonl":
-        raise InvalidInputError(f"Unsupported dataset format {suffix or '(none)'} for {path}.",
-                                hint="Use .jsonl (one JSON object per line), .csv with a header row, or .parquet.")
+        raise InvalidInputError(
+            f"Unsupported dataset format {suffix or '(none)'} for {path}.",
+            hint="Use .jsonl (one JSON object per line), .csv with a header row, or .parquet.",
+        )
     rows = []
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
@@ -89,8 +95,9 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise InvalidInputError(f"{path}, line {number}: invalid JSON ({exc.msg}).",
-                                    hint="Each line must be one JSON object.") from exc
+            raise InvalidInputError(
+                f"{path}, line {number}: invalid JSON ({exc.msg}).", hint="Each line must be one JSON object."
+            ) from exc
         if not isinstance(row, dict):
             raise InvalidInputError(f"{path}, line {number}: expected a JSON object.", hint='e.g. {"question": "…"}')
         rows.append(row)
@@ -147,18 +154,23 @@ def qa_examples(
             else:
                 gold_docs.append(doc_id)
         answer = row.get("answer")
-        fields: dict[str, Any] = {"question": str(question).strip(), "principal": principal, "user": user,
-                                  "answer": answer if _present(answer) else None,
-                                  "gold_doc_ids": gold_docs or None,
-                                  "gold_chunk_ids": _as_list(row.get("gold_chunk_ids")) or None,
-                                  "tool": str(row["tool"]).strip() if _present(row.get("tool")) else None}
+        fields: dict[str, Any] = {
+            "question": str(question).strip(),
+            "principal": principal,
+            "user": user,
+            "answer": answer if _present(answer) else None,
+            "gold_doc_ids": gold_docs or None,
+            "gold_chunk_ids": _as_list(row.get("gold_chunk_ids")) or None,
+            "tool": str(row["tool"]).strip() if _present(row.get("tool")) else None,
+        }
         examples.append(dspy.Example(**fields).with_inputs("question", "principal"))
     _raise_problems(problems, source, hint="Fix the rows, or add the users/documents first (`flywheel users add`).")
     return examples
 
 
-def classifier_examples(rows: Sequence[dict[str, Any]], *, text_column: str = "text",
-                        source: str = "dataset") -> list[dspy.Example]:
+def classifier_examples(
+    rows: Sequence[dict[str, Any]], *, text_column: str = "text", source: str = "dataset"
+) -> list[dspy.Example]:
     """Validate feedback rows; gold ``sentiment``/``reason`` are kept when present."""
     problems = []
     examples = []
@@ -189,9 +201,10 @@ def _check_columns(rows: Sequence[dict[str, Any]], required: Iterable[str], sour
     columns = sorted({key for row in rows for key in row})
     missing = [c for c in required if c not in columns]
     if missing:
-        raise InvalidInputError(f"Dataset {source} has no column {', '.join(repr(m) for m in missing)} "
-                                f"(columns: {', '.join(columns)}).",
-                                hint="Rename the column, or pass --text-column for classifier data.")
+        raise InvalidInputError(
+            f"Dataset {source} has no column {', '.join(repr(m) for m in missing)} (columns: {', '.join(columns)}).",
+            hint="Rename the column, or pass --text-column for classifier data.",
+        )
     return columns
 
 
@@ -207,8 +220,16 @@ def load_dataset(
 ) -> Dataset:
     """Read and validate a dataset file for a program of the given kind."""
     rows = read_rows(path)
-    return dataset_from_rows(rows, kind, name=Path(path).name, text_column=text_column, principal_for=principal_for,
-                             resolve_document=resolve_document, default_user=default_user, limit=limit)
+    return dataset_from_rows(
+        rows,
+        kind,
+        name=Path(path).name,
+        text_column=text_column,
+        principal_for=principal_for,
+        resolve_document=resolve_document,
+        default_user=default_user,
+        limit=limit,
+    )
 
 
 def dataset_from_rows(
@@ -230,7 +251,8 @@ def dataset_from_rows(
         labelled = any(_present(e.sentiment) for e in examples)
     else:
         columns = _check_columns(rows, ["question"], name)
-        examples = qa_examples(rows, principal_for=principal_for, resolve_document=resolve_document,
-                               default_user=default_user, source=name)
+        examples = qa_examples(
+            rows, principal_for=principal_for, resolve_document=resolve_document, default_user=default_user, source=name
+        )
         labelled = any(e.answer is not None or e.gold_doc_ids for e in examples)
     return Dataset(name, kind, examples, labelled, columns)

@@ -228,8 +228,10 @@ class Scores:
 
     @property
     def per_class(self) -> dict[str, dict[str, float]]:
-        return {c.label: {"precision": c.precision, "recall": c.recall, "f1": c.f1, "support": c.support}
-                for c in self.classes}
+        return {
+            c.label: {"precision": c.precision, "recall": c.recall, "f1": c.f1, "support": c.support}
+            for c in self.classes
+        }
 
 
 def _label(value: Any) -> str | None:
@@ -252,12 +254,16 @@ def score_labels(gold: Sequence[Any], predicted: Sequence[Any]) -> Scores:
     """
     if len(gold) != len(predicted):
         raise ValueError(f"{len(gold)} gold labels but {len(predicted)} predictions")
-    pairs = [(g, _label(p) or MISSING_PREDICTION) for g, p in ((_label(g), p) for g, p in zip(gold, predicted,
-                                                                                                 strict=True))
-             if g is not None]
+    pairs = [
+        (g, _label(p) or MISSING_PREDICTION)
+        for g, p in ((_label(g), p) for g, p in zip(gold, predicted, strict=True))
+        if g is not None
+    ]
     if not pairs:
-        raise InvalidInputError("No row has a gold label to score against.",
-                                hint="Check the label column: it must name a column with the true labels.")
+        raise InvalidInputError(
+            "No row has a gold label to score against.",
+            hint="Check the label column: it must name a column with the true labels.",
+        )
     labels = sorted({g for g, _ in pairs} | {p for _, p in pairs if p != MISSING_PREDICTION})
     failed = sum(p == MISSING_PREDICTION for _, p in pairs)
     columns = [*labels, MISSING_PREDICTION] if failed else list(labels)
@@ -280,8 +286,15 @@ def score_labels(gold: Sequence[Any], predicted: Sequence[Any]) -> Scores:
 def classification_report(gold: Sequence[Any], predicted: Sequence[Any]) -> dict[str, Any]:
     """:func:`score_labels` as a dict: accuracy, macro_f1, per_class, n, and the confusion matrix."""
     scores = score_labels(gold, predicted)
-    return {"accuracy": scores.accuracy, "macro_f1": scores.macro_f1, "per_class": scores.per_class,
-            "n": scores.rows, "labels": scores.labels, "columns": scores.columns, "matrix": scores.matrix}
+    return {
+        "accuracy": scores.accuracy,
+        "macro_f1": scores.macro_f1,
+        "per_class": scores.per_class,
+        "n": scores.rows,
+        "labels": scores.labels,
+        "columns": scores.columns,
+        "matrix": scores.matrix,
+    }
 
 
 # --- composites --------------------------------------------------------------------------------
@@ -291,11 +304,15 @@ def composite(weights: Mapping[str, float], metrics: Mapping[str, Metric]) -> Me
     """A weighted mean of named metrics; weights of metrics that are not applicable are renormalised."""
     unknown = [name for name in weights if name not in metrics]
     if unknown:
-        raise ConfigError(f"Composite metric uses unknown metric(s): {', '.join(unknown)}.",
-                          hint=f"Known metrics: {', '.join(sorted(metrics))}.")
+        raise ConfigError(
+            f"Composite metric uses unknown metric(s): {', '.join(unknown)}.",
+            hint=f"Known metrics: {', '.join(sorted(metrics))}.",
+        )
     if not weights or any(w < 0 for w in weights.values()) or sum(weights.values()) <= 0:
-        raise ConfigError("Composite metric weights must be non-negative and not all zero.",
-                          hint="Example: optimize.composites.rag_quality = {answer_f1 = 0.6, recall = 0.4}")
+        raise ConfigError(
+            "Composite metric weights must be non-negative and not all zero.",
+            hint="Example: optimize.composites.rag_quality = {answer_f1 = 0.6, recall = 0.4}",
+        )
 
     def score(example: Any, prediction: Any, trace: Any = None) -> float | None:
         total = weight_sum = 0.0

@@ -34,12 +34,12 @@ def _short(value: Any, limit: int = 160) -> str:
 def ordered_examples(result: EvalResult, metric: str | None) -> list[Any]:
     """Errors first, then by ascending score on the primary metric."""
     primary = _primary(result, metric)
-    return sorted(result.examples,
-                  key=lambda e: (e.error is None, e.score(primary) if primary else 0.0, e.index))
+    return sorted(result.examples, key=lambda e: (e.error is None, e.score(primary) if primary else 0.0, e.index))
 
 
-def write_report(result: EvalResult, directory: Path, *, metric: str | None = None,
-                 baseline: EvalResult | None = None) -> Path:
+def write_report(
+    result: EvalResult, directory: Path, *, metric: str | None = None, baseline: EvalResult | None = None
+) -> Path:
     """Write the report files; returns the directory."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -51,33 +51,51 @@ def write_report(result: EvalResult, directory: Path, *, metric: str | None = No
         writer = csv.writer(handle)
         writer.writerow(["index", "error", *metric_names, "inputs", "outputs", "latency_s"])
         for e in rows:
-            writer.writerow([e.index, e.error or "", *[_fmt(e.scores.get(m)) for m in metric_names],
-                             json.dumps(e.inputs, default=str), json.dumps(e.outputs, default=str),
-                             f"{e.latency_s:.3f}"])
+            writer.writerow(
+                [
+                    e.index,
+                    e.error or "",
+                    *[_fmt(e.scores.get(m)) for m in metric_names],
+                    json.dumps(e.inputs, default=str),
+                    json.dumps(e.outputs, default=str),
+                    f"{e.latency_s:.3f}",
+                ]
+            )
     (directory / "report.md").write_text(_markdown(result, rows, metric, baseline))
     _plots(result, directory, baseline)
     return directory
 
 
 def _markdown(result: EvalResult, rows: list[Any], metric: str | None, baseline: EvalResult | None) -> str:
-    lines = [f"# Evaluation: {result.program} on {result.dataset}", "",
-             f"{len(result.examples)} examples, {result.errors} errors, {result.lm_calls} LM calls, "
-             f"{result.wall_s:.1f} s.", "", "| metric | " + ("baseline | " if baseline else "") + "score |",
-             "|---|" + ("---|" if baseline else "") + "---|"]
+    lines = [
+        f"# Evaluation: {result.program} on {result.dataset}",
+        "",
+        f"{len(result.examples)} examples, {result.errors} errors, {result.lm_calls} LM calls, {result.wall_s:.1f} s.",
+        "",
+        "| metric | " + ("baseline | " if baseline else "") + "score |",
+        "|---|" + ("---|" if baseline else "") + "---|",
+    ]
     for name, value in result.metrics.items():
         before = f" {_fmt(baseline.metrics.get(name))} |" if baseline else ""
         lines.append(f"| {name} |{before} {_fmt(value)} |")
     for field in ("sentiment", "reason"):
         lines += _class_tables(field, result.extra.get(f"{field}_report"))
     primary = _primary(result, metric)
-    lines += ["", f"## Examples (errors first, then lowest {primary or 'score'} first)", "",
-              "| # | score | error | input | output |", "|---|---|---|---|---|"]
+    lines += [
+        "",
+        f"## Examples (errors first, then lowest {primary or 'score'} first)",
+        "",
+        "| # | score | error | input | output |",
+        "|---|---|---|---|---|",
+    ]
     for e in rows[:50]:
         shown_in = e.inputs.get("question") or e.inputs.get("text") or e.inputs
         shown_out = e.outputs.get("answer") or {k: e.outputs.get(k) for k in ("sentiment", "reason")}
-        lines.append(f"| {e.index} | {_fmt(e.scores.get(primary) if primary else None)} | "
-                     f"{_short(e.error or '', 60)} | {_short(shown_in).replace('|', '/')} | "
-                     f"{_short(shown_out).replace('|', '/')} |")
+        lines.append(
+            f"| {e.index} | {_fmt(e.scores.get(primary) if primary else None)} | "
+            f"{_short(e.error or '', 60)} | {_short(shown_in).replace('|', '/')} | "
+            f"{_short(shown_out).replace('|', '/')} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -85,15 +103,28 @@ def _class_tables(field: str, report: dict[str, Any] | None) -> list[str]:
     """Per-class precision/recall/F1 and the confusion matrix of a classifier field (from the runner)."""
     if not report or "matrix" not in report:
         return []
-    lines = ["", f"## {field}: per class (accuracy {report['accuracy']:.3f}, macro-F1 {report['macro_f1']:.3f})", "",
-             "| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
-    lines += [f"| {label} | {c['precision']:.3f} | {c['recall']:.3f} | {c['f1']:.3f} | {c['support']} |"
-              for label, c in report["per_class"].items()]
-    lines += ["", f"Confusion matrix of {field} (gold ↓, predicted →; `(failed)`: none predicted):", "",
-              "| gold \\ predicted | " + " | ".join(report["columns"]) + " |",
-              "|---" * (len(report["columns"]) + 1) + "|"]
-    lines += [f"| {label} | " + " | ".join(map(str, row)) + " |"
-              for label, row in zip(report["labels"], report["matrix"], strict=True)]
+    lines = [
+        "",
+        f"## {field}: per class (accuracy {report['accuracy']:.3f}, macro-F1 {report['macro_f1']:.3f})",
+        "",
+        "| class | precision | recall | F1 | support |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {label} | {c['precision']:.3f} | {c['recall']:.3f} | {c['f1']:.3f} | {c['support']} |"
+        for label, c in report["per_class"].items()
+    ]
+    lines += [
+        "",
+        f"Confusion matrix of {field} (gold ↓, predicted →; `(failed)`: none predicted):",
+        "",
+        "| gold \\ predicted | " + " | ".join(report["columns"]) + " |",
+        "|---" * (len(report["columns"]) + 1) + "|",
+    ]
+    lines += [
+        f"| {label} | " + " | ".join(map(str, row)) + " |"
+        for label, row in zip(report["labels"], report["matrix"], strict=True)
+    ]
     return lines
 
 

@@ -67,9 +67,16 @@ class EvalResult:
         return sum(1 for e in self.examples if e.error)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"program": self.program, "dataset": self.dataset, "metrics": self.metrics,
-                "examples": len(self.examples), "errors": self.errors, "lm_calls": self.lm_calls,
-                "wall_s": round(self.wall_s, 3), **self.extra}
+        return {
+            "program": self.program,
+            "dataset": self.dataset,
+            "metrics": self.metrics,
+            "examples": len(self.examples),
+            "errors": self.errors,
+            "lm_calls": self.lm_calls,
+            "wall_s": round(self.wall_s, 3),
+            **self.extra,
+        }
 
 
 def _display_inputs(example: dspy.Example) -> dict[str, Any]:
@@ -100,6 +107,7 @@ def evaluate_program(
     counter = LMCallCounter()
     done = 0
     lock = threading.Lock()
+
     def run(index: int, example: dspy.Example) -> ExampleResult:
         nonlocal done
         started = time.perf_counter()
@@ -145,8 +153,11 @@ def evaluate_program(
 def add_classification_metrics(result: EvalResult, dataset: Dataset) -> None:
     """Corpus metrics for classifiers: accuracy and macro-F1 of sentiment and of complaint reason."""
     for label, prefix in (("sentiment", ""), ("reason", "reason_")):
-        pairs = [(ex[label], row.outputs.get(label)) for ex, row in zip(dataset.examples, result.examples, strict=True)
-                 if ex.get(label)]
+        pairs = [
+            (ex[label], row.outputs.get(label))
+            for ex, row in zip(dataset.examples, result.examples, strict=True)
+            if ex.get(label)
+        ]
         if pairs:
             report = classification_report([g for g, _ in pairs], [p for _, p in pairs])
             result.metrics[f"{prefix}accuracy"] = report["accuracy"]

@@ -24,9 +24,16 @@ Progress = Callable[[str, int, int | None], None]
 Tracing = Callable[[], AbstractContextManager[Any]]
 
 
-def examples_from_rows(rows: list[dict[str, Any]], program: str, *, name: str, text_column: str,
-                       as_user: str | None, limit: int | None,
-                       knowledge: Callable[[], KnowledgeBase] | None = None) -> Dataset:
+def examples_from_rows(
+    rows: list[dict[str, Any]],
+    program: str,
+    *,
+    name: str,
+    text_column: str,
+    as_user: str | None,
+    limit: int | None,
+    knowledge: Callable[[], KnowledgeBase] | None = None,
+) -> Dataset:
     """Validated examples for the program's kind; question rows resolve users and documents in the catalog
     of ``knowledge()`` (only opened for question-answering programs)."""
     if ProgramKind.of(program) == ProgramKind.CLASSIFIER:
@@ -37,18 +44,39 @@ def examples_from_rows(rows: list[dict[str, Any]], program: str, *, name: str, t
     documents = kb.catalog.list_documents()
 
     def resolve(source: str) -> str | None:
-        return next((d.id for d in documents if source in {d.id, d.source} or d.source.endswith("/" + source)
-                     or source.endswith("/" + d.source)), None)
+        return next(
+            (
+                d.id
+                for d in documents
+                if source in {d.id, d.source} or d.source.endswith("/" + source) or source.endswith("/" + d.source)
+            ),
+            None,
+        )
 
-    return dataset_from_rows(rows, "qa", name=name, principal_for=kb.principal, resolve_document=resolve,
-                             default_user=as_user, limit=limit)
+    return dataset_from_rows(
+        rows, "qa", name=name, principal_for=kb.principal, resolve_document=resolve, default_user=as_user, limit=limit
+    )
 
 
-def load_examples(path: Path, program: str, *, text_column: str, as_user: str | None, limit: int | None,
-                  knowledge: Callable[[], KnowledgeBase] | None = None) -> Dataset:
+def load_examples(
+    path: Path,
+    program: str,
+    *,
+    text_column: str,
+    as_user: str | None,
+    limit: int | None,
+    knowledge: Callable[[], KnowledgeBase] | None = None,
+) -> Dataset:
     """:func:`examples_from_rows` over a JSONL/CSV file."""
-    return examples_from_rows(read_rows(path), program, name=path.name, text_column=text_column, as_user=as_user,
-                              limit=limit, knowledge=knowledge)
+    return examples_from_rows(
+        read_rows(path),
+        program,
+        name=path.name,
+        text_column=text_column,
+        as_user=as_user,
+        limit=limit,
+        knowledge=knowledge,
+    )
 
 
 @dataclass
@@ -67,8 +95,14 @@ class EvaluationOutcome:
     baseline: EvalResult | None
 
 
-def evaluate_versions(assistant: Any, request: EvaluationRequest, *, baseline_assistant: Any = None,
-                      tracing: Tracing = nullcontext, progress: Progress | None = None) -> EvaluationOutcome:
+def evaluate_versions(
+    assistant: Any,
+    request: EvaluationRequest,
+    *,
+    baseline_assistant: Any = None,
+    tracing: Tracing = nullcontext,
+    progress: Progress | None = None,
+) -> EvaluationOutcome:
     """Evaluate the assistant's program (and the baseline's, first) on the request's dataset, inside
     ``tracing()`` (e.g. DSPy autologging), which is left again however the runs end."""
     update = progress or (lambda _label, _done, _total: None)
@@ -77,14 +111,24 @@ def evaluate_versions(assistant: Any, request: EvaluationRequest, *, baseline_as
         if request.baseline is not None:
             program = baseline_assistant.program(request.program)  # loads the registered state and its version
             if baseline_assistant.loaded_versions.get(request.program) is None:
-                raise NotFoundError(f"Program {request.program!r} has no registered version {request.baseline!r}.",
-                                    hint=f"See `flywheel programs show {request.program}`.")
-            before = evaluate_program(program, request.data, request.metrics,
-                                      name=f"{request.program}@{request.baseline}", threads=request.threads,
-                                      progress=lambda done, total: update(f"evaluating {request.baseline}", done,
-                                                                          total))
-        result = evaluate_program(assistant.program(request.program), request.data, request.metrics,
-                                  name=request.label, threads=request.threads,
-                                  progress=lambda done, total: update("evaluating", done, total))
+                raise NotFoundError(
+                    f"Program {request.program!r} has no registered version {request.baseline!r}.",
+                    hint=f"See `flywheel programs show {request.program}`.",
+                )
+            before = evaluate_program(
+                program,
+                request.data,
+                request.metrics,
+                name=f"{request.program}@{request.baseline}",
+                threads=request.threads,
+                progress=lambda done, total: update(f"evaluating {request.baseline}", done, total),
+            )
+        result = evaluate_program(
+            assistant.program(request.program),
+            request.data,
+            request.metrics,
+            name=request.label,
+            threads=request.threads,
+            progress=lambda done, total: update("evaluating", done, total),
+        )
     return EvaluationOutcome(result, before)
-

@@ -36,8 +36,9 @@ class AnnSearch:
     ef: int
 
     @classmethod
-    def scaled(cls, indexed_rows: int, *, refine_factor: int = 2, ef: int = 64,
-               nprobes: int | None = None) -> AnnSearch:
+    def scaled(
+        cls, indexed_rows: int, *, refine_factor: int = 2, ef: int = 64, nprobes: int | None = None
+    ) -> AnnSearch:
         """Settings for an index built over ``indexed_rows`` (``nprobes`` fixes the probes instead)."""
         return cls(nprobes or nprobes_for(partitions_for(indexed_rows)), refine_factor, ef)
 

@@ -91,8 +91,10 @@ class KnowledgeBase:
         with self._index_lock:
             if self._index is None:
                 self._index = ChunkIndex(
-                    self.settings.index_uri, self.embedder.dimensions,
-                    ann_min_rows=self.settings.knowledge.ann_min_rows, embedder=self.embedder.name,
+                    self.settings.index_uri,
+                    self.embedder.dimensions,
+                    ann_min_rows=self.settings.knowledge.ann_min_rows,
+                    embedder=self.embedder.name,
                 )
             return self._index
 
@@ -156,11 +158,18 @@ class KnowledgeBase:
         progress: ProgressCallback | None = None,
     ) -> list[IngestResult]:
         """Ingest files and folders (recursively, supported types only)."""
-        return self.ingest_files(principal, _read_files(expand_paths(paths)), groups=groups, tags=tags,
-                                 progress=progress)
+        return self.ingest_files(
+            principal, _read_files(expand_paths(paths)), groups=groups, tags=tags, progress=progress
+        )
 
-    def _with_existing(self, principal: Principal, files: Iterable[tuple[str, bytes]], *, lookahead: int = 64,
-                       max_bytes: int = 32 * 1024 * 1024) -> Iterator[tuple[str, bytes, Document | None]]:
+    def _with_existing(
+        self,
+        principal: Principal,
+        files: Iterable[tuple[str, bytes]],
+        *,
+        lookahead: int = 64,
+        max_bytes: int = 32 * 1024 * 1024,
+    ) -> Iterator[tuple[str, bytes, Document | None]]:
         """Each file with the principal's document of that name, looked up for up to ``lookahead`` files
         (holding at most ``max_bytes`` of them) in one query instead of one query per file."""
         pending: list[tuple[str, bytes]] = []
@@ -173,14 +182,23 @@ class KnowledgeBase:
                 pending, size = [], 0
         yield from self._looked_up(principal, pending)
 
-    def _looked_up(self, principal: Principal,
-                   files: list[tuple[str, bytes]]) -> Iterator[tuple[str, bytes, Document | None]]:
+    def _looked_up(
+        self, principal: Principal, files: list[tuple[str, bytes]]
+    ) -> Iterator[tuple[str, bytes, Document | None]]:
         existing = self.catalog.find_documents(principal.user, [name for name, _ in files])
         for name, data in files:
             yield name, data, existing.get(name)
 
-    def _prepare(self, principal: Principal, name: str, data: bytes, groups: list[str], tags: list[str],
-                 title: str | None, existing: Document | None) -> _Prepared | IngestResult:
+    def _prepare(
+        self,
+        principal: Principal,
+        name: str,
+        data: bytes,
+        groups: list[str],
+        tags: list[str],
+        title: str | None,
+        existing: Document | None,
+    ) -> _Prepared | IngestResult:
         """Parse and chunk one file; decide whether it is new, changed or unchanged. Stores nothing."""
         try:
             max_bytes = int(self.settings.knowledge.max_file_mb * 1024 * 1024)
@@ -201,18 +219,35 @@ class KnowledgeBase:
                 raise InvalidInputError(f"{name} contains no text to index.", hint="Check that the file is not empty.")
         except FlywheelError as exc:
             return IngestResult(name, "failed", error=str(exc))
-        prepared = _Prepared(name, digest, len(data), parsed, chunks, groups, tags, title or parsed.title, existing,
-                             owner=principal.user, language=detect_language(" ".join(b.text for b in parsed.blocks)))
+        prepared = _Prepared(
+            name,
+            digest,
+            len(data),
+            parsed,
+            chunks,
+            groups,
+            tags,
+            title or parsed.title,
+            existing,
+            owner=principal.user,
+            language=detect_language(" ".join(b.text for b in parsed.blocks)),
+        )
         prepared.result = IngestResult(name, "updated" if existing and existing.live_version else "added")
         return prepared
 
     def _commit(self, batch: list[_Prepared], progress: ProgressCallback | None) -> None:
         """Pending versions → embeddings → one index commit → ready versions."""
-        begun = self.catalog.begin_versions([
-            dict(document_id=item.existing.id if item.existing else None, owner=item.owner, source=item.source,
-                 **self._document_fields(item))
-            for item in batch
-        ])
+        begun = self.catalog.begin_versions(
+            [
+                dict(
+                    document_id=item.existing.id if item.existing else None,
+                    owner=item.owner,
+                    source=item.source,
+                    **self._document_fields(item),
+                )
+                for item in batch
+            ]
+        )
         for item, (doc_id, version) in zip(batch, begun, strict=True):
             item.doc_id, item.version = doc_id, version
         try:
@@ -226,11 +261,17 @@ class KnowledgeBase:
                 self.catalog.fail_version(item.doc_id, item.version, exc.message)
                 item.result.status, item.result.error = "failed", str(exc)
             return
-        self.catalog.finish_versions([
-            dict(document_id=item.doc_id, version=item.version, chunk_count=len(item.chunks),
-                 **self._document_fields(item))
-            for item in batch
-        ])
+        self.catalog.finish_versions(
+            [
+                dict(
+                    document_id=item.doc_id,
+                    version=item.version,
+                    chunk_count=len(item.chunks),
+                    **self._document_fields(item),
+                )
+                for item in batch
+            ]
+        )
         for item in batch:
             item.result.doc_id, item.result.version, item.result.chunks = item.doc_id, item.version, len(item.chunks)
             if progress:
@@ -282,8 +323,7 @@ class KnowledgeBase:
         if not query or not query.strip():
             raise InvalidInputError("The search query is empty.", hint="Type a question or some keywords.")
         vector = embed_query(self.embedder, query) if mode != "text" else None
-        return self.index.search(principal, vector=vector, text=query, k=k, mode=mode, metadata=metadata,
-                                 fusion=fusion)
+        return self.index.search(principal, vector=vector, text=query, k=k, mode=mode, metadata=metadata, fusion=fusion)
 
     def list_documents(self, principal: Principal) -> list[Document]:
         """Documents the principal may read (admins see every document's metadata, to manage it)."""
@@ -302,8 +342,10 @@ class KnowledgeBase:
         doc = self.catalog.get_document(document_id)
         chunks = self.index.read_document(principal, document_id) if principal.can_read(doc.groups) else []
         if not chunks:
-            raise NotFoundError(f"No document with id {document_id!r} that you may read.",
-                                hint="List your documents with `flywheel docs list` or the list_documents tool.")
+            raise NotFoundError(
+                f"No document with id {document_id!r} that you may read.",
+                hint="List your documents with `flywheel docs list` or the list_documents tool.",
+            )
         return doc, chunks
 
     # --- access management -----------------------------------------------------------------------
@@ -364,8 +406,10 @@ def expand_paths(paths: Sequence[Path]) -> list[Path]:
     for path in paths:
         if path.is_dir():
             files += sorted(
-                p for p in path.rglob("*")
-                if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES
+                p
+                for p in path.rglob("*")
+                if p.is_file()
+                and p.suffix.lower() in SUPPORTED_SUFFIXES
                 and not any(part.startswith(".") for part in p.relative_to(path).parts)
             )
         elif path.exists():

@@ -14,15 +14,16 @@ from typing import Literal
 BlockKind = Literal["heading", "paragraph", "table", "list", "code"]
 
 NUMBERED_HEADING = re.compile(r"^(\d{1,3}(?:\.\d{1,3}){0,4})\.?\s+[A-Z][^.!?]{1,80}$")
-_CHAPTER_HEADING = re.compile(r"^(?:chapter|part|appendix)\s+(?:\d{1,3}|[IVXLC]{1,6}|[A-Z])\b[^.!?]{0,70}$",
-                              re.I)
+_CHAPTER_HEADING = re.compile(r"^(?:chapter|part|appendix)\s+(?:\d{1,3}|[IVXLC]{1,6}|[A-Z])\b[^.!?]{0,70}$", re.I)
 _BULLET = re.compile(r"^\s*[-*+•▪◦‣]\s+\S")
 _NUMBERED_ITEM = re.compile(r"^\s*(\d{1,3}|[a-z])[.)]\s+\S")
 LEADER = re.compile(r"^(.*?\S)\s*(?:\.\s*){4,}(\S.{0,40})$")  # a TOC/index entry: "Title ....... 1-3"
 _DOT_RUN = re.compile(r"(?:\.\s*){4,}")
 _RULE = re.compile(r"[-=_*~#]{3,}")
-FOLIO = re.compile(r"(?:[Pp]age\s+)?(?:\d{1,4}|[ivxlc]{1,7}|[A-Z]{1,3}-\d{1,4}|\d{1,3}-\d{1,4})"
-                    r"(?:\s+of\s+\d{1,4})?")  # a page number line: "12", "iv", "G-3", "10-2", "Page 3 of 9"
+FOLIO = re.compile(
+    r"(?:[Pp]age\s+)?(?:\d{1,4}|[ivxlc]{1,7}|[A-Z]{1,3}-\d{1,4}|\d{1,3}-\d{1,4})"
+    r"(?:\s+of\s+\d{1,4})?"
+)  # a page number line: "12", "iv", "G-3", "10-2", "Page 3 of 9"
 ADMONITIONS = {"NOTE", "NOTES", "CAUTION", "WARNING", "DANGER", "IMPORTANT", "TIP"}
 NO_HEADING_END = (".", ",", ";", ":")
 BOLD_FONT = re.compile(r"bold|black|heavy|demi", re.I)
@@ -78,6 +79,8 @@ def merge_blocks(blocks: list[Block], kind: str, joiner: str, *, level: bool = F
         else:
             out.append(b)
     return out
+
+
 def _guess_level(line: str) -> int:
     """Level of an unstyled heading line: numbered (``3.2 Oil``), ``Chapter 3 …``, short ALL CAPS; else 0."""
     match = NUMBERED_HEADING.match(line)
@@ -86,8 +89,9 @@ def _guess_level(line: str) -> int:
     if _CHAPTER_HEADING.match(line):
         return 1
     caps = sum(c.isalpha() for c in line) >= 3 and len(line) <= 80 and len(line.split()) <= 10
-    return int(caps and line.upper() == line and not line.endswith(NO_HEADING_END)
-               and line.strip("!: ") not in ADMONITIONS)
+    return int(
+        caps and line.upper() == line and not line.endswith(NO_HEADING_END) and line.strip("!: ") not in ADMONITIONS
+    )
 
 
 def _starts_list(texts: Sequence[str], i: int) -> bool:
@@ -151,8 +155,17 @@ def line_blocks(lines: Sequence[tuple[str, int]], page: int | None, *, guess: bo
                 if para:
                     flush()
                 items.append(f"{leader.group(1)} … {leader.group(2)}" if leader else line)
-            elif items and not known and (raw[:1].isspace() or line[:1].islower() or (  # the item goes on:
-                    len(texts[i - 1]) >= 0.8 * width and not texts[i - 1].endswith((".", "!", "?", ":")))):
+            elif (
+                items
+                and not known
+                and (
+                    raw[:1].isspace()
+                    or line[:1].islower()
+                    or (  # the item goes on:
+                        len(texts[i - 1]) >= 0.8 * width and not texts[i - 1].endswith((".", "!", "?", ":"))
+                    )
+                )
+            ):
                 items[-1] += " " + line  # indented, lowercase, or after a full-width unfinished line
             elif level := known or (_guess_level(line) if guess and (not para or len(texts) > 2) else 0):
                 flush()

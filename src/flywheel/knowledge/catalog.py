@@ -55,8 +55,9 @@ class Catalog:
                 for g in s.scalars(select(Group).order_by(Group.name))
             ]
 
-    def add_user(self, name: str, groups: list[str] | tuple[str, ...] = (), *, display_name: str = "",
-                 is_admin: bool = False) -> Principal:
+    def add_user(
+        self, name: str, groups: list[str] | tuple[str, ...] = (), *, display_name: str = "", is_admin: bool = False
+    ) -> Principal:
         """Create or update a user; groups are created as needed. Returns the principal."""
         check_name("user", name)
         for group in groups:
@@ -171,12 +172,35 @@ class Catalog:
                 _ = doc.versions
             return docs
 
-    def begin_version(self, *, document_id: str | None, owner: str, source: str, title: str, groups: list[str],
-                      tags: list[str], media_type: str, size_bytes: int, content_hash: str) -> tuple[str, int]:
+    def begin_version(
+        self,
+        *,
+        document_id: str | None,
+        owner: str,
+        source: str,
+        title: str,
+        groups: list[str],
+        tags: list[str],
+        media_type: str,
+        size_bytes: int,
+        content_hash: str,
+    ) -> tuple[str, int]:
         """Record a pending version (creating the document if new); returns (document id, version)."""
-        return self.begin_versions([dict(document_id=document_id, owner=owner, source=source, title=title,
-                                         groups=groups, tags=tags, media_type=media_type, size_bytes=size_bytes,
-                                         content_hash=content_hash)])[0]
+        return self.begin_versions(
+            [
+                dict(
+                    document_id=document_id,
+                    owner=owner,
+                    source=source,
+                    title=title,
+                    groups=groups,
+                    tags=tags,
+                    media_type=media_type,
+                    size_bytes=size_bytes,
+                    content_hash=content_hash,
+                )
+            ]
+        )[0]
 
     def begin_versions(self, items: Sequence[dict[str, Any]]) -> list[tuple[str, int]]:
         """:meth:`begin_version` for many documents in one transaction (one commit and one query per
@@ -187,21 +211,52 @@ class Catalog:
             for item in items:
                 doc = docs.get(item["document_id"] or "")
                 if doc is None:
-                    doc = Document(id=uuid.uuid4().hex, owner=item["owner"], source=item["source"],
-                                   title=item["title"], groups=item["groups"], tags=item["tags"],
-                                   media_type=item["media_type"], size_bytes=item["size_bytes"], versions=[])
+                    doc = Document(
+                        id=uuid.uuid4().hex,
+                        owner=item["owner"],
+                        source=item["source"],
+                        title=item["title"],
+                        groups=item["groups"],
+                        tags=item["tags"],
+                        media_type=item["media_type"],
+                        size_bytes=item["size_bytes"],
+                        versions=[],
+                    )
                     s.add(doc)
                 number = (max((v.version for v in doc.versions), default=0)) + 1
                 doc.versions.append(DocumentVersion(version=number, content_hash=item["content_hash"]))
                 begun.append((doc.id, number))
             return begun
 
-    def finish_version(self, document_id: str, version: int, *, chunk_count: int, title: str, groups: list[str],
-                       tags: list[str], media_type: str, size_bytes: int, content_hash: str) -> None:
+    def finish_version(
+        self,
+        document_id: str,
+        version: int,
+        *,
+        chunk_count: int,
+        title: str,
+        groups: list[str],
+        tags: list[str],
+        media_type: str,
+        size_bytes: int,
+        content_hash: str,
+    ) -> None:
         """Mark a version live (after its chunks were committed to the index)."""
-        self.finish_versions([dict(document_id=document_id, version=version, chunk_count=chunk_count, title=title,
-                                   groups=groups, tags=tags, media_type=media_type, size_bytes=size_bytes,
-                                   content_hash=content_hash)])
+        self.finish_versions(
+            [
+                dict(
+                    document_id=document_id,
+                    version=version,
+                    chunk_count=chunk_count,
+                    title=title,
+                    groups=groups,
+                    tags=tags,
+                    media_type=media_type,
+                    size_bytes=size_bytes,
+                    content_hash=content_hash,
+                )
+            ]
+        )
 
     def finish_versions(self, items: Sequence[dict[str, Any]]) -> None:
         """:meth:`finish_version` for many documents in one transaction: all live, or none."""

@@ -154,8 +154,10 @@ def _split_block(block: Block, whole: int, budget: int, count: TokenCounter) -> 
         # no overlap goes before a later table piece (it repeats the header), so pieces may use ``whole``
         pieces = _pack(rows, whole - count(header), count, "\n") if count(header) <= budget // 2 else None
         if pieces is not None:
-            return [_Unit(f"{header}\n{piece}", block.page, "table", table_continues=i > 0)
-                    for i, piece in enumerate(pieces)]
+            return [
+                _Unit(f"{header}\n{piece}", block.page, "table", table_continues=i > 0)
+                for i, piece in enumerate(pieces)
+            ]
     if block.kind in _LINE_KINDS:
         parts = _pack(block.text.split("\n"), budget, count, "\n")
     else:
@@ -225,8 +227,12 @@ def _overlap(previous: _Unit, following: _Unit, overlap: int, count: TokenCounte
     return ""
 
 
-def _fit(prefix: str, units: list[_Unit], max_tokens: int, count: TokenCounter,
-         ) -> list[tuple[str, list[_Unit]]]:
+def _fit(
+    prefix: str,
+    units: list[_Unit],
+    max_tokens: int,
+    count: TokenCounter,
+) -> list[tuple[str, list[_Unit]]]:
     """The chunk text(s) for ``units``: one if it is within ``max_tokens`` when counted for real, else a
     re-pack with every candidate text counted (for counters that do not add up over joins)."""
     text = _join(prefix, units)

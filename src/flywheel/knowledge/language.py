@@ -119,7 +119,7 @@ def _hangul_words(piece: str) -> list[str]:
 
 def _pairs(run: str) -> list[str]:
     """Overlapping character pairs (the usual dictionary-free unit for Korean/CJK search)."""
-    return [run] if len(run) < 3 else [run[i:i + 2] for i in range(len(run) - 1)]
+    return [run] if len(run) < 3 else [run[i : i + 2] for i in range(len(run) - 1)]
 
 
 def _janome() -> Tokenizer:

@@ -17,13 +17,27 @@ from flywheel.knowledge.formats.html import parse_html
 from flywheel.knowledge.formats.markdown import parse_markdown
 from flywheel.knowledge.formats.pdf import parse_pdf
 
-__all__ = ["CSV_ROWS_PER_BLOCK", "MEDIA_TYPES", "SUPPORTED_SUFFIXES", "Block", "ParsedDocument", "check_name",
-           "decode_text", "parse_document", "with_sections"]
+__all__ = [
+    "CSV_ROWS_PER_BLOCK",
+    "MEDIA_TYPES",
+    "SUPPORTED_SUFFIXES",
+    "Block",
+    "ParsedDocument",
+    "check_name",
+    "decode_text",
+    "parse_document",
+    "with_sections",
+]
 
 MEDIA_TYPES = {
-    ".pdf": "application/pdf", ".html": "text/html", ".htm": "text/html", ".md": "text/markdown",
+    ".pdf": "application/pdf",
+    ".html": "text/html",
+    ".htm": "text/html",
+    ".md": "text/markdown",
     ".docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-    ".markdown": "text/markdown", ".txt": "text/plain", ".csv": "text/csv",
+    ".markdown": "text/markdown",
+    ".txt": "text/plain",
+    ".csv": "text/csv",
 }
 SUPPORTED_SUFFIXES = frozenset(MEDIA_TYPES)
 MAX_TITLE_CHARS = 300
@@ -33,8 +47,10 @@ def parse_document(name: str, data: bytes, *, max_bytes: int = 50 * 1024 * 1024)
     """Parse one upload (``name`` is a plain file name); InvalidInputError for anything unusable."""
     suffix = check_name(name)
     if len(data) > max_bytes:
-        raise InvalidInputError(f"{name} is {_size(len(data))}, over the {_size(max_bytes)} limit.",
-                                hint="Split the document into smaller files, or raise knowledge.max_file_mb.")
+        raise InvalidInputError(
+            f"{name} is {_size(len(data))}, over the {_size(max_bytes)} limit.",
+            hint="Split the document into smaller files, or raise knowledge.max_file_mb.",
+        )
     if not data or data.isspace():
         raise InvalidInputError(f"{name} is empty.", hint="Upload a file with content.")
     title: str | None = None
@@ -70,12 +86,16 @@ def parse_document(name: str, data: bytes, *, max_bytes: int = 50 * 1024 * 1024)
 def check_name(name: str) -> str:
     """Validate a plain file name (no folders, no traversal) and return its supported suffix."""
     if not name.strip() or any(bad in name for bad in ("/", "\\", "\x00", "..")):
-        raise InvalidInputError(f"Invalid file name {name!r}: it must be a plain file name without folders, "
-                                "'..' or NUL.", hint="Rename the file (e.g. manual.pdf) and upload it again.")
+        raise InvalidInputError(
+            f"Invalid file name {name!r}: it must be a plain file name without folders, '..' or NUL.",
+            hint="Rename the file (e.g. manual.pdf) and upload it again.",
+        )
     suffix = PurePath(name).suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
-        raise InvalidInputError(f"{name}: unsupported file type {suffix or '(no extension)'}.",
-                                hint=f"Use one of {', '.join(sorted(SUPPORTED_SUFFIXES))}.")
+        raise InvalidInputError(
+            f"{name}: unsupported file type {suffix or '(no extension)'}.",
+            hint=f"Use one of {', '.join(sorted(SUPPORTED_SUFFIXES))}.",
+        )
     return suffix
 
 
@@ -86,8 +106,10 @@ def decode_text(name: str, data: bytes) -> str:
     except UnicodeDecodeError:
         text = "\x00"
     if "\x00" in text:
-        raise InvalidInputError(f"{name} is not readable text (neither UTF-8 nor UTF-16 with a BOM).",
-                                hint="Save it as UTF-8 text and upload it again.")
+        raise InvalidInputError(
+            f"{name} is not readable text (neither UTF-8 nor UTF-16 with a BOM).",
+            hint="Save it as UTF-8 text and upload it again.",
+        )
     return text
 
 

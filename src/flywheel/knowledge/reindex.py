@@ -30,8 +30,20 @@ from flywheel.storage import write_errors
 
 STAGING = f"{TABLE}_reindex"
 COMPLETE_TAG = "flywheel:reindex"  # on the staging table's vector column once every row is in it
-_VECTORLESS = ("chunk_id", "doc_id", "version", "ordinal", "text", "title", "source", "page", "page_end",
-               "section", "groups", "tags")
+_VECTORLESS = (
+    "chunk_id",
+    "doc_id",
+    "version",
+    "ordinal",
+    "text",
+    "title",
+    "source",
+    "page",
+    "page_end",
+    "section",
+    "groups",
+    "tags",
+)
 
 ReindexProgress = Callable[[int, int], None]  # (chunks done, chunks in all)
 
@@ -43,8 +55,14 @@ class ReindexResult:
     embedder: str
 
 
-def reindex(uri: str, embedder: Embedder, *, batch_size: int = 256, ann_min_rows: int = 50_000,
-            progress: ReindexProgress | None = None) -> ReindexResult:
+def reindex(
+    uri: str,
+    embedder: Embedder,
+    *,
+    batch_size: int = 256,
+    ann_min_rows: int = 50_000,
+    progress: ReindexProgress | None = None,
+) -> ReindexResult:
     """Re-embed every chunk of the index at ``uri`` with ``embedder`` and make that the live index."""
     import lancedb
 
@@ -68,8 +86,9 @@ def reindex(uri: str, embedder: Embedder, *, batch_size: int = 256, ann_min_rows
         data = staging.to_arrow()
         with write_errors(uri):
             table = db.create_table(TABLE, data=data, schema=data.schema)
-            table.update_field_metadata({"path": "vector", "metadata": {EMBEDDER_TAG: embedder.name,
-                                                                         COMPLETE_TAG: None}})
+            table.update_field_metadata(
+                {"path": "vector", "metadata": {EMBEDDER_TAG: embedder.name, COMPLETE_TAG: None}}
+            )
             db.drop_table(STAGING)
         chunks = data.num_rows
     index = ChunkIndex(uri, embedder.dimensions, ann_min_rows=ann_min_rows, embedder=embedder.name)
@@ -77,8 +96,7 @@ def reindex(uri: str, embedder: Embedder, *, batch_size: int = 256, ann_min_rows
     return ReindexResult(chunks=chunks, previous_embedder=previous, embedder=embedder.name)
 
 
-def _build_staging(db: Any, live: Any, embedder: Embedder, batch_size: int,
-                   progress: ReindexProgress | None) -> Any:
+def _build_staging(db: Any, live: Any, embedder: Embedder, batch_size: int, progress: ReindexProgress | None) -> Any:
     schema = chunk_schema(embedder.dimensions)
     columns = [c for c in (*_VECTORLESS, LANGUAGE) if c in live.schema.names]
     total = live.count_rows()
@@ -86,7 +104,7 @@ def _build_staging(db: Any, live: Any, embedder: Embedder, batch_size: int,
     languages = _document_languages(rows)
     staging = db.create_table(STAGING, schema=schema)
     for start in range(0, len(rows), batch_size):
-        batch = rows[start:start + batch_size]
+        batch = rows[start : start + batch_size]
         vectors = embedder.embed([row["text"] for row in batch])
         out = []
         for row, vector in zip(batch, vectors, strict=True):
@@ -96,8 +114,9 @@ def _build_staging(db: Any, live: Any, embedder: Embedder, batch_size: int,
         staging.add(pa.Table.from_pylist(out, schema=schema))
         if progress:
             progress(start + len(batch), len(rows))
-    staging.update_field_metadata({"path": "vector", "metadata": {EMBEDDER_TAG: embedder.name,
-                                                                   COMPLETE_TAG: "complete"}})
+    staging.update_field_metadata(
+        {"path": "vector", "metadata": {EMBEDDER_TAG: embedder.name, COMPLETE_TAG: "complete"}}
+    )
     return staging
 
 

@@ -81,8 +81,10 @@ def snapshot_tables(source: Path, target: Path, versions: dict[str, int]) -> dic
     for name, version in versions.items():
         table = copied.open_table(name)
         if int(table.version) != version or _scan(table) != expected[name]:
-            raise StorageError(f"The copy of index table {name!r} does not match version {version}.",
-                               hint="Retry the backup; if it fails again, run `flywheel doctor`.")
+            raise StorageError(
+                f"The copy of index table {name!r} does not match version {version}.",
+                hint="Retry the backup; if it fails again, run `flywheel doctor`.",
+            )
     return versions
 
 
@@ -102,7 +104,7 @@ def check_index(uri: str) -> str:
             table = db.open_table(name)
             summary.append(f"{name}: {_scan(table)} rows at version {table.version}")
     except Exception as exc:  # LanceDB raises OSError/RuntimeError/ValueError for missing or corrupt files
-        detail = (str(exc).splitlines()[0].split(", /rustc")[0][:400] if str(exc) else type(exc).__name__)
+        detail = str(exc).splitlines()[0].split(", /rustc")[0][:400] if str(exc) else type(exc).__name__
         raise StorageError(
             f"The vector index at {uri} is damaged: {detail}",
             hint="Stop the service and restore the last backup (`flywheel restore BACKUP --force`), or move "

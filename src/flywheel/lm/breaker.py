@@ -26,9 +26,15 @@ T = TypeVar("T")
 class CircuitBreaker:
     """Thread-safe breaker; ``on_change(state)`` is called on every transition (metrics)."""
 
-    def __init__(self, failures: int = 5, open_s: float = 15.0, *, where: str = "the LM endpoint",
-                 clock: Callable[[], float] = time.monotonic,
-                 on_change: Callable[[State], None] | None = None) -> None:
+    def __init__(
+        self,
+        failures: int = 5,
+        open_s: float = 15.0,
+        *,
+        where: str = "the LM endpoint",
+        clock: Callable[[], float] = time.monotonic,
+        on_change: Callable[[State], None] | None = None,
+    ) -> None:
         self.failures = max(1, failures)
         self.open_s = open_s
         self.where = where

@@ -31,12 +31,15 @@ from flywheel.threads import lm_threads
 if TYPE_CHECKING:
     from llama_cpp import Llama
 
+
 def request_messages(request: Request) -> list[dict[str, str]]:
     """An lm15 request as chat messages for llama.cpp's chat template."""
     messages: list[dict[str, str]] = []
     if request.system is not None:
-        system = request.system if isinstance(request.system, str) else "".join(
-            getattr(part, "text", "") for part in request.system
+        system = (
+            request.system
+            if isinstance(request.system, str)
+            else "".join(getattr(part, "text", "") for part in request.system)
         )
         messages.append({"role": "system", "content": system})
     for message in request.messages:
@@ -142,14 +145,22 @@ class LlamaCppEngine:
 
     def dump_state(self) -> dict[str, Any]:
         """JSON-serializable, secret-free description of this engine."""
-        return {"model_path": str(self.model_path), "n_ctx": self.n_ctx, "pool_size": self.pool_size,
-                "repeat_penalty": self.repeat_penalty}
+        return {
+            "model_path": str(self.model_path),
+            "n_ctx": self.n_ctx,
+            "pool_size": self.pool_size,
+            "repeat_penalty": self.repeat_penalty,
+        }
 
     @classmethod
     def load_state(cls, state: dict[str, Any]) -> LlamaCppEngine:
         """Rebuild an engine from ``dump_state``."""
-        return cls(Path(state["model_path"]), n_ctx=state["n_ctx"], pool_size=state["pool_size"],
-                   repeat_penalty=state.get("repeat_penalty", 1.0))
+        return cls(
+            Path(state["model_path"]),
+            n_ctx=state["n_ctx"],
+            pool_size=state["pool_size"],
+            repeat_penalty=state.get("repeat_penalty", 1.0),
+        )
 
     # --- text completion for `flywheel lm serve` ------------------------------------------
 
@@ -283,5 +294,6 @@ def _chat_formatter(llm: Llama) -> Any:
     def token_text(token_id: int) -> str:
         return model.token_get_text(token_id) if token_id != -1 else ""
 
-    return Jinja2ChatFormatter(template=template, eos_token=token_text(llm.token_eos()),
-                               bos_token=token_text(llm.token_bos()))
+    return Jinja2ChatFormatter(
+        template=template, eos_token=token_text(llm.token_eos()), bos_token=token_text(llm.token_bos())
+    )

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 _CHAR = r'[^"\\\x00-\x1f] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F]{4})'
 _PRIMITIVES = {
-    "ws": '[ ]?',
+    "ws": "[ ]?",
     "char": _CHAR,
     "string": '"\\"" char{0,%d} "\\"" ws',
     "integer": '"-"? ([0-9] | [1-9] [0-9]{0,8}) ws',
@@ -103,7 +103,7 @@ class _Converter:
         for i, (key, sub) in enumerate(props.items()):
             value = self.visit(sub, f"{name}-{key}")
             sep = '"," ws ' if i else ""
-            parts.append(f"{sep}{self.literal(key)} \":\" ws {value}")
+            parts.append(f'{sep}{self.literal(key)} ":" ws {value}')
         return self.rule(f"{name}-object", '"{" ws ' + " ".join(parts) + ' "}" ws')
 
     @staticmethod

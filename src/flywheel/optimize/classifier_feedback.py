@@ -55,11 +55,17 @@ def _pair(sentiment: str, reason: str | None) -> tuple[str, str | None]:
     return sentiment, reason if sentiment == NEGATIVE else None
 
 
-def classifier_feedback_rows(records: Iterable[dict[str, Any]], labels: LabelSet
-                             ) -> tuple[list[dict[str, Any]], dict[str, int]]:
+def classifier_feedback_rows(
+    records: Iterable[dict[str, Any]], labels: LabelSet
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Rows ``{text, sentiment, reason, label_source="feedback"}`` and counts of what was used or skipped."""
-    counts = {"corrections": 0, "thumbs_up": 0, "skipped_down_without_correction": 0, "skipped_unparseable": 0,
-              "skipped_empty": 0}
+    counts = {
+        "corrections": 0,
+        "thumbs_up": 0,
+        "skipped_down_without_correction": 0,
+        "skipped_unparseable": 0,
+        "skipped_empty": 0,
+    }
     rows: list[dict[str, Any]] = []
     seen: set[str] = set()
     for record in sorted(records, key=lambda r: str(r.get("created_at") or ""), reverse=True):

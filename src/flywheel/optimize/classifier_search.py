@@ -55,8 +55,9 @@ class SearchOutcome:
     notes: list[str] = field(default_factory=list)
 
 
-def balanced_demos(rows: Sequence[LabelledText], sentiments: Sequence[str], per_class: int,
-                   seed: int = 0) -> list[dspy.Example]:
+def balanced_demos(
+    rows: Sequence[LabelledText], sentiments: Sequence[str], per_class: int, seed: int = 0
+) -> list[dspy.Example]:
     """``per_class`` labelled rows of every sentiment (short texts first among a shuffled sample)."""
     rng = random.Random(seed)
     by_class: dict[str, list[LabelledText]] = defaultdict(list)
@@ -79,17 +80,26 @@ def balanced_demos(rows: Sequence[LabelledText], sentiments: Sequence[str], per_
 def objective_value(objective: str, gold: Sequence[LabelledText], predicted: Sequence[dict[str, Any]]) -> float:
     """The objective on paired rows: (reason_)accuracy / (reason_)macro_f1 with the project's one scorer."""
     field_name = "reason" if objective.startswith("reason_") else "sentiment"
-    pairs = [(getattr(g, field_name), p.get(field_name)) for g, p in zip(gold, predicted, strict=True)
-             if getattr(g, field_name)]
+    pairs = [
+        (getattr(g, field_name), p.get(field_name))
+        for g, p in zip(gold, predicted, strict=True)
+        if getattr(g, field_name)
+    ]
     if not pairs:
         return 0.0
     scores = score_labels([g for g, _ in pairs], [p for _, p in pairs])
     return scores.accuracy if objective.endswith("accuracy") else scores.macro_f1
 
 
-def choose_threshold(confidences: Sequence[float], head: Sequence[dict[str, Any]], lm: Sequence[dict[str, Any]],
-                     gold: Sequence[LabelledText], *, max_share: float, objective: str = "macro_f1"
-                     ) -> tuple[float, float, float]:
+def choose_threshold(
+    confidences: Sequence[float],
+    head: Sequence[dict[str, Any]],
+    lm: Sequence[dict[str, Any]],
+    gold: Sequence[LabelledText],
+    *,
+    max_share: float,
+    objective: str = "macro_f1",
+) -> tuple[float, float, float]:
     """(threshold, objective, share of rows sent to the LM): the best cascade within the LM budget.
 
     Rows with confidence below the threshold take the LM's answer. Ties go to the lower threshold
@@ -121,10 +131,21 @@ def _lm_predictions(program: Any, texts: Sequence[str], threads: int) -> list[di
         return list(pool.map(lambda t: contextvars.copy_context().run(one, t), texts))
 
 
-def search(student: Any, rows: Sequence[LabelledText], *, embedder: Any, objective: str = "macro_f1",
-           val_fraction: float = 0.2, lm_rows: int = 60, lm_share: float = 0.2, per_class: int = 2,
-           max_lm_calls: int | None = None, threads: int = 2, seed: int = 0,
-           progress: Progress | None = None) -> SearchOutcome:
+def search(
+    student: Any,
+    rows: Sequence[LabelledText],
+    *,
+    embedder: Any,
+    objective: str = "macro_f1",
+    val_fraction: float = 0.2,
+    lm_rows: int = 60,
+    lm_share: float = 0.2,
+    per_class: int = 2,
+    max_lm_calls: int | None = None,
+    threads: int = 2,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> SearchOutcome:
     """Score the candidates on a validation split of ``rows`` and rebuild the best on all of them."""
     started = time.perf_counter()
     labels = student.labels
@@ -136,8 +157,11 @@ def search(student: Any, rows: Sequence[LabelledText], *, embedder: Any, objecti
     if max_lm_calls is not None:
         lm_rows = min(lm_rows, max_lm_calls // len(lm_candidates))
     # LM-scored rows: a class-stratified sample of the validation rows.
-    sample_idx, _ = stratified_split([r.sentiment for r in val_rows], 1 - min(1.0, lm_rows / max(1, len(val_rows))),
-                                     seed) if 0 < lm_rows < len(val_rows) else (list(range(len(val_rows))), [])
+    sample_idx, _ = (
+        stratified_split([r.sentiment for r in val_rows], 1 - min(1.0, lm_rows / max(1, len(val_rows))), seed)
+        if 0 < lm_rows < len(val_rows)
+        else (list(range(len(val_rows))), [])
+    )
     lm_sample = [val_rows[i] for i in sample_idx] if lm_rows > 0 else []
     table: list[dict[str, Any]] = []
     notes: list[str] = []
@@ -148,13 +172,13 @@ def search(student: Any, rows: Sequence[LabelledText], *, embedder: Any, objecti
         notes.append(f"no head candidate: {exc.message}")
     head_row: dict[str, Any] = {"candidate": "distilled head", "validation_rows": len(val_rows), "lm_share": 0.0}
     if head_program is not None:
-        head_row["validation"] = objective_value(objective, val_rows,
-                                                 head_program.head_confidences([r.text for r in val_rows]))
+        head_row["validation"] = objective_value(
+            objective, val_rows, head_program.head_confidences([r.text for r in val_rows])
+        )
         table.append(head_row)
     lm_calls = 0
     lm_answers: dict[str, list[dict[str, Any]]] = {}
-    demos = balanced_demos([r for r in fit_rows if r.source == "gold"] or fit_rows, labels.sentiments, per_class,
-                           seed)
+    demos = balanced_demos([r for r in fit_rows if r.source == "gold"] or fit_rows, labels.sentiments, per_class, seed)
     if lm_sample:
         texts = [r.text for r in lm_sample]
         for name in lm_candidates:
@@ -167,27 +191,48 @@ def search(student: Any, rows: Sequence[LabelledText], *, embedder: Any, objecti
             lm_calls += len(texts)
             if progress:
                 progress(f"scoring LM candidate: {name}", len(texts), len(texts))
-            table.append({"candidate": f"LM {name}", "validation": None, "validation_rows": len(texts),
-                          "lm_rows_score": objective_value(objective, lm_sample, lm_answers[name]), "lm_share": 1.0})
+            table.append(
+                {
+                    "candidate": f"LM {name}",
+                    "validation": None,
+                    "validation_rows": len(texts),
+                    "lm_rows_score": objective_value(objective, lm_sample, lm_answers[name]),
+                    "lm_share": 1.0,
+                }
+            )
         best_lm = max(lm_candidates, key=lambda n: objective_value(objective, lm_sample, lm_answers[n]))
         if head_program is not None:
             head_sample = head_program.head_confidences(texts)
             head_row["lm_rows_score"] = objective_value(objective, lm_sample, head_sample)
-            threshold, value, share = choose_threshold([h["confidence"] for h in head_sample], head_sample,
-                                                       lm_answers[best_lm], lm_sample, max_share=lm_share,
-                                                       objective=objective)
-            table.append({"candidate": f"cascade (head + LM {best_lm}, p<{threshold:.3f})", "validation": None,
-                          "validation_rows": len(texts), "lm_rows_score": value, "lm_share": share,
-                          "threshold": threshold, "lm_program": best_lm})
+            threshold, value, share = choose_threshold(
+                [h["confidence"] for h in head_sample],
+                head_sample,
+                lm_answers[best_lm],
+                lm_sample,
+                max_share=lm_share,
+                objective=objective,
+            )
+            table.append(
+                {
+                    "candidate": f"cascade (head + LM {best_lm}, p<{threshold:.3f})",
+                    "validation": None,
+                    "validation_rows": len(texts),
+                    "lm_rows_score": value,
+                    "lm_share": share,
+                    "threshold": threshold,
+                    "lm_program": best_lm,
+                }
+            )
         # Highest score on the LM-scored rows; ties go to the earlier (cheaper) candidate: head, LM, cascade.
         winner_row = max(table, key=lambda row: row.get("lm_rows_score") or 0.0)
     elif head_program is not None:
         winner_row = head_row
         notes.append("no LM budget (classify.search_lm_rows = 0 or --max-lm-calls 0): head candidates only")
     else:
-        raise InvalidInputError("No classifier candidate could be scored: too few labelled rows for a head and no "
-                                "LM budget.", hint="Give more labelled rows (--train), or raise --max-lm-calls / "
-                                "classify.search_lm_rows.")
+        raise InvalidInputError(
+            "No classifier candidate could be scored: too few labelled rows for a head and no LM budget.",
+            hint="Give more labelled rows (--train), or raise --max-lm-calls / classify.search_lm_rows.",
+        )
     winner = winner_row["candidate"]
     # Rebuild the winner on all training rows.
     if winner == "distilled head":
@@ -201,19 +246,37 @@ def search(student: Any, rows: Sequence[LabelledText], *, embedder: Any, objecti
         program = FeedbackClassifier(labels)
         if winner != "LM zero-shot":
             program.classify.demos = balanced_demos(gold_rows, labels.sentiments, per_class, seed)
-    params = {"optimizer": "auto", "winner": winner, "objective": objective, "validation_rows": len(val_rows),
-              "lm_rows": len(lm_sample), "lm_share_budget": lm_share, "search_lm_calls": lm_calls,
-              "lm_below": getattr(program, "lm_below", 0.0), "demos": len(program.classify.demos),
-              "candidates": "; ".join(f"{r['candidate']}: {r.get('lm_rows_score', r['validation'])}" for r in table)}
+    params = {
+        "optimizer": "auto",
+        "winner": winner,
+        "objective": objective,
+        "validation_rows": len(val_rows),
+        "lm_rows": len(lm_sample),
+        "lm_share_budget": lm_share,
+        "search_lm_calls": lm_calls,
+        "lm_below": getattr(program, "lm_below", 0.0),
+        "demos": len(program.classify.demos),
+        "candidates": "; ".join(f"{r['candidate']}: {r.get('lm_rows_score', r['validation'])}" for r in table),
+    }
     return SearchOutcome(program, winner, params, table, lm_calls, time.perf_counter() - started, notes)
 
 
 CLASSIFIER_OPTIMIZERS = ("auto", "distill")
 
 
-def compile_classifier(student: Any, examples: Sequence[dspy.Example], *, optimizer: str, objective: str,
-                       options: dict[str, Any] | None = None, max_lm_calls: int | None = None, threads: int = 2,
-                       seed: int = 0, embedder: Any = None, progress: Progress | None = None) -> Any:
+def compile_classifier(
+    student: Any,
+    examples: Sequence[dspy.Example],
+    *,
+    optimizer: str,
+    objective: str,
+    options: dict[str, Any] | None = None,
+    max_lm_calls: int | None = None,
+    threads: int = 2,
+    seed: int = 0,
+    embedder: Any = None,
+    progress: Progress | None = None,
+) -> Any:
     """``distill`` or ``auto`` for the classifier, as a :class:`~flywheel.optimize.compile.CompileResult`.
 
     ``options``: ``lm_rows`` (LM-scored validation rows per LM candidate), ``lm_share`` (the cascade's
@@ -225,13 +288,35 @@ def compile_classifier(student: Any, examples: Sequence[dspy.Example], *, optimi
     if optimizer == "distill":
         outcome = distill(student, rows, embedder=embedder, seed=seed)
         return CompileResult(outcome.program, "distill", outcome.params, 0, outcome.wall_s, 0, notes=outcome.notes)
-    found = search(student, rows, embedder=embedder, objective=objective if objective in {
-        "accuracy", "macro_f1", "reason_accuracy", "reason_macro_f1"} else "macro_f1",
-        lm_rows=int(options.get("lm_rows", 60)), lm_share=float(options.get("lm_share", 0.2)),
-        per_class=int(options.get("per_class", 2)), max_lm_calls=max_lm_calls, threads=threads, seed=seed,
-        progress=progress)
-    notes = [*found.notes, "candidates on the validation split carved from --train: " + "; ".join(
-        f"{r['candidate']} {r.get('lm_rows_score') if r.get('lm_rows_score') is not None else r['validation']:.3f}"
-        for r in found.table)]
-    return CompileResult(found.program, f"auto:{found.winner}", found.params, found.lm_calls, found.wall_s,
-                         count_demos(found.program), notes=notes)
+    found = search(
+        student,
+        rows,
+        embedder=embedder,
+        objective=objective
+        if objective in {"accuracy", "macro_f1", "reason_accuracy", "reason_macro_f1"}
+        else "macro_f1",
+        lm_rows=int(options.get("lm_rows", 60)),
+        lm_share=float(options.get("lm_share", 0.2)),
+        per_class=int(options.get("per_class", 2)),
+        max_lm_calls=max_lm_calls,
+        threads=threads,
+        seed=seed,
+        progress=progress,
+    )
+    notes = [
+        *found.notes,
+        "candidates on the validation split carved from --train: "
+        + "; ".join(
+            f"{r['candidate']} {r.get('lm_rows_score') if r.get('lm_rows_score') is not None else r['validation']:.3f}"
+            for r in found.table
+        ),
+    ]
+    return CompileResult(
+        found.program,
+        f"auto:{found.winner}",
+        found.params,
+        found.lm_calls,
+        found.wall_s,
+        count_demos(found.program),
+        notes=notes,
+    )

@@ -108,39 +108,77 @@ def build_optimizer(
     """The DSPy optimizer object and the settings recorded with the version."""
     labeled = 0 if retrieval else max_demos
     teacher = {"lm": teacher_lm} if teacher_lm is not None else None
-    params: dict[str, Any] = {"optimizer": name, "max_bootstrapped_demos": max_demos, "max_labeled_demos": labeled,
-                              "seed": seed, "threads": threads, "teacher_lm": teacher_lm is not None}
+    params: dict[str, Any] = {
+        "optimizer": name,
+        "max_bootstrapped_demos": max_demos,
+        "max_labeled_demos": labeled,
+        "seed": seed,
+        "threads": threads,
+        "teacher_lm": teacher_lm is not None,
+    }
     if name == "bootstrap":
-        return dspy.BootstrapFewShot(metric=metric, max_bootstrapped_demos=max_demos, max_labeled_demos=labeled,
-                                     max_rounds=1, teacher_settings=teacher), params
+        return dspy.BootstrapFewShot(
+            metric=metric,
+            max_bootstrapped_demos=max_demos,
+            max_labeled_demos=labeled,
+            max_rounds=1,
+            teacher_settings=teacher,
+        ), params
     if name == "random-search":
         candidates = 4
         params["num_candidate_programs"] = candidates
         return dspy.BootstrapFewShotWithRandomSearch(
-            metric=metric, max_bootstrapped_demos=max_demos, max_labeled_demos=labeled,
-            num_candidate_programs=candidates, num_threads=threads, teacher_settings=teacher), params
+            metric=metric,
+            max_bootstrapped_demos=max_demos,
+            max_labeled_demos=labeled,
+            num_candidate_programs=candidates,
+            num_threads=threads,
+            teacher_settings=teacher,
+        ), params
     if name == "mipro":
         params["auto"] = "light"
-        return dspy.MIPROv2(metric=metric, auto="light", max_bootstrapped_demos=max_demos, max_labeled_demos=labeled,
-                            num_threads=threads, teacher_settings=teacher, seed=seed, verbose=False), params
+        return dspy.MIPROv2(
+            metric=metric,
+            auto="light",
+            max_bootstrapped_demos=max_demos,
+            max_labeled_demos=labeled,
+            num_threads=threads,
+            teacher_settings=teacher,
+            seed=seed,
+            verbose=False,
+        ), params
     if name == "knn":
         params["k"] = 3
-        return dspy.KNNFewShot(k=3, trainset=trainset, vectorizer=_knn_vectorizer(), max_bootstrapped_demos=max_demos,
-                               max_labeled_demos=labeled), params
+        return dspy.KNNFewShot(
+            k=3,
+            trainset=trainset,
+            vectorizer=_knn_vectorizer(),
+            max_bootstrapped_demos=max_demos,
+            max_labeled_demos=labeled,
+        ), params
     if name == "gepa":
         if reflection_lm is None:
-            raise ConfigError("GEPA needs a reflection LM.",
-                              hint="Configure [reflection_lm] (a stronger model) in flywheel.toml, or pick another "
-                                   "optimizer: " + ", ".join(o for o in OPTIMIZERS if o != "gepa") + ".")
+            raise ConfigError(
+                "GEPA needs a reflection LM.",
+                hint="Configure [reflection_lm] (a stronger model) in flywheel.toml, or pick another "
+                "optimizer: " + ", ".join(o for o in OPTIMIZERS if o != "gepa") + ".",
+            )
         calls = (budget.max_lm_calls // 4) if budget and budget.max_lm_calls else None
         params.update({"auto": None if calls else "light", "max_metric_calls": calls})
 
-        def feedback_metric(gold: Any, pred: Any, trace: Any = None, pred_name: Any = None,
-                            pred_trace: Any = None) -> float:
+        def feedback_metric(
+            gold: Any, pred: Any, trace: Any = None, pred_name: Any = None, pred_trace: Any = None
+        ) -> float:
             return float(metric(gold, pred, None))
 
-        return dspy.GEPA(metric=feedback_metric, auto=None if calls else "light", max_metric_calls=calls,
-                         reflection_lm=reflection_lm, num_threads=threads, seed=seed), params
+        return dspy.GEPA(
+            metric=feedback_metric,
+            auto=None if calls else "light",
+            max_metric_calls=calls,
+            reflection_lm=reflection_lm,
+            num_threads=threads,
+            seed=seed,
+        ), params
     raise ConfigError(f"Unknown optimizer {name!r}.", hint=f"Choose one of: {', '.join(OPTIMIZERS)}.")
 
 
@@ -165,13 +203,29 @@ def compile_program(
     budget = budget or Budget()
     # Programs that read documents or tool outputs never get labelled demos here, and their bootstrapped
     # demos carry provenance (documents, tools) checked per request.
-    retrieval = any(field in p.signature.input_fields for _, p in student.named_predictors()
-                    for field in CONTENT_FIELDS)
-    opt, params = build_optimizer(optimizer, metric, trainset=trainset, threads=threads, retrieval=retrieval,
-                                  seed=seed, max_demos=max_demos, teacher_lm=teacher_lm, reflection_lm=reflection_lm,
-                                  budget=budget)
-    params.update({"max_lm_calls": budget.max_lm_calls, "max_minutes": budget.max_minutes,
-                   "trainset": len(trainset), "valset": len(valset or [])})
+    retrieval = any(
+        field in p.signature.input_fields for _, p in student.named_predictors() for field in CONTENT_FIELDS
+    )
+    opt, params = build_optimizer(
+        optimizer,
+        metric,
+        trainset=trainset,
+        threads=threads,
+        retrieval=retrieval,
+        seed=seed,
+        max_demos=max_demos,
+        teacher_lm=teacher_lm,
+        reflection_lm=reflection_lm,
+        budget=budget,
+    )
+    params.update(
+        {
+            "max_lm_calls": budget.max_lm_calls,
+            "max_minutes": budget.max_minutes,
+            "trainset": len(trainset),
+            "valset": len(valset or []),
+        }
+    )
     meter = BudgetMeter(budget, progress)
     started = time.perf_counter()
     try:
@@ -182,17 +236,20 @@ def compile_program(
             f"Optimization stopped: {stop} ({meter.calls} calls, {meter.minutes:.1f} min) before a candidate was "
             "complete; nothing was registered.",
             hint="Raise --max-lm-calls/--max-minutes, use fewer training examples (--train-limit), or a cheaper "
-                 "optimizer (bootstrap).") from None
+            "optimizer (bootstrap).",
+        ) from None
     dropped = annotate_demo_sources(compiled) if retrieval else 0
-    result = CompileResult(compiled, optimizer, params, meter.calls, time.perf_counter() - started,
-                           count_demos(compiled), dropped)
+    result = CompileResult(
+        compiled, optimizer, params, meter.calls, time.perf_counter() - started, count_demos(compiled), dropped
+    )
     if dropped:
         result.notes.append(f"{dropped} demo(s) with passages of unknown origin were dropped (ACL: fail closed)")
     return result
 
 
-def _run(opt: Any, name: str, student: dspy.Module, trainset: list[dspy.Example],
-         valset: list[dspy.Example] | None) -> dspy.Module:
+def _run(
+    opt: Any, name: str, student: dspy.Module, trainset: list[dspy.Example], valset: list[dspy.Example] | None
+) -> dspy.Module:
     if name == "knn":
         return opt.compile(student)
     if name == "mipro":

@@ -55,8 +55,14 @@ def labelled_texts(examples: Sequence[dspy.Example], source: str | None = None) 
         if not sentiment:
             continue
         reason = ex.get("reason") or None
-        rows.append(LabelledText(str(ex.get("text")), str(sentiment), None if reason is None else str(reason),
-                                 str(ex.get("label_source") or source or "gold")))
+        rows.append(
+            LabelledText(
+                str(ex.get("text")),
+                str(sentiment),
+                None if reason is None else str(reason),
+                str(ex.get("label_source") or source or "gold"),
+            )
+        )
     return rows
 
 
@@ -88,39 +94,61 @@ def stratified_split(labels: Sequence[str], fraction: float, seed: int) -> tuple
     return sorted(fit), sorted(val)
 
 
-def distill(student: Any, rows: Sequence[LabelledText], *, embedder: Any, seed: int = 0,
-            val_fraction: float = 0.2, c_grid: Sequence[float] = C_GRID) -> DistillOutcome:
+def distill(
+    student: Any,
+    rows: Sequence[LabelledText],
+    *,
+    embedder: Any,
+    seed: int = 0,
+    val_fraction: float = 0.2,
+    c_grid: Sequence[float] = C_GRID,
+) -> DistillOutcome:
     """Train a head for ``student`` (a FeedbackClassifier) on ``rows``; returns a new program with it."""
     started = time.perf_counter()
     rows = merge_sources(rows)
     labels = student.labels
     rows = [r for r in rows if r.sentiment in labels.sentiments]
     if len(rows) < 2 or len({r.sentiment for r in rows}) < 2:
-        raise InvalidInputError(f"Distillation needs labelled rows of at least two sentiments (got {len(rows)} "
-                                "usable rows).", hint="Pass --train with labelled rows (sentiment column), "
-                                "--unlabelled texts for the teacher, or collect corrections first.")
+        raise InvalidInputError(
+            f"Distillation needs labelled rows of at least two sentiments (got {len(rows)} usable rows).",
+            hint="Pass --train with labelled rows (sentiment column), "
+            "--unlabelled texts for the teacher, or collect corrections first.",
+        )
     texts = [prepare_text(r.text) for r in rows]
     sentiments = [r.sentiment for r in rows]
     reasons = [r.reason if r.reason in labels.reasons else None for r in rows]
     vectors = np.asarray(embedder.embed(texts), dtype=np.float32)
-    params: dict[str, Any] = {"optimizer": "distill", "embedder": embedder.name, "rows": len(rows),
-                              **{f"rows.{s}": n for s, n in Counter(r.source for r in rows).items()}}
+    params: dict[str, Any] = {
+        "optimizer": "distill",
+        "embedder": embedder.name,
+        "rows": len(rows),
+        **{f"rows.{s}": n for s, n in Counter(r.source for r in rows).items()},
+    }
     notes = []
     best_c = 1.0
     fit_idx, val_idx = stratified_split(sentiments, val_fraction, seed)
     if len(rows) >= MIN_ROWS_FOR_SEARCH and val_idx and len({sentiments[i] for i in fit_idx}) >= 2:
         scores = {}
         for c in c_grid:
-            head = fit_head(vectors[fit_idx], [texts[i] for i in fit_idx], [sentiments[i] for i in fit_idx],
-                            [reasons[i] for i in fit_idx], embedder=embedder.name, c=c, negative="negative", seed=seed)
+            head = fit_head(
+                vectors[fit_idx],
+                [texts[i] for i in fit_idx],
+                [sentiments[i] for i in fit_idx],
+                [reasons[i] for i in fit_idx],
+                embedder=embedder.name,
+                c=c,
+                negative="negative",
+                seed=seed,
+            )
             predicted = [p.sentiment for p in head.predict_vectors(vectors[val_idx], [texts[i] for i in val_idx])]
             scores[c] = score_labels([sentiments[i] for i in val_idx], predicted).macro_f1
         best_c = max(scores, key=lambda c: (round(scores[c], 3), -c))  # ties: the stronger regularisation
         params["c_search"] = {str(c): round(v, 4) for c, v in scores.items()}
         params["validation_rows"] = len(val_idx)
         notes.append(f"C={best_c} chosen on {len(val_idx)} validation rows (macro-F1 {scores[best_c]:.3f})")
-    head = fit_head(vectors, texts, sentiments, reasons, embedder=embedder.name, c=best_c, negative="negative",
-                    seed=seed)
+    head = fit_head(
+        vectors, texts, sentiments, reasons, embedder=embedder.name, c=best_c, negative="negative", seed=seed
+    )
     params["C"] = best_c
     program = FeedbackClassifier(labels, head=head)
     return DistillOutcome(program, params, notes, time.perf_counter() - started)

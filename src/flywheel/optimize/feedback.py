@@ -41,9 +41,15 @@ def feedback_rows(records: Iterable[dict[str, Any]]) -> tuple[list[dict[str, Any
         if isinstance(citations, str):
             citations = json.loads(citations or "[]")
         docs = sorted({c["doc_id"] for c in citations if isinstance(c, dict) and c.get("doc_id")})
-        rows.append({"question": question, "answer": answer, "user": record.get("user"),
-                     "gold_doc_ids": docs if (correction == "" and docs) else None,
-                     "trace_id": record.get("trace_id")})
+        rows.append(
+            {
+                "question": question,
+                "answer": answer,
+                "user": record.get("user"),
+                "gold_doc_ids": docs if (correction == "" and docs) else None,
+                "trace_id": record.get("trace_id"),
+            }
+        )
     return rows, counts
 
 

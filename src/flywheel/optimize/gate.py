@@ -49,8 +49,14 @@ def decide(
     """Whether ``candidate`` (held-out metrics) should become champion over ``champion``."""
     score = candidate.get(objective)
     if score is None:
-        return GateDecision(False, objective, None, None, margin,
-                            reasons=[f"the candidate has no {objective} score on the held-out split"])
+        return GateDecision(
+            False,
+            objective,
+            None,
+            None,
+            margin,
+            reasons=[f"the candidate has no {objective} score on the held-out split"],
+        )
     if champion is None:
         return GateDecision(True, objective, score, None, margin, reasons=["no champion yet"])
     best = champion.get(objective)
@@ -69,7 +75,8 @@ def decide(
         decision.guards.append(GuardCheck(metric, new, old, max_drop, ok))
         if not ok:
             decision.reasons.append(
-                f"guard {metric} regressed: {_fmt(new)} vs champion {_fmt(old)} (allowed drop {max_drop})")
+                f"guard {metric} regressed: {_fmt(new)} vs champion {_fmt(old)} (allowed drop {max_drop})"
+            )
     decision.promote = improved and all(g.ok for g in decision.guards)
     if decision.promote:
         decision.reasons.append(f"{objective} {score:.4f} beats {best:.4f} by at least {margin}; guards hold")

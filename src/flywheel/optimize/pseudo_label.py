@@ -19,8 +19,14 @@ import dspy
 from flywheel.evaluate.datasets import Dataset
 
 
-def label_pool(program: dspy.Module, pool: Dataset, *, teacher_lm: Any = None, threads: int = 2,
-               fields: Sequence[str] = ("sentiment", "reason")) -> tuple[Dataset, int]:
+def label_pool(
+    program: dspy.Module,
+    pool: Dataset,
+    *,
+    teacher_lm: Any = None,
+    threads: int = 2,
+    fields: Sequence[str] = ("sentiment", "reason"),
+) -> tuple[Dataset, int]:
     """The pool with the teacher's labels as gold fields, and the number of rows dropped."""
 
     def label(example: dspy.Example) -> dspy.Example | None:

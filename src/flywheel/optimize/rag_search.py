@@ -82,8 +82,9 @@ def gold_documents(kb: Any, example: dspy.Example, *, k: int = 4) -> tuple[str, 
     return tuple(dict.fromkeys(h.doc_id for h in hits if any(g in normalize_answer(h.text) for g in golds)))
 
 
-def calibrate_refusal(kb: Any, examples: Sequence[dspy.Example], *, k: int,
-                      max_false_refusal: float = 0.05) -> RefusalCalibration | None:
+def calibrate_refusal(
+    kb: Any, examples: Sequence[dspy.Example], *, k: int, max_false_refusal: float = 0.05
+) -> RefusalCalibration | None:
     """Threshold on the best passage's cosine similarity, from rows with gold documents (no LM call)."""
     from flywheel.knowledge.index import MetadataFilter
 
@@ -94,8 +95,9 @@ def calibrate_refusal(kb: Any, examples: Sequence[dspy.Example], *, k: int,
             continue
         principal, question = example.principal, example.question
         answerable.append(_best_relevance(kb.search(principal, question, k=k)))
-        unanswerable.append(_best_relevance(kb.search(principal, question, k=k,
-                                                      metadata=MetadataFilter(exclude_documents=gold))))
+        unanswerable.append(
+            _best_relevance(kb.search(principal, question, k=k, metadata=MetadataFilter(exclude_documents=gold)))
+        )
     if len(answerable) < 5:
         return None
     positives, negatives = np.array(answerable), np.array(unanswerable)
@@ -108,10 +110,13 @@ def calibrate_refusal(kb: Any, examples: Sequence[dspy.Example], *, k: int,
     refused_unanswerable = int((negatives < threshold).sum())
     refused = refused_answerable + refused_unanswerable
     return RefusalCalibration(
-        threshold=round(threshold, 4), answerable=len(positives), unanswerable=len(negatives),
+        threshold=round(threshold, 4),
+        answerable=len(positives),
+        unanswerable=len(negatives),
         answerable_kept=1 - refused_answerable / len(positives),
         refusal_precision=refused_unanswerable / refused if refused else 0.0,
-        refusal_recall=refused_unanswerable / len(negatives))
+        refusal_recall=refused_unanswerable / len(negatives),
+    )
 
 
 @dataclass
@@ -129,8 +134,9 @@ def _yes_no_label(example: dspy.Example) -> bool | None:
     return forms == {"yes"} if len(forms) == 1 else None
 
 
-def calibrate_yes_no(program: RAGChatbot, examples: Sequence[dspy.Example], *,
-                     min_rows: int = 8) -> YesNoCalibration | None:
+def calibrate_yes_no(
+    program: RAGChatbot, examples: Sequence[dspy.Example], *, min_rows: int = 8
+) -> YesNoCalibration | None:
     """Fit ``yes_threshold`` on the labelled yes/no rows (one prompt evaluation each, no decoding), or
     None when there are too few rows or the LM cannot score continuations."""
     probe = program.deepcopy()
@@ -149,8 +155,9 @@ def calibrate_yes_no(program: RAGChatbot, examples: Sequence[dspy.Example], *,
         return None
     before = sum((p >= program.config.yes_threshold) == y for p, y in zip(probabilities, labels, strict=True))
     threshold, accuracy = fit_threshold(probabilities, labels, default=program.config.yes_threshold)
-    return YesNoCalibration(threshold=round(threshold, 4), rows=len(labels),
-                            accuracy_before=before / len(labels), accuracy_after=accuracy)
+    return YesNoCalibration(
+        threshold=round(threshold, 4), rows=len(labels), accuracy_before=before / len(labels), accuracy_after=accuracy
+    )
 
 
 def _demo_answer(golds: Sequence[str], passage_text: str, yes_no: bool) -> str | None:
@@ -164,8 +171,9 @@ def _demo_answer(golds: Sequence[str], passage_text: str, yes_no: bool) -> str |
     return min(pool, key=len) if pool else None
 
 
-def labelled_demos(kb: Any, examples: Sequence[dspy.Example], *, passages: int = 1,
-                   limit: int = DEMO_POOL) -> dict[bool, list[dspy.Example]]:
+def labelled_demos(
+    kb: Any, examples: Sequence[dspy.Example], *, passages: int = 1, limit: int = DEMO_POOL
+) -> dict[bool, list[dspy.Example]]:
     """Demos for the short-answer step (``False``) and the yes/no step (``True``) from labelled rows.
 
     Each shows the gold document's best passages for the question, retrieved as the row's user (so a
@@ -182,8 +190,7 @@ def labelled_demos(kb: Any, examples: Sequence[dspy.Example], *, passages: int =
         yes_no = is_yes_no_question(example.question)
         if len(pools[yes_no]) >= limit:
             continue
-        hits = kb.search(example.principal, example.question, k=passages,
-                         metadata=MetadataFilter(documents=gold_docs))
+        hits = kb.search(example.principal, example.question, k=passages, metadata=MetadataFilter(documents=gold_docs))
         if not hits:
             continue
         shown = [Passage(h.chunk_id, h.doc_id, h.citation(), h.text) for h in hits]
@@ -191,8 +198,7 @@ def labelled_demos(kb: Any, examples: Sequence[dspy.Example], *, passages: int =
         answer = _demo_answer(golds, text, yes_no)
         if answer is None:
             continue
-        pools[yes_no].append(labelled_demo(example.question, answer, text, [p.doc_id for p in shown],
-                                           citations=[1]))
+        pools[yes_no].append(labelled_demo(example.question, answer, text, [p.doc_id for p in shown], citations=[1]))
     return pools
 
 
@@ -203,26 +209,32 @@ class Candidate:
     labelled: bool
 
 
-def candidate_designs(base: RAGConfig, *, max_demos: int, strong_lm: bool,
-                      uncalibrated: RAGConfig | None = None) -> list[Candidate]:
+def candidate_designs(
+    base: RAGConfig, *, max_demos: int, strong_lm: bool, uncalibrated: RAGConfig | None = None
+) -> list[Candidate]:
     """The designs the search scores, simplest first (ties keep the earlier one): the program as it
     is (when ``base`` carries a fitted yes/no threshold), the other answer style (quoted sentence vs
     generated phrase), fewer passages (a small model is easily distracted), one nearest labelled demo,
     a few fixed labelled demos."""
     shots = max(1, min(max_demos, 3))
     fewer = max(2, base.k - 1)
-    designs = [Candidate("zero-shot, uncalibrated yes/no", replace(uncalibrated, max_demos=0), False)] \
-        if uncalibrated is not None and uncalibrated != base else []
+    designs = (
+        [Candidate("zero-shot, uncalibrated yes/no", replace(uncalibrated, max_demos=0), False)]
+        if uncalibrated is not None and uncalibrated != base
+        else []
+    )
     other_style = "generate" if base.answer_style == "quote" else "quote"
-    designs += [Candidate("zero-shot", replace(base, max_demos=0), False),
-                Candidate(f"zero-shot, {other_style}d answers", replace(base, max_demos=0, answer_style=other_style),
-                          False),
-               Candidate(f"zero-shot, k={fewer}", replace(base, k=fewer, max_demos=0), False),
-               Candidate("labelled 1-shot KNN", replace(base, max_demos=1, demo_selection="knn"), True),
-               Candidate(f"labelled {shots}-shot", replace(base, max_demos=shots, demo_selection="fixed"), True)]
+    designs += [
+        Candidate("zero-shot", replace(base, max_demos=0), False),
+        Candidate(f"zero-shot, {other_style}d answers", replace(base, max_demos=0, answer_style=other_style), False),
+        Candidate(f"zero-shot, k={fewer}", replace(base, k=fewer, max_demos=0), False),
+        Candidate("labelled 1-shot KNN", replace(base, max_demos=1, demo_selection="knn"), True),
+        Candidate(f"labelled {shots}-shot", replace(base, max_demos=shots, demo_selection="fixed"), True),
+    ]
     if strong_lm:
-        designs += [Candidate(f"{c.name} + reasoning", replace(c.config, reasoning=True), c.labelled)
-                    for c in list(designs)]
+        designs += [
+            Candidate(f"{c.name} + reasoning", replace(c.config, reasoning=True), c.labelled) for c in list(designs)
+        ]
     return designs
 
 
@@ -233,16 +245,30 @@ def _split(examples: Sequence[dspy.Example], seed: int, val_fraction: float = 0.
     return shuffled[n_val:], shuffled[:n_val]
 
 
-def search_rag_design(student: RAGChatbot, kb: Any, trainset: Sequence[dspy.Example], *, metric: Any,
-                      threads: int = 2, budget: Budget | None = None, seed: int = 0, max_demos: int = 3,
-                      strong_lm: bool = False, progress: Progress | None = None) -> CompileResult:
+def search_rag_design(
+    student: RAGChatbot,
+    kb: Any,
+    trainset: Sequence[dspy.Example],
+    *,
+    metric: Any,
+    threads: int = 2,
+    budget: Budget | None = None,
+    seed: int = 0,
+    max_demos: int = 3,
+    strong_lm: bool = False,
+    progress: Progress | None = None,
+) -> CompileResult:
     """Calibrate, build labelled demos and keep the best-scoring design on a validation split."""
     if not isinstance(student, RAGChatbot):
-        raise ConfigError("The auto optimizer designs RAG chatbots.",
-                          hint="Use --optimizer bootstrap (or knn, mipro, gepa) for this program.")
+        raise ConfigError(
+            "The auto optimizer designs RAG chatbots.",
+            hint="Use --optimizer bootstrap (or knn, mipro, gepa) for this program.",
+        )
     if len(trainset) < 5:
-        raise ConfigError(f"The auto optimizer needs at least 5 training rows (got {len(trainset)}).",
-                          hint="Add labelled questions (question, answer, document) to --train.")
+        raise ConfigError(
+            f"The auto optimizer needs at least 5 training rows (got {len(trainset)}).",
+            hint="Add labelled questions (question, answer, document) to --train.",
+        )
     started = time.perf_counter()
     budget = budget or Budget()
     fit, val = _split(trainset, seed)
@@ -265,8 +291,11 @@ def search_rag_design(student: RAGChatbot, kb: Any, trainset: Sequence[dspy.Exam
     for number, design in enumerate(designs):
         if budget.max_lm_calls is not None and calls + len(val) > budget.max_lm_calls and best is not None:
             break
-        if budget.max_minutes is not None and best is not None and \
-                (time.perf_counter() - started) / 60 > budget.max_minutes:
+        if (
+            budget.max_minutes is not None
+            and best is not None
+            and (time.perf_counter() - started) / 60 > budget.max_minutes
+        ):
             break
         if progress:
             progress(f"scoring designs on {len(val)} validation rows", number, len(designs))
@@ -282,19 +311,32 @@ def search_rag_design(student: RAGChatbot, kb: Any, trainset: Sequence[dspy.Exam
             best = (score, program, design)
     assert best is not None
     _, program, chosen = best
-    params: dict[str, Any] = {"optimizer": "auto", "design": chosen.name, "validation_rows": len(val),
-                              "fit_rows": len(fit), "design_scores": scores, **asdict(chosen.config)}
+    params: dict[str, Any] = {
+        "optimizer": "auto",
+        "design": chosen.name,
+        "validation_rows": len(val),
+        "fit_rows": len(fit),
+        "design_scores": scores,
+        **asdict(chosen.config),
+    }
     if calibration is not None:
         params.update({f"refusal.{k}": v for k, v in asdict(calibration).items()})
-    notes = [f"designs on {len(val)} validation rows: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()),
-             f"chosen: {chosen.name}"]
+    notes = [
+        f"designs on {len(val)} validation rows: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()),
+        f"chosen: {chosen.name}",
+    ]
     if yes_no is not None:
         params.update({f"yes_no.{k}": v for k, v in asdict(yes_no).items()})
-        notes.append(f"yes/no threshold {yes_no.threshold:.3f} on {yes_no.rows} fit rows: accuracy "
-                     f"{yes_no.accuracy_before:.2f} -> {yes_no.accuracy_after:.2f}")
+        notes.append(
+            f"yes/no threshold {yes_no.threshold:.3f} on {yes_no.rows} fit rows: accuracy "
+            f"{yes_no.accuracy_before:.2f} -> {yes_no.accuracy_after:.2f}"
+        )
     if calibration is not None:
-        notes.append(f"refusal threshold {calibration.threshold:.3f}: keeps {calibration.answerable_kept:.0%} of "
-                     f"answerable probes, refusal precision {calibration.refusal_precision:.2f}, "
-                     f"recall {calibration.refusal_recall:.2f}")
-    return CompileResult(program, "auto", params, calls, time.perf_counter() - started, count_demos(program),
-                         notes=notes)
+        notes.append(
+            f"refusal threshold {calibration.threshold:.3f}: keeps {calibration.answerable_kept:.0%} of "
+            f"answerable probes, refusal precision {calibration.refusal_precision:.2f}, "
+            f"recall {calibration.refusal_recall:.2f}"
+        )
+    return CompileResult(
+        program, "auto", params, calls, time.perf_counter() - started, count_demos(program), notes=notes
+    )

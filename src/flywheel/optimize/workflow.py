@@ -68,11 +68,18 @@ class OptimizeOutcome:
     report_dir: Path | None
 
     def summary(self) -> dict[str, Any]:
-        return {"objective": self.decision.objective, "baseline": self.baseline.metrics,
-                "candidate": self.candidate.metrics, "promoted": self.decision.promote,
-                "reasons": self.decision.reasons, "version": getattr(self.version, "version", None),
-                "champion": getattr(self.champion, "version", None), "compile_lm_calls": self.compiled.lm_calls,
-                "compile_wall_s": round(self.compiled.wall_s, 2), "demos": self.compiled.demos}
+        return {
+            "objective": self.decision.objective,
+            "baseline": self.baseline.metrics,
+            "candidate": self.candidate.metrics,
+            "promoted": self.decision.promote,
+            "reasons": self.decision.reasons,
+            "version": getattr(self.version, "version", None),
+            "champion": getattr(self.champion, "version", None),
+            "compile_lm_calls": self.compiled.lm_calls,
+            "compile_wall_s": round(self.compiled.wall_s, 2),
+            "demos": self.compiled.demos,
+        }
 
 
 def held_out_metrics(request: OptimizeRequest, kind: str) -> list[str]:
@@ -95,57 +102,107 @@ def optimize_program(
     names = held_out_metrics(request, kind)
     if request.judge_lm is None:
         names = [n for n in names if n not in JUDGE_METRICS or n == request.objective or n in request.guards]
-    metrics = resolve_metrics(names, kind, composites=request.composites, judge_lm=request.judge_lm,
-                              k=request.retrieval_k)
-    objective = resolve_metrics([request.objective], kind, composites=request.composites,
-                                judge_lm=request.judge_lm, k=request.retrieval_k)
-    step = (lambda label: (lambda done, total: progress(label, done, total))) if progress else (lambda label: None)
+    metrics = resolve_metrics(
+        names, kind, composites=request.composites, judge_lm=request.judge_lm, k=request.retrieval_k
+    )
+    objective = resolve_metrics(
+        [request.objective], kind, composites=request.composites, judge_lm=request.judge_lm, k=request.retrieval_k
+    )
+    step = (lambda label: lambda done, total: progress(label, done, total)) if progress else (lambda label: None)
 
     champion = registry.get(request.program, "champion") if registry is not None else None
     baseline_program = assistant.program(request.program)
     if registry is not None and champion is None:
-        champion = registry.register(request.program, baseline_program, description="unoptimized program",
-                                     params={"optimizer": "none"})
+        champion = registry.register(
+            request.program, baseline_program, description="unoptimized program", params={"optimizer": "none"}
+        )
         champion = registry.promote(request.program, champion.version, reason="initial version: unoptimized program")
-    baseline = evaluate_program(baseline_program, request.dev, metrics, name=f"{request.program} (champion)",
-                                threads=request.threads, progress=step("champion on dev"))
+    baseline = evaluate_program(
+        baseline_program,
+        request.dev,
+        metrics,
+        name=f"{request.program} (champion)",
+        threads=request.threads,
+        progress=step("champion on dev"),
+    )
 
     # Corpus-level objectives (macro-F1) are optimized through their per-example counterpart.
     per_example = next(iter(objective.values()), None) or metrics.get("accuracy") or next(iter(metrics.values()))
     compile_metric = optimizer_metric(per_example, threshold=0.5 if kind == "qa" else 1.0)
     if kind == "qa" and request.optimizer == "auto":
         compiled = search_rag_design(
-            baseline_program, assistant.knowledge, request.train.examples, metric=compile_metric,
-            threads=request.threads, budget=request.budget, seed=request.seed, max_demos=request.max_demos,
-            strong_lm=assistant.settings.lm.reasons_well(), progress=progress)
+            baseline_program,
+            assistant.knowledge,
+            request.train.examples,
+            metric=compile_metric,
+            threads=request.threads,
+            budget=request.budget,
+            seed=request.seed,
+            max_demos=request.max_demos,
+            strong_lm=assistant.settings.lm.reasons_well(),
+            progress=progress,
+        )
     elif kind == "classifier" and request.optimizer in CLASSIFIER_OPTIMIZERS:
         compiled = compile_classifier(
-            baseline_program, request.train.examples, optimizer=request.optimizer, objective=request.objective,
-            options=request.options, max_lm_calls=request.budget.max_lm_calls, threads=request.threads,
-            seed=request.seed, progress=progress)
+            baseline_program,
+            request.train.examples,
+            optimizer=request.optimizer,
+            objective=request.objective,
+            options=request.options,
+            max_lm_calls=request.budget.max_lm_calls,
+            threads=request.threads,
+            seed=request.seed,
+            progress=progress,
+        )
     else:
         compiled = compile_program(
-            baseline_program, request.train.examples, optimizer=request.optimizer, metric=compile_metric,
-            valset=request.dev.examples if request.optimizer in {"mipro", "gepa"} else None, threads=request.threads,
-            budget=request.budget, seed=request.seed, max_demos=request.max_demos, teacher_lm=request.teacher_lm,
+            baseline_program,
+            request.train.examples,
+            optimizer=request.optimizer,
+            metric=compile_metric,
+            valset=request.dev.examples if request.optimizer in {"mipro", "gepa"} else None,
+            threads=request.threads,
+            budget=request.budget,
+            seed=request.seed,
+            max_demos=request.max_demos,
+            teacher_lm=request.teacher_lm,
             reflection_lm=request.reflection_lm,
-            progress=(lambda calls, cap, _minutes: progress("compiling (LM calls)", calls, cap)) if progress else None)
-    candidate = evaluate_program(compiled.program, request.dev, metrics, name=f"{request.program} (candidate)",
-                                 threads=request.threads, progress=step("candidate on dev"))
+            progress=(lambda calls, cap, _minutes: progress("compiling (LM calls)", calls, cap)) if progress else None,
+        )
+    candidate = evaluate_program(
+        compiled.program,
+        request.dev,
+        metrics,
+        name=f"{request.program} (candidate)",
+        threads=request.threads,
+        progress=step("candidate on dev"),
+    )
     for result in (baseline, candidate):
         if request.objective not in result.metrics and request.objective in objective:
             result.metrics[request.objective] = None
-    decision = decide(candidate.metrics, baseline.metrics, objective=request.objective, margin=request.margin,
-                      guards=request.guards)
+    decision = decide(
+        candidate.metrics, baseline.metrics, objective=request.objective, margin=request.margin, guards=request.guards
+    )
     version = None
     if registry is not None:
-        params = {**compiled.params, "objective": request.objective, "train": request.train.name,
-                  "dev": request.dev.name, "compile_lm_calls": compiled.lm_calls,
-                  "compile_wall_s": round(compiled.wall_s, 1), "demos": compiled.demos,
-                  "gate": "passed" if decision.promote else "; ".join(decision.reasons)}
+        params = {
+            **compiled.params,
+            "objective": request.objective,
+            "train": request.train.name,
+            "dev": request.dev.name,
+            "compile_lm_calls": compiled.lm_calls,
+            "compile_wall_s": round(compiled.wall_s, 1),
+            "demos": compiled.demos,
+            "gate": "passed" if decision.promote else "; ".join(decision.reasons),
+        }
         params.update({f"champion.{k}": v for k, v in baseline.metrics.items() if v is not None})
-        version = registry.register(request.program, compiled.program, metrics=candidate.metrics, params=params,
-                                    description=f"{request.optimizer} on {request.train.name}")
+        version = registry.register(
+            request.program,
+            compiled.program,
+            metrics=candidate.metrics,
+            params=params,
+            description=f"{request.optimizer} on {request.train.name}",
+        )
         if decision.promote and request.promote:
             champion = registry.promote(request.program, version.version, reason="; ".join(decision.reasons))
     if report_dir is not None:

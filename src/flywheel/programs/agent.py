@@ -106,9 +106,16 @@ class EmbeddingToolRanker:
 class ToolAgent(dspy.Module):
     """Bounded tool-use loop with a final cited answer. Services are shared; the principal is per call."""
 
-    def __init__(self, registry: ToolRegistry, services: dict[str, Any] | None = None, *, max_steps: int = 3,
-                 ranker: ToolRanker | None = None, reasoning: bool = False,
-                 readable: ReadableCheck | None = None) -> None:
+    def __init__(
+        self,
+        registry: ToolRegistry,
+        services: dict[str, Any] | None = None,
+        *,
+        max_steps: int = 3,
+        ranker: ToolRanker | None = None,
+        reasoning: bool = False,
+        readable: ReadableCheck | None = None,
+    ) -> None:
         super().__init__()
         if max_steps < 1:
             raise ValueError("max_steps must be at least 1")
@@ -167,12 +174,20 @@ class ToolAgent(dspy.Module):
                 "tool", type_=Literal[tuple(options)], desc="the tool to call next, or 'finish'"
             )
             try:
-                choice = self.choose(signature=signature, question=question, history=turns, tools=menu,
-                                     observations=self._observations(steps),
-                                     demos=self._demos(self.choose, principal))
+                choice = self.choose(
+                    signature=signature,
+                    question=question,
+                    history=turns,
+                    tools=menu,
+                    observations=self._observations(steps),
+                    demos=self._demos(self.choose, principal),
+                )
             except AdapterParseError as exc:  # an LM without constrained decoding named no valid tool
-                steps.append(Step("invalid choice", "", ToolResult(f"Unusable tool choice: {exc.lm_response!r:.200}"),
-                                  error=True))
+                steps.append(
+                    Step(
+                        "invalid choice", "", ToolResult(f"Unusable tool choice: {exc.lm_response!r:.200}"), error=True
+                    )
+                )
                 continue
             name, tool_input = str(choice.tool).strip(), str(choice.tool_input or "").strip()
             if not tool_input or tool_input in names:  # a small LM sometimes echoes a tool name as the input
@@ -183,8 +198,12 @@ class ToolAgent(dspy.Module):
         if not steps or all(s.error for s in steps):
             return dspy.Prediction(answer=NO_ANSWER, citations=[], steps=[_describe(s) for s in steps])
         answer_step = self.respond.predict if isinstance(self.respond, dspy.ChainOfThought) else self.respond
-        reply = self.respond(question=question, history=turns, observations=self._observations(steps),
-                             demos=self._demos(answer_step, principal))
+        reply = self.respond(
+            question=question,
+            history=turns,
+            observations=self._observations(steps),
+            demos=self._demos(answer_step, principal),
+        )
         citations = []
         for number in reply.citations or []:
             if isinstance(number, int) and 1 <= number <= len(steps):

@@ -36,8 +36,14 @@ def option_scorer(lm: Any = None) -> OptionScorer | None:
     return scorer if callable(scorer) else None
 
 
-def first_option_probability(predictor: dspy.Predict, inputs: dict[str, Any], demos: Sequence[Any],
-                             options: tuple[str, str], *, scorer: OptionScorer | None = None) -> float | None:
+def first_option_probability(
+    predictor: dspy.Predict,
+    inputs: dict[str, Any],
+    demos: Sequence[Any],
+    options: tuple[str, str],
+    *,
+    scorer: OptionScorer | None = None,
+) -> float | None:
     """P(``options[0]``) against ``options[1]`` as the predictor's first output value, or None when the
     LM cannot score continuations or the prompt cannot be built for it."""
     scorer = scorer or option_scorer()
@@ -52,8 +58,9 @@ def first_option_probability(predictor: dspy.Predict, inputs: dict[str, Any], de
     return 1.0 / (1.0 + math.exp(logprobs[options[1]] - logprobs[options[0]]))
 
 
-def fit_threshold(probabilities: Sequence[float], positive: Sequence[bool], *,
-                  default: float = 0.5) -> tuple[float, float]:
+def fit_threshold(
+    probabilities: Sequence[float], positive: Sequence[bool], *, default: float = 0.5
+) -> tuple[float, float]:
     """The threshold on P(positive) that decides the labelled rows best, and its accuracy.
 
     Candidates are the midpoints between neighbouring observed probabilities (any value in a gap makes
@@ -63,8 +70,9 @@ def fit_threshold(probabilities: Sequence[float], positive: Sequence[bool], *,
         raise ValueError("fit_threshold needs one label per probability")
     if not probabilities:
         return default, 0.0
-    accuracy: Callable[[float], float] = lambda t: sum(  # noqa: E731
-        (p >= t) == y for p, y in zip(probabilities, positive, strict=True)) / len(probabilities)
+    accuracy: Callable[[float], float] = lambda t: (  # noqa: E731
+        sum((p >= t) == y for p, y in zip(probabilities, positive, strict=True)) / len(probabilities)
+    )
     points = sorted(set(probabilities))
     gaps = [(0.0, points[0]), *itertools.pairwise(points), (points[-1], 1.0)]
     candidates = [((lo + hi) / 2, hi - lo) for lo, hi in gaps]

@@ -40,12 +40,15 @@ def _check_labels(kind: str, labels: list[str]) -> list[str]:
         raise ValueError(f"{kind} contains an empty label")
     too_long = [label for label in cleaned if len(label) > MAX_LABEL_CHARS]
     if too_long:
-        raise ValueError(f"{kind} label {too_long[0][:40]!r}… is longer than {MAX_LABEL_CHARS} characters: "
-                         "put the explanation under `descriptions` instead")
+        raise ValueError(
+            f"{kind} label {too_long[0][:40]!r}… is longer than {MAX_LABEL_CHARS} characters: "
+            "put the explanation under `descriptions` instead"
+        )
     reserved = [label for label in cleaned if label.casefold() in RESERVED]
     if reserved:
-        raise ValueError(f"{kind} label {reserved[0]!r} is reserved (it means 'no value' in data files): "
-                         "choose another name")
+        raise ValueError(
+            f"{kind} label {reserved[0]!r} is reserved (it means 'no value' in data files): choose another name"
+        )
     seen: dict[str, str] = {}
     for label in cleaned:
         key = label.casefold()
@@ -80,8 +83,10 @@ class LabelSet(BaseModel):
     @model_validator(mode="after")
     def _consistent(self) -> LabelSet:
         if self.reasons and NEGATIVE not in self.sentiments:
-            raise ValueError(f"reasons are given but sentiments has no {NEGATIVE!r} label (reasons explain "
-                             f"negative feedback); add {NEGATIVE!r} to sentiments or drop the reasons")
+            raise ValueError(
+                f"reasons are given but sentiments has no {NEGATIVE!r} label (reasons explain "
+                f"negative feedback); add {NEGATIVE!r} to sentiments or drop the reasons"
+            )
         overlap = sorted(set(self.sentiments) & set(self.reasons))
         if overlap:
             raise ValueError(f"{overlap[0]!r} is both a sentiment and a reason; give them different names")
@@ -94,8 +99,9 @@ class LabelSet(BaseModel):
     def parse(cls, data: Any, source: str = "the label set") -> LabelSet:
         """Validate ``data`` (e.g. loaded YAML), turning every problem into one ConfigError with a hint."""
         if not isinstance(data, dict):
-            raise ConfigError(f"{source} is not a mapping with `sentiments` (got {type(data).__name__}).",
-                              hint=LABEL_HINT)
+            raise ConfigError(
+                f"{source} is not a mapping with `sentiments` (got {type(data).__name__}).", hint=LABEL_HINT
+            )
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
@@ -112,8 +118,9 @@ class LabelSet(BaseModel):
 
     def describe(self, labels: list[str]) -> str:
         """``label (description); …`` for a field description."""
-        return "; ".join(f"{label} ({self.descriptions[label]})" if label in self.descriptions else label
-                         for label in labels)
+        return "; ".join(
+            f"{label} ({self.descriptions[label]})" if label in self.descriptions else label for label in labels
+        )
 
 
 def load_labels(path: Path | None = None) -> LabelSet:
@@ -130,12 +137,15 @@ def load_labels(path: Path | None = None) -> LabelSet:
         try:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
-            raise ConfigError(f"The label set {path} does not exist.",
-                              hint="Fix the path given to --labels or classify.labels, or omit it to use the "
-                              "default airline feedback labels.") from None
+            raise ConfigError(
+                f"The label set {path} does not exist.",
+                hint="Fix the path given to --labels or classify.labels, or omit it to use the "
+                "default airline feedback labels.",
+            ) from None
         except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"Cannot read the label set {path}: {exc}.",
-                              hint="Make it a readable UTF-8 YAML file.") from None
+            raise ConfigError(
+                f"Cannot read the label set {path}: {exc}.", hint="Make it a readable UTF-8 YAML file."
+            ) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -155,8 +165,12 @@ def build_signature(labels: LabelSet) -> type[dspy.Signature]:
         # Not Optional: a nullable enum doubles the schema in the prompt; the reason of feedback that
         # is not negative is dropped in forward(). The default only serves LMs that omit the field.
         reason_type: Any = Literal[tuple(labels.reasons)]  # type: ignore[valid-type]
-        fields["reason"] = (reason_type, dspy.OutputField(
-            default=None, desc=f"if the sentiment is {NEGATIVE}, its main reason: {labels.describe(labels.reasons)}"))
+        fields["reason"] = (
+            reason_type,
+            dspy.OutputField(
+                default=None, desc=f"if the sentiment is {NEGATIVE}, its main reason: {labels.describe(labels.reasons)}"
+            ),
+        )
         instructions += f" and, for {NEGATIVE} feedback, the main reason"
     fields["justification"] = (str, dspy.OutputField(default="", desc="one short sentence explaining the labels"))
     return dspy.make_signature(fields, instructions + ".", signature_name="ClassifyFeedback")
@@ -178,8 +192,14 @@ class FeedbackClassifier(dspy.Module):
     :mod:`flywheel.programs.classify_head`), so ``save``/``load`` and the registry carry them.
     """
 
-    def __init__(self, labels: LabelSet | None = None, *, max_tokens: int = DEFAULT_MAX_TOKENS,
-                 head: Any = None, lm_below: float = 0.0) -> None:
+    def __init__(
+        self,
+        labels: LabelSet | None = None,
+        *,
+        max_tokens: int = DEFAULT_MAX_TOKENS,
+        head: Any = None,
+        lm_below: float = 0.0,
+    ) -> None:
         super().__init__()
         self.labels = labels or load_labels(None)
         self.classify = dspy.Predict(build_signature(self.labels), max_tokens=max_tokens)
@@ -234,8 +254,13 @@ class FeedbackClassifier(dspy.Module):
         def lm_row(i: int) -> dict[str, Any]:
             try:
                 out = self.ask_lm(texts[i])
-                return {"sentiment": out.sentiment, "reason": out.reason, "justification": out.justification,
-                        "routed": "lm", "error": None}
+                return {
+                    "sentiment": out.sentiment,
+                    "reason": out.reason,
+                    "justification": out.justification,
+                    "routed": "lm",
+                    "error": None,
+                }
             except Exception as exc:  # one row's failure must not fail the batch
                 return {"error": f"{type(exc).__name__}: {getattr(exc, 'message', None) or exc}"}
 
@@ -255,8 +280,13 @@ class FeedbackClassifier(dspy.Module):
 
     def _from_head(self, guess: Any) -> dict[str, Any]:
         reason = guess.reason if guess.sentiment == NEGATIVE and guess.reason in self.labels.reasons else None
-        return {"sentiment": guess.sentiment, "reason": reason,
-                "justification": f"distilled head (p={guess.confidence:.2f})", "routed": "head", "error": None}
+        return {
+            "sentiment": guess.sentiment,
+            "reason": reason,
+            "justification": f"distilled head (p={guess.confidence:.2f})",
+            "routed": "head",
+            "error": None,
+        }
 
     def dump_state(self, json_mode: bool = True) -> dict[str, Any]:
         state = super().dump_state(json_mode=json_mode)
@@ -270,8 +300,10 @@ class FeedbackClassifier(dspy.Module):
             head = ClassifierHead.from_state(head)
             unknown = sorted(set(head.sentiment.classes_) - set(self.labels.sentiments))
             if unknown:
-                raise ConfigError(f"The classifier head predicts sentiment(s) {unknown} outside the label set.",
-                                  hint="Train the head with the same label set (--labels / classify.labels).")
+                raise ConfigError(
+                    f"The classifier head predicts sentiment(s) {unknown} outside the label set.",
+                    hint="Train the head with the same label set (--labels / classify.labels).",
+                )
         self.head = head
         self.lm_below = float(state.get("lm_below") or 0.0)
         predictors = {k: v for k, v in state.items() if k not in {"head", "lm_below"}}

@@ -52,8 +52,11 @@ class HeadPrediction:
 
 
 def _linear_state(model: Any) -> dict[str, Any]:
-    return {"classes": [str(c) for c in model.classes_], "coef": np.asarray(model.coef_, dtype=float).tolist(),
-            "intercept": np.asarray(model.intercept_, dtype=float).tolist()}
+    return {
+        "classes": [str(c) for c in model.classes_],
+        "coef": np.asarray(model.coef_, dtype=float).tolist(),
+        "intercept": np.asarray(model.intercept_, dtype=float).tolist(),
+    }
 
 
 def _linear_model(state: dict[str, Any]) -> Any:
@@ -67,8 +70,10 @@ def _linear_model(state: dict[str, Any]) -> Any:
     model.intercept_ = np.asarray(state["intercept"], dtype=np.float64)
     model.n_features_in_ = model.coef_.shape[1]
     if model.coef_.ndim != 2 or len(model.intercept_) != model.coef_.shape[0]:
-        raise InvalidInputError("The classifier head's arrays have inconsistent shapes.",
-                                hint="Re-register the classifier with `flywheel optimize classifier`.")
+        raise InvalidInputError(
+            "The classifier head's arrays have inconsistent shapes.",
+            hint="Re-register the classifier with `flywheel optimize classifier`.",
+        )
     return model
 
 
@@ -80,9 +85,12 @@ def _fit_words(texts: Sequence[str]) -> Any:
 
 
 def _words_state(vectorizer: Any) -> dict[str, Any]:
-    return {"ngram_range": list(vectorizer.ngram_range), "sublinear_tf": bool(vectorizer.sublinear_tf),
-            "vocabulary": {str(k): int(v) for k, v in vectorizer.vocabulary_.items()},
-            "idf": np.asarray(vectorizer.idf_, dtype=float).tolist()}
+    return {
+        "ngram_range": list(vectorizer.ngram_range),
+        "sublinear_tf": bool(vectorizer.sublinear_tf),
+        "vocabulary": {str(k): int(v) for k, v in vectorizer.vocabulary_.items()},
+        "idf": np.asarray(vectorizer.idf_, dtype=float).tolist(),
+    }
 
 
 def _words_model(state: dict[str, Any]) -> Any:
@@ -90,8 +98,9 @@ def _words_model(state: dict[str, Any]) -> Any:
     # Lazy (start-up time): only this path needs scikit-learn.
     from sklearn.feature_extraction.text import TfidfVectorizer
 
-    vectorizer = TfidfVectorizer(ngram_range=tuple(state["ngram_range"]), sublinear_tf=bool(state["sublinear_tf"]),
-                                 dtype=np.float32)
+    vectorizer = TfidfVectorizer(
+        ngram_range=tuple(state["ngram_range"]), sublinear_tf=bool(state["sublinear_tf"]), dtype=np.float32
+    )
     vectorizer.vocabulary_ = {str(k): int(v) for k, v in state["vocabulary"].items()}
     vectorizer.idf_ = np.asarray(state["idf"], dtype=np.float64)
     return vectorizer
@@ -100,8 +109,17 @@ def _words_model(state: dict[str, Any]) -> Any:
 class ClassifierHead:
     """Sentiment (and reason) logistic regressions over sentence vectors of ``embedder`` (name, size)."""
 
-    def __init__(self, sentiment: Any, reason: Any | None, *, embedder: str, dimensions: int,
-                 negative: str = "negative", words: Any = None, info: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        sentiment: Any,
+        reason: Any | None,
+        *,
+        embedder: str,
+        dimensions: int,
+        negative: str = "negative",
+        words: Any = None,
+        info: dict[str, Any] | None = None,
+    ) -> None:
         self.words = words  # optional TF-IDF of word uni/bigrams, next to the sentence vector
         self.sentiment = sentiment
         self.reason = reason
@@ -118,9 +136,11 @@ class ClassifierHead:
     def features(self, vectors: np.ndarray, prepared: Sequence[str]) -> Any:
         """The head's input: sentence vectors, and the word TF-IDF block when the head has one."""
         if vectors.shape[1] != self.dimensions:
-            raise ConfigError(f"The classifier head expects {self.dimensions}-dimensional vectors from "
-                              f"{self.embedder}; the embedder gave {vectors.shape[1]}.",
-                              hint="Configure the embedder the head was trained with, or retrain it.")
+            raise ConfigError(
+                f"The classifier head expects {self.dimensions}-dimensional vectors from "
+                f"{self.embedder}; the embedder gave {vectors.shape[1]}.",
+                hint="Configure the embedder the head was trained with, or retrain it.",
+            )
         if self.words is None:
             return vectors
         # Lazy (start-up time): only this path needs SciPy.
@@ -144,28 +164,50 @@ class ClassifierHead:
         return [HeadPrediction(s, r, float(c)) for s, r, c in zip(sentiments, reasons, confidence, strict=True)]
 
     def to_state(self) -> dict[str, Any]:
-        return {"format": HEAD_FORMAT, "preprocess": PREPROCESS, "embedder": self.embedder,
-                "dimensions": self.dimensions, "negative": self.negative, "sentiment": _linear_state(self.sentiment),
-                "reason": None if self.reason is None else _linear_state(self.reason),
-                "words": None if self.words is None else _words_state(self.words), "info": self.info}
+        return {
+            "format": HEAD_FORMAT,
+            "preprocess": PREPROCESS,
+            "embedder": self.embedder,
+            "dimensions": self.dimensions,
+            "negative": self.negative,
+            "sentiment": _linear_state(self.sentiment),
+            "reason": None if self.reason is None else _linear_state(self.reason),
+            "words": None if self.words is None else _words_state(self.words),
+            "info": self.info,
+        }
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> ClassifierHead:
         found = state.get("format") if isinstance(state, dict) else type(state).__name__
         if found != HEAD_FORMAT or state.get("preprocess", PREPROCESS) != PREPROCESS:
-            raise InvalidInputError(f"Unknown classifier head format {found!r}.",
-                                    hint=f"This Flywheel reads {HEAD_FORMAT}; upgrade Flywheel or retrain the head.")
-        return cls(_linear_model(state["sentiment"]),
-                   None if state.get("reason") is None else _linear_model(state["reason"]),
-                   embedder=str(state["embedder"]), dimensions=int(state["dimensions"]),
-                   negative=str(state.get("negative", "negative")),
-                   words=None if state.get("words") is None else _words_model(state["words"]),
-                   info=state.get("info") or {})
+            raise InvalidInputError(
+                f"Unknown classifier head format {found!r}.",
+                hint=f"This Flywheel reads {HEAD_FORMAT}; upgrade Flywheel or retrain the head.",
+            )
+        return cls(
+            _linear_model(state["sentiment"]),
+            None if state.get("reason") is None else _linear_model(state["reason"]),
+            embedder=str(state["embedder"]),
+            dimensions=int(state["dimensions"]),
+            negative=str(state.get("negative", "negative")),
+            words=None if state.get("words") is None else _words_model(state["words"]),
+            info=state.get("info") or {},
+        )
 
 
-def fit_head(vectors: np.ndarray, texts: Sequence[str], sentiments: Sequence[str], reasons: Sequence[str | None],
-             *, embedder: str, c: float = 1.0, balanced: bool = False, words: bool = True,
-             negative: str = "negative", seed: int = 0) -> ClassifierHead:
+def fit_head(
+    vectors: np.ndarray,
+    texts: Sequence[str],
+    sentiments: Sequence[str],
+    reasons: Sequence[str | None],
+    *,
+    embedder: str,
+    c: float = 1.0,
+    balanced: bool = False,
+    words: bool = True,
+    negative: str = "negative",
+    seed: int = 0,
+) -> ClassifierHead:
     """Fit the sentiment head on every row and the reason head on negative rows that have a reason.
 
     ``texts`` are the prepared texts (:func:`prepare_text`) behind ``vectors``; with ``words`` a TF-IDF
@@ -178,11 +220,14 @@ def fit_head(vectors: np.ndarray, texts: Sequence[str], sentiments: Sequence[str
     if not len(vectors) == len(texts) == len(sentiments) == len(reasons):
         raise ValueError("vectors, texts, sentiments and reasons must have the same length")
     if len(set(sentiments)) < 2:
-        raise InvalidInputError(f"The training rows hold {len(set(sentiments))} sentiment label(s); a head needs "
-                                "at least two.", hint="Give labelled rows of at least two sentiments.")
+        raise InvalidInputError(
+            f"The training rows hold {len(set(sentiments))} sentiment label(s); a head needs at least two.",
+            hint="Give labelled rows of at least two sentiments.",
+        )
     vectorizer = _fit_words(texts) if words and len(texts) >= 20 else None
-    head = ClassifierHead(None, None, embedder=embedder, dimensions=int(vectors.shape[1]), negative=negative,
-                          words=vectorizer)
+    head = ClassifierHead(
+        None, None, embedder=embedder, dimensions=int(vectors.shape[1]), negative=negative, words=vectorizer
+    )
     features = head.features(np.asarray(vectors), texts)
     weight = "balanced" if balanced else None
     head.sentiment = LogisticRegression(C=c, class_weight=weight, max_iter=2000, random_state=seed)
@@ -191,8 +236,13 @@ def fit_head(vectors: np.ndarray, texts: Sequence[str], sentiments: Sequence[str
     if len({reasons[i] for i in rows}) >= 2:
         head.reason = LogisticRegression(C=c, class_weight=weight, max_iter=2000, random_state=seed)
         head.reason.fit(features[rows], [reasons[i] for i in rows])
-    head.info = {"rows": len(sentiments), "reason_rows": len(rows), "C": c, "class_weight": weight or "none",
-                 "words": 0 if vectorizer is None else len(vectorizer.vocabulary_)}
+    head.info = {
+        "rows": len(sentiments),
+        "reason_rows": len(rows),
+        "C": c,
+        "class_weight": weight or "none",
+        "words": 0 if vectorizer is None else len(vectorizer.vocabulary_),
+    }
     return head
 
 
@@ -250,7 +300,7 @@ class CachedEmbedder:
         os.replace(tmp, path)
 
     def _embed(self, texts: list[str]) -> np.ndarray:
-        parts = [self.embedder.embed(texts[i:i + EMBED_BATCH]) for i in range(0, len(texts), EMBED_BATCH)]
+        parts = [self.embedder.embed(texts[i : i + EMBED_BATCH]) for i in range(0, len(texts), EMBED_BATCH)]
         return np.concatenate(parts) if parts else np.zeros((0, self.dimensions), dtype=np.float32)
 
 
@@ -267,10 +317,11 @@ def shared_embedder(expected: str | None = None) -> CachedEmbedder:
             _shared[key] = CachedEmbedder(get_embedder(settings.embedder), settings.classify.embedding_cache_rows)
         embedder = _shared[key]
     if expected is not None and embedder.name != expected:
-        raise ConfigError(f"This classifier head was trained on {expected} vectors, but the configured embedder "
-                          f"is {embedder.name}.",
-                          hint="Configure [embedder] as it was when the head was trained, or retrain the head "
-                               "(`flywheel optimize classifier --optimizer distill`).")
+        raise ConfigError(
+            f"This classifier head was trained on {expected} vectors, but the configured embedder is {embedder.name}.",
+            hint="Configure [embedder] as it was when the head was trained, or retrain the head "
+            "(`flywheel optimize classifier --optimizer distill`).",
+        )
     return embedder
 
 

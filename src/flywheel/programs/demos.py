@@ -99,8 +99,12 @@ def annotate_demo_sources(program: dspy.Module) -> int:
     return dropped
 
 
-def visible_demos(demos: Sequence[Any], principal: Principal, readable: ReadableCheck | None,
-                  tools_allowed: ToolsAllowed | None = None) -> list[Any]:
+def visible_demos(
+    demos: Sequence[Any],
+    principal: Principal,
+    readable: ReadableCheck | None,
+    tools_allowed: ToolsAllowed | None = None,
+) -> list[Any]:
     """The demos this principal may see: those without passages or observations, and those whose
     source documents the principal can read now (one catalog query for all of them) and whose tools
     the principal may use. A demo with content but no provenance is never shown (fail closed)."""
@@ -122,13 +126,20 @@ def visible_demos(demos: Sequence[Any], principal: Principal, readable: Readable
     return shown
 
 
-def labelled_demo(question: str, answer: str, passages_text: str, source_doc_ids: Sequence[str],
-                  **outputs: Any) -> dspy.Example:
+def labelled_demo(
+    question: str, answer: str, passages_text: str, source_doc_ids: Sequence[str], **outputs: Any
+) -> dspy.Example:
     """A demo built from a labelled row: the gold answer over the gold documents' passages."""
     if not source_doc_ids:
         raise ValueError("a labelled demo needs the ids of the documents its passages come from")
-    return dspy.Example(question=question, passages=passages_text, history=dspy.History(messages=[]),
-                        answer=answer, **outputs, **{SOURCE_FIELD: list(dict.fromkeys(source_doc_ids))})
+    return dspy.Example(
+        question=question,
+        passages=passages_text,
+        history=dspy.History(messages=[]),
+        answer=answer,
+        **outputs,
+        **{SOURCE_FIELD: list(dict.fromkeys(source_doc_ids))},
+    )
 
 
 class DemoSelector:

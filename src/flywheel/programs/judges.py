@@ -20,7 +20,8 @@ class JudgeFaithfulness(dspy.Signature):
     question: str = dspy.InputField()
     answer: str = dspy.InputField()
     verdict: Literal["supported", "partially", "unsupported"] = dspy.OutputField(
-        desc="supported: all claims are in the passages; unsupported: a claim contradicts or is absent from them")
+        desc="supported: all claims are in the passages; unsupported: a claim contradicts or is absent from them"
+    )
 
 
 class JudgeRelevance(dspy.Signature):
@@ -41,9 +42,13 @@ class JudgeSafety(dspy.Signature):
 
 
 VERDICT_SCORES: dict[str, float] = {
-    "supported": 1.0, "partially": 0.5, "unsupported": 0.0,
-    "relevant": 1.0, "irrelevant": 0.0,
-    "safe": 1.0, "unsafe": 0.0,
+    "supported": 1.0,
+    "partially": 0.5,
+    "unsupported": 0.0,
+    "relevant": 1.0,
+    "irrelevant": 0.0,
+    "safe": 1.0,
+    "unsafe": 0.0,
 }
 
 

@@ -29,25 +29,65 @@ _WORD = re.compile(r"\w+")
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")
 MIN_WORDS = 3
 MIN_CJK_CHARACTERS = 6  # CJK text has no spaces: a "word" of \w+ is a whole clause
-_FUNCTION_WORDS = frozenset({
-    "a", "an", "and", "are", "as", "at", "be", "been", "by", "did", "do", "does", "for", "from", "how", "in",
-    "is", "it", "its", "of", "on", "or", "that", "the", "this", "to", "was", "were", "what", "when", "where",
-    "which", "who", "whom", "whose", "why", "with",
-})
+_FUNCTION_WORDS = frozenset(
+    {
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "been",
+        "by",
+        "did",
+        "do",
+        "does",
+        "for",
+        "from",
+        "how",
+        "in",
+        "is",
+        "it",
+        "its",
+        "of",
+        "on",
+        "or",
+        "that",
+        "the",
+        "this",
+        "to",
+        "was",
+        "were",
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "whom",
+        "whose",
+        "why",
+        "with",
+    }
+)
 
 
 def sentences(text: str) -> list[str]:
     """The sentences (and list items / table rows) of ``text`` with at least three words (six CJK characters)."""
-    return [s.strip() for s in _SENTENCE_END.split(text)
-            if len(_WORD.findall(s)) >= MIN_WORDS or len(_CJK.findall(s)) >= MIN_CJK_CHARACTERS]
+    return [
+        s.strip()
+        for s in _SENTENCE_END.split(text)
+        if len(_WORD.findall(s)) >= MIN_WORDS or len(_CJK.findall(s)) >= MIN_CJK_CHARACTERS
+    ]
 
 
 def _content_words(text: str) -> set[str]:
     return {w for w in _WORD.findall(text.lower()) if w not in _FUNCTION_WORDS}
 
 
-def best_sentence(question: str, passages: Sequence[P], text_of: Callable[[P], str],
-                  embed: Embed | None = None) -> tuple[str, P] | None:
+def best_sentence(
+    question: str, passages: Sequence[P], text_of: Callable[[P], str], embed: Embed | None = None
+) -> tuple[str, P] | None:
     """The sentence most similar to ``question`` among the passages' sentences, with its passage.
 
     Similarity is the embedder's cosine when one is given (the knowledge base's own), else the

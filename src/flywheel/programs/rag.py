@@ -51,8 +51,19 @@ from flywheel.programs.demos import (
 )
 from flywheel.programs.quote import best_sentence, is_grounded_value
 
-__all__ = ["NOT_FOUND", "SOURCE_FIELD", "Passage", "RAGChatbot", "RAGConfig", "annotate_demo_sources",
-           "cited_passages", "is_yes_no_question", "knowledge_readable", "knowledge_retriever", "visible_demos"]
+__all__ = [
+    "NOT_FOUND",
+    "SOURCE_FIELD",
+    "Passage",
+    "RAGChatbot",
+    "RAGConfig",
+    "annotate_demo_sources",
+    "cited_passages",
+    "is_yes_no_question",
+    "knowledge_readable",
+    "knowledge_retriever",
+    "visible_demos",
+]
 
 NOT_FOUND = "I could not find the answer in the documents available to you."
 # Below this cosine similarity between the query and the best passage, the documents are taken not to
@@ -111,8 +122,10 @@ def knowledge_retriever(kb: Any) -> Retriever:
     """A retriever over a :class:`~flywheel.knowledge.base.KnowledgeBase` (ACL applied inside the query)."""
 
     def retrieve(query: str, principal: Principal, k: int) -> list[Passage]:
-        return [Passage(h.chunk_id, h.doc_id, h.citation(), h.text, h.relevance.get("vector"), h.section)
-                for h in kb.search(principal, query, k=k)]
+        return [
+            Passage(h.chunk_id, h.doc_id, h.citation(), h.text, h.relevance.get("vector"), h.section)
+            for h in kb.search(principal, query, k=k)
+        ]
 
     return retrieve
 
@@ -146,8 +159,12 @@ def default_config(settings: Any) -> RAGConfig:
 
 def rag_program(kb: Any, settings: Any) -> RAGChatbot:
     """The RAG chatbot over ``kb`` with the default design for the configured LM."""
-    return RAGChatbot(knowledge_retriever(kb), readable=knowledge_readable(kb), embed=knowledge_embedder(kb),
-                      config=default_config(settings))
+    return RAGChatbot(
+        knowledge_retriever(kb),
+        readable=knowledge_readable(kb),
+        embed=knowledge_embedder(kb),
+        config=default_config(settings),
+    )
 
 
 class CondenseQuestion(dspy.Signature):
@@ -184,7 +201,9 @@ class AnswerYesNo(dspy.Signature):
 _YES_NO = re.compile(
     r"^\s*(is|isn't|are|aren't|was|wasn't|were|weren't|do|don't|does|doesn't|did|didn't|can|can't|could|"
     r"couldn't|has|hasn't|have|haven't|had|hadn't|will|won't|would|wouldn't|should|shouldn't|shall|may|"
-    r"might|must)\b", re.IGNORECASE)
+    r"might|must)\b",
+    re.IGNORECASE,
+)
 _ALTERNATIVE = re.compile(r"\bor\b", re.IGNORECASE)
 
 
@@ -212,9 +231,15 @@ def _predictor(signature: type[dspy.Signature], reasoning: bool, max_tokens: int
 class RAGChatbot(dspy.Module):
     """Retrieval-augmented chatbot over the knowledge base, with citations and measured refusals."""
 
-    def __init__(self, retriever: Retriever | None = None, *, k: int | None = None,
-                 readable: ReadableCheck | None = None, config: RAGConfig | None = None,
-                 embed: Embed | None = None) -> None:
+    def __init__(
+        self,
+        retriever: Retriever | None = None,
+        *,
+        k: int | None = None,
+        readable: ReadableCheck | None = None,
+        config: RAGConfig | None = None,
+        embed: Embed | None = None,
+    ) -> None:
         super().__init__()
         self.retriever = retriever
         self.readable = readable
@@ -270,45 +295,86 @@ class RAGChatbot(dspy.Module):
         passages = list(self.retriever(query, principal, self.config.k))
         relevance = max((p.relevance for p in passages if p.relevance is not None), default=None)
         if not passages or (relevance is not None and relevance < self.config.min_relevance):
-            return dspy.Prediction(answer=NOT_FOUND, citations=[], passages=[asdict(p) for p in passages],
-                                   found=False, query=query, relevance=relevance)
+            return dspy.Prediction(
+                answer=NOT_FOUND,
+                citations=[],
+                passages=[asdict(p) for p in passages],
+                found=False,
+                query=query,
+                relevance=relevance,
+            )
         context = format_passages(passages)
         remember_sources(context, [p.doc_id for p in passages])
         yes_no = self.config.typed_yes_no and is_yes_no_question(question)
         step = self.respond_yes_no if yes_no else self.respond
         demos = self.selector.select(
-            visible_demos(self.answer_predictor(yes_no=yes_no).demos, principal, self.readable), question)
+            visible_demos(self.answer_predictor(yes_no=yes_no).demos, principal, self.readable), question
+        )
         inputs = {"passages": context, "history": turns, "question": question}
         if yes_no and not self.config.reasoning:
             p_yes = first_option_probability(self.respond_yes_no, inputs, demos, ("yes", "no"))
             if p_yes is not None:
                 answer = "Yes" if p_yes >= self.config.yes_threshold else "No"
-                return self._answered(answer, grounding_passages(answer, passages, True), passages, query,
-                                      relevance, yes_probability=p_yes)
+                return self._answered(
+                    answer,
+                    grounding_passages(answer, passages, True),
+                    passages,
+                    query,
+                    relevance,
+                    yes_probability=p_yes,
+                )
         reply = step(**inputs, demos=demos)
         answer = strip_preamble(str(reply.answer or ""))
         if not answer:
-            return dspy.Prediction(answer=NOT_FOUND, citations=[], passages=[asdict(p) for p in passages],
-                                   found=False, query=query, relevance=relevance)
-        if not yes_no and self.config.answer_style == "quote" and \
-                not is_grounded_value(answer, question, [p.text for p in passages]):
+            return dspy.Prediction(
+                answer=NOT_FOUND,
+                citations=[],
+                passages=[asdict(p) for p in passages],
+                found=False,
+                query=query,
+                relevance=relevance,
+            )
+        if (
+            not yes_no
+            and self.config.answer_style == "quote"
+            and not is_grounded_value(answer, question, [p.text for p in passages])
+        ):
             quoted = best_sentence(query, passages, Passage.body, self.embed)
             if quoted is not None:
                 return self._answered(quoted[0], [quoted[1]], passages, query, relevance, generated=answer)
         cited = cited_passages(reply.citations, passages) or grounding_passages(answer, passages, yes_no)
-        return self._answered(answer.capitalize() if yes_no else answer, cited, passages, query, relevance,
-                              reasoning=getattr(reply, "reasoning", ""))
+        return self._answered(
+            answer.capitalize() if yes_no else answer,
+            cited,
+            passages,
+            query,
+            relevance,
+            reasoning=getattr(reply, "reasoning", ""),
+        )
 
     @staticmethod
-    def _answered(answer: str, cited: Sequence[Passage], passages: Sequence[Passage], query: str,
-                  relevance: float | None, **extra: Any) -> dspy.Prediction:
-        return dspy.Prediction(answer=answer, citations=[asdict(p) for p in cited],
-                               passages=[asdict(p) for p in passages], found=True, query=query,
-                               relevance=relevance, **extra)
+    def _answered(
+        answer: str,
+        cited: Sequence[Passage],
+        passages: Sequence[Passage],
+        query: str,
+        relevance: float | None,
+        **extra: Any,
+    ) -> dspy.Prediction:
+        return dspy.Prediction(
+            answer=answer,
+            citations=[asdict(p) for p in cited],
+            passages=[asdict(p) for p in passages],
+            found=True,
+            query=query,
+            relevance=relevance,
+            **extra,
+        )
 
 
-_PREAMBLE = re.compile(r"^\s*(the\s+)?(short\s+)?answer(\s+to\s+(the|this|your)\s+question)?(\s+is)?\s*[:\-–]\s*",
-                       re.IGNORECASE)
+_PREAMBLE = re.compile(
+    r"^\s*(the\s+)?(short\s+)?answer(\s+to\s+(the|this|your)\s+question)?(\s+is)?\s*[:\-–]\s*", re.IGNORECASE
+)
 
 
 def strip_preamble(answer: str) -> str:

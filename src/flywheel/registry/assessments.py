@@ -17,8 +17,9 @@ log = logging.getLogger("flywheel.feedback")
 RATING, CORRECTION, COMMENT = "user_rating", "expected_response", "user_comment"
 
 
-def log_user_feedback(trace_id: str, user: str, *, rating: str | None = None, correction: str | None = None,
-                      comment: str | None = None) -> list[str]:
+def log_user_feedback(
+    trace_id: str, user: str, *, rating: str | None = None, correction: str | None = None, comment: str | None = None
+) -> list[str]:
     """Attach the feedback to the MLflow trace ``trace_id``; the assessment names written (none if no trace)."""
     # Lazy (start-up time): only this path needs MLflow.
     import mlflow
@@ -44,8 +45,13 @@ def log_user_feedback(trace_id: str, user: str, *, rating: str | None = None, co
                 assessment.rationale = earlier.rationale  # a rating given later keeps the earlier comment
             mlflow.update_assessment(trace_id, earlier.assessment_id, assessment)
         elif isinstance(assessment, Feedback):
-            mlflow.log_feedback(trace_id=trace_id, name=assessment.name, value=assessment.value, source=source,
-                                rationale=assessment.rationale)
+            mlflow.log_feedback(
+                trace_id=trace_id,
+                name=assessment.name,
+                value=assessment.value,
+                source=source,
+                rationale=assessment.rationale,
+            )
         else:
             mlflow.log_expectation(trace_id=trace_id, name=assessment.name, value=assessment.value, source=source)
     return [a.name for a in wanted]

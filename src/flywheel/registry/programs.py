@@ -43,25 +43,43 @@ class ProgramVersion:
     def artifact_path(self) -> str:
         """The model's path inside its run (from the version's ``runs:/<run>/<path>`` source)."""
         prefix = f"runs:/{self.run_id}/"
-        return self.source[len(prefix):] if self.source.startswith(prefix) else "program"
+        return self.source[len(prefix) :] if self.source.startswith(prefix) else "program"
 
     @property
     def is_champion(self) -> bool:
         return CHAMPION in self.aliases
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "version": self.version, "aliases": self.aliases, "status": self.status,
-                "metrics": self.metrics, "params": self.params, "run_id": self.run_id,
-                "created_at": self.created_at, "description": self.description}
+        return {
+            "name": self.name,
+            "version": self.version,
+            "aliases": self.aliases,
+            "status": self.status,
+            "metrics": self.metrics,
+            "params": self.params,
+            "run_id": self.run_id,
+            "created_at": self.created_at,
+            "description": self.description,
+        }
 
 
 def _version(name: str, mv: Any) -> ProgramVersion:
     tags = dict(mv.tags or {})
     metrics = {k[7:]: float(v) for k, v in tags.items() if k.startswith("metric.")}
     params = {k[6:]: v for k, v in tags.items() if k.startswith("param.")}
-    return ProgramVersion(name, int(mv.version), sorted(getattr(mv, "aliases", []) or []),
-                          tags.get("status", "candidate"), metrics, params, mv.run_id,
-                          int(mv.creation_timestamp or 0), mv.description or "", tags, mv.source or "")
+    return ProgramVersion(
+        name,
+        int(mv.version),
+        sorted(getattr(mv, "aliases", []) or []),
+        tags.get("status", "candidate"),
+        metrics,
+        params,
+        mv.run_id,
+        int(mv.creation_timestamp or 0),
+        mv.description or "",
+        tags,
+        mv.source or "",
+    )
 
 
 class ProgramRegistry:
@@ -85,9 +103,17 @@ class ProgramRegistry:
 
     # --- writing ---------------------------------------------------------------------------------
 
-    def register(self, name: str, program: Any, *, metrics: dict[str, float | None] | None = None,
-                 params: dict[str, Any] | None = None, description: str = "", run_id: str | None = None,
-                 config: dict[str, Any] | None = None) -> ProgramVersion:
+    def register(
+        self,
+        name: str,
+        program: Any,
+        *,
+        metrics: dict[str, float | None] | None = None,
+        params: dict[str, Any] | None = None,
+        description: str = "",
+        run_id: str | None = None,
+        config: dict[str, Any] | None = None,
+    ) -> ProgramVersion:
         """Log ``program`` as a pyfunc model and register it as a new (candidate) version."""
         # Lazy (start-up time): only this path needs MLflow.
         import mlflow
@@ -115,8 +141,9 @@ class ProgramRegistry:
             client.get_registered_model(model)
         except Exception:
             client.create_registered_model(model, description=f"Flywheel program {name!r}")
-        mv = client.create_model_version(model, f"runs:/{run_id}/{artifact_path}", run_id=run_id,
-                                         description=description)
+        mv = client.create_model_version(
+            model, f"runs:/{run_id}/{artifact_path}", run_id=run_id, description=description
+        )
         client.set_model_version_tag(model, mv.version, "status", "candidate")
         for key, value in (metrics or {}).items():
             if value is not None:
@@ -151,8 +178,10 @@ class ProgramRegistry:
         current = self.get(name, CHAMPION)
         history = [v for v in self._history(name) if current is None or v != current.version]
         if current is None or not history:
-            raise NotFoundError(f"Program {name!r} has no earlier champion to roll back to.",
-                                hint=f"See `flywheel programs show {name}`; promote a version explicitly.")
+            raise NotFoundError(
+                f"Program {name!r} has no earlier champion to roll back to.",
+                hint=f"See `flywheel programs show {name}`; promote a version explicitly.",
+            )
         target = history[-1]
         client.set_registered_model_tag(model, "champion_history", json.dumps(history))
         client.set_registered_model_alias(model, CHAMPION, str(target))
@@ -171,8 +200,9 @@ class ProgramRegistry:
 
     def names(self) -> list[str]:
         prefix = self.settings.tracking.model_prefix
-        return sorted(m.name[len(prefix):] for m in self.client.search_registered_models()
-                      if m.name.startswith(prefix))
+        return sorted(
+            m.name[len(prefix) :] for m in self.client.search_registered_models() if m.name.startswith(prefix)
+        )
 
     def versions(self, name: str) -> list[ProgramVersion]:
         client = self.client
@@ -189,8 +219,11 @@ class ProgramRegistry:
         client = self.client
         model = self.model_name(name)
         try:
-            mv = (client.get_model_version(model, str(ref)) if str(ref).isdigit()
-                  else client.get_model_version_by_alias(model, str(ref)))
+            mv = (
+                client.get_model_version(model, str(ref))
+                if str(ref).isdigit()
+                else client.get_model_version_by_alias(model, str(ref))
+            )
         except Exception:
             return None
         return _version(name, mv)
@@ -199,8 +232,10 @@ class ProgramRegistry:
         """A version by number or alias; NotFoundError (with ``hint``, or where to look) when it does not exist."""
         found = self.get(name, ref)
         if found is None:
-            raise NotFoundError(f"Program {name!r} has no version {ref!r}.",
-                                hint=hint or f"See `flywheel programs show {name}` for its versions.")
+            raise NotFoundError(
+                f"Program {name!r} has no version {ref!r}.",
+                hint=hint or f"See `flywheel programs show {name}` for its versions.",
+            )
         return found
 
     def load_state(self, name: str, ref: str | int = CHAMPION) -> tuple[ProgramVersion, dict[str, Any]] | None:
@@ -215,14 +250,17 @@ class ProgramRegistry:
         with self._lock:
             if key not in self._states:
                 path = mlflow.artifacts.download_artifacts(
-                    run_id=found.run_id, artifact_path=f"{found.artifact_path}/artifacts/{STATE_FILE}",
-                    tracking_uri=self.settings.tracking_uri)
+                    run_id=found.run_id,
+                    artifact_path=f"{found.artifact_path}/artifacts/{STATE_FILE}",
+                    tracking_uri=self.settings.tracking_uri,
+                )
                 self._states[key] = json.loads(Path(path).read_text())
             return found, self._states[key]
 
 
-def deploy_program(registry: ProgramRegistry, assistant: Any, name: str, *,
-                   new: bool = False) -> tuple[ProgramVersion, bool]:
+def deploy_program(
+    registry: ProgramRegistry, assistant: Any, name: str, *, new: bool = False
+) -> tuple[ProgramVersion, bool]:
     """Make sure ``name`` has a champion logged as an MLflow pyfunc model; ``(version, registered_now)``.
 
     With no champion yet, the assistant's current program is logged, registered and promoted (the

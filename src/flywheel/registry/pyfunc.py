@@ -45,8 +45,10 @@ ANONYMOUS = "anonymous"
 
 def structural_config(name: str, settings: Settings, program: Any = None) -> dict[str, Any]:
     """The knobs that are part of the program itself (kept with the version)."""
-    config: dict[str, Any] = {"retrieval_k": settings.programs.retrieval_k,
-                              "agent_max_steps": settings.programs.agent_max_steps}
+    config: dict[str, Any] = {
+        "retrieval_k": settings.programs.retrieval_k,
+        "agent_max_steps": settings.programs.agent_max_steps,
+    }
     labels = getattr(program, "labels", None)
     if ProgramKind.of(name) == ProgramKind.CLASSIFIER and labels is not None:
         config["labels"] = labels.model_dump()
@@ -69,8 +71,9 @@ def _signature(kind: str) -> Any:
         inputs = Schema([ColSpec("string", "text")])
         outputs = Schema([ColSpec("string", c, required=False) for c in CLASSIFIER_OUTPUTS])
     else:
-        inputs = Schema([ColSpec("string", c, required=False)
-                         for c in ("question", "messages", "user", "conversation_id")])
+        inputs = Schema(
+            [ColSpec("string", c, required=False) for c in ("question", "messages", "user", "conversation_id")]
+        )
         outputs = Schema([ColSpec("string", c, required=False) for c in CHAT_OUTPUTS])
     return ModelSignature(inputs=inputs, outputs=outputs)
 
@@ -78,24 +81,36 @@ def _signature(kind: str) -> Any:
 def _input_example(kind: str) -> pd.DataFrame:
     if kind == ProgramKind.CLASSIFIER:
         return pd.DataFrame([{"text": "My flight was delayed three hours and nobody told us why."}])
-    return pd.DataFrame([{"question": "What is the checked baggage allowance?", "user": ANONYMOUS,
-                          "messages": None, "conversation_id": None}])
+    return pd.DataFrame(
+        [
+            {
+                "question": "What is the checked baggage allowance?",
+                "user": ANONYMOUS,
+                "messages": None,
+                "conversation_id": None,
+            }
+        ]
+    )
 
 
-def save_program_model(path: Path, name: str, program: Any, settings: Settings, *,
-                       config: dict[str, Any] | None = None) -> None:
+def save_program_model(
+    path: Path, name: str, program: Any, settings: Settings, *, config: dict[str, Any] | None = None
+) -> None:
     """Write the pyfunc model directory for ``program`` (state + config + signature + example)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state_path = path.parent / STATE_FILE
     program.save(str(state_path))
     kind = ProgramKind.of(name)
-    model_config = {"program": name, "kind": kind.value,
-                    "config": config or structural_config(name, settings, program)}
+    model_config = {"program": name, "kind": kind.value, "config": config or structural_config(name, settings, program)}
 
     mlflow.pyfunc.save_model(
-        str(path), python_model=ProgramModel(), artifacts={"program_state": str(state_path)},
-        model_config=model_config, signature=_signature(kind), input_example=_input_example(kind),
+        str(path),
+        python_model=ProgramModel(),
+        artifacts={"program_state": str(state_path)},
+        model_config=model_config,
+        signature=_signature(kind),
+        input_example=_input_example(kind),
         pip_requirements=[f"flywheel=={__version__}", "dspy==3.4.1", f"mlflow=={mlflow.__version__}"],
     )
 
@@ -121,8 +136,9 @@ class ProgramModel(mlflow.pyfunc.PythonModel):
 
         state = Path(context.artifacts["program_state"]).read_bytes()
         environment = load_settings().model_dump_json()  # another LM or embedder configured: another program
-        key = hashlib.sha256(state + json.dumps(config, sort_keys=True, default=str).encode()
-                             + environment.encode()).hexdigest()
+        key = hashlib.sha256(
+            state + json.dumps(config, sort_keys=True, default=str).encode() + environment.encode()
+        ).hexdigest()
         with _PROCESS_MODELS_LOCK:
             if key not in _PROCESS_MODELS:
                 self._load(context, config)
@@ -158,14 +174,17 @@ def _question_and_history(row: dict[str, Any]) -> tuple[str, list[dict[str, str]
         try:
             messages = json.loads(messages)
         except json.JSONDecodeError as exc:
-            raise InvalidInputError("'messages' is not valid JSON.", hint='e.g. [{"role": "user", "content": "…"}]') \
-                from exc
+            raise InvalidInputError(
+                "'messages' is not valid JSON.", hint='e.g. [{"role": "user", "content": "…"}]'
+            ) from exc
     if messages is not None and not (isinstance(messages, float) and pd.isna(messages)) and len(messages):
         return history_from_messages(list(messages))
     question = row.get("question")
     if not isinstance(question, str) or not question.strip():
-        raise InvalidInputError("Each row needs a non-empty 'question' (or 'messages').",
-                                hint='e.g. {"dataframe_records": [{"question": "…", "user": "alice"}]}')
+        raise InvalidInputError(
+            "Each row needs a non-empty 'question' (or 'messages').",
+            hint='e.g. {"dataframe_records": [{"question": "…", "user": "alice"}]}',
+        )
     return question, []
 
 
@@ -173,8 +192,9 @@ def history_from_messages(messages: list[Any]) -> tuple[str, list[dict[str, str]
     """OpenAI-style messages → (latest user question, earlier turns as {question, answer})."""
     for message in messages:
         if not isinstance(message, dict) or "content" not in message:
-            raise InvalidInputError("Each message needs a 'role' and a 'content'.",
-                                    hint='e.g. {"role": "user", "content": "…"}')
+            raise InvalidInputError(
+                "Each message needs a 'role' and a 'content'.", hint='e.g. {"role": "user", "content": "…"}'
+            )
     return question_and_history((str(m.get("role")), str(m.get("content") or "")) for m in messages)
 
 
@@ -184,8 +204,9 @@ def _resolve_principal(assistant: Any, user: Any) -> Principal:
     return assistant.knowledge.principal(str(user))
 
 
-def answer_row(assistant: Any, row: dict[str, Any], *, program: str,
-               principal: Principal | None = None) -> dict[str, Any]:
+def answer_row(
+    assistant: Any, row: dict[str, Any], *, program: str, principal: Principal | None = None
+) -> dict[str, Any]:
     """One row through the program; errors become the row's ``error``."""
     kind = ProgramKind.of(program)
     try:
@@ -194,25 +215,29 @@ def answer_row(assistant: Any, row: dict[str, Any], *, program: str,
             if not isinstance(text, str) or not text.strip():
                 raise InvalidInputError("Each row needs a non-empty 'text'.", hint='e.g. {"text": "…"}')
             out = assistant.program(program)(text=text)
-            return {"sentiment": out.sentiment, "reason": out.reason, "justification": out.justification,
-                    "error": None}
+            return {"sentiment": out.sentiment, "reason": out.reason, "justification": out.justification, "error": None}
         question, history = _question_and_history(row)
         who = principal or _resolve_principal(assistant, row.get("user"))
         conversation = row.get("conversation_id")
         conversation = conversation if isinstance(conversation, str) and conversation else None
-        answer = assistant.answer(question, who, program=program, conversation_id=conversation,
-                                  history=history or None)
+        answer = assistant.answer(question, who, program=program, conversation_id=conversation, history=history or None)
         citations = [{k: c.get(k) for k in ("doc_id", "chunk_id", "citation", "text")} for c in answer.citations]
-        return {"answer": answer.answer, "citations": json.dumps(citations),
-                "conversation_id": answer.conversation_id, "error": None, "_chunk_ids": answer.chunk_ids()}
+        return {
+            "answer": answer.answer,
+            "citations": json.dumps(citations),
+            "conversation_id": answer.conversation_id,
+            "error": None,
+            "_chunk_ids": answer.chunk_ids(),
+        }
     except FlywheelError as exc:
         return {"error": exc.message}
     except Exception as exc:  # one row's failure must not fail the batch
         return {"error": f"{type(exc).__name__}: {exc}"}
 
 
-def traced_answer(assistant: Any, row: dict[str, Any], *, program: str, principal: Principal | None = None,
-                  trace: bool = True) -> dict[str, Any]:
+def traced_answer(
+    assistant: Any, row: dict[str, Any], *, program: str, principal: Principal | None = None, trace: bool = True
+) -> dict[str, Any]:
     """:func:`answer_row` inside an MLflow trace (steps, chunk ids, latency); adds ``trace_id``."""
     if not trace:
         out = answer_row(assistant, row, program=program, principal=principal)
@@ -224,14 +249,26 @@ def traced_answer(assistant: Any, row: dict[str, Any], *, program: str, principa
         span.set_inputs({**shown, "user": getattr(principal, "user", row.get("user"))})
         out = answer_row(assistant, row, program=program, principal=principal)
         chunk_ids = out.pop("_chunk_ids", None)
-        span.set_attributes({"flywheel.program": program, "flywheel.latency_ms": (time.perf_counter() - started) * 1e3,
-                             "flywheel.chunk_ids": json.dumps(chunk_ids or [])})
+        span.set_attributes(
+            {
+                "flywheel.program": program,
+                "flywheel.latency_ms": (time.perf_counter() - started) * 1e3,
+                "flywheel.chunk_ids": json.dumps(chunk_ids or []),
+            }
+        )
         span.set_outputs({k: v for k, v in out.items() if k != "error"} | {"error": out.get("error")})
         return {**out, "trace_id": span.trace_id}
 
 
-def predict_frame(assistant: Any, frame: pd.DataFrame, *, program: str | None = None,
-                  principal: Principal | None = None, trace: bool = True, workers: int | None = None) -> pd.DataFrame:
+def predict_frame(
+    assistant: Any,
+    frame: pd.DataFrame,
+    *,
+    program: str | None = None,
+    principal: Principal | None = None,
+    trace: bool = True,
+    workers: int | None = None,
+) -> pd.DataFrame:
     """Every row of ``frame`` through the program, in parallel; the output keeps the row order."""
     program = program or assistant.settings.programs.default
     if not isinstance(frame, pd.DataFrame):
@@ -245,8 +282,18 @@ def predict_frame(assistant: Any, frame: pd.DataFrame, *, program: str | None = 
         return _classify_batched(loaded, rows, workers=workers or assistant.settings.classify.threads, trace=trace)
     workers = max(1, min(workers or assistant.settings.serve.workers, len(rows)))
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(contextvars.copy_context().run, traced_answer, assistant, row, program=program,
-                               principal=principal, trace=trace) for row in rows]
+        futures = [
+            pool.submit(
+                contextvars.copy_context().run,
+                traced_answer,
+                assistant,
+                row,
+                program=program,
+                principal=principal,
+                trace=trace,
+            )
+            for row in rows
+        ]
         results = [f.result() for f in futures]
     return pd.DataFrame([{c: r.get(c) for c in columns} for r in results], columns=columns)
 
@@ -262,9 +309,13 @@ def _classify_batched(program: Any, rows: list[dict[str, Any]], *, workers: int,
     if trace:
         with mlflow.start_span(name="flywheel.classifier.batch", span_type="CHAIN") as span:
             results = program.classify_many(texts, threads=workers)
-            span.set_attributes({"flywheel.rows": len(rows),
-                                 "flywheel.routed_to_lm": sum(r.get("routed") == "lm" for r in results),
-                                 "flywheel.latency_ms": (time.perf_counter() - started) * 1e3})
+            span.set_attributes(
+                {
+                    "flywheel.rows": len(rows),
+                    "flywheel.routed_to_lm": sum(r.get("routed") == "lm" for r in results),
+                    "flywheel.latency_ms": (time.perf_counter() - started) * 1e3,
+                }
+            )
     else:
         results = program.classify_many(texts, threads=workers)
     for result in results:

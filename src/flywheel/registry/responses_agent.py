@@ -58,15 +58,18 @@ class ProgramResponsesAgent(ResponsesAgent):
         row = {"messages": messages, "user": custom.get("user"), "conversation_id": custom.get("conversation_id")}
         out = traced_answer(self.model.assistant, row, program=self.model.name, trace=self.model.trace)
         if out.get("error"):
-            raise LMError(f"The {self.model.name} program could not answer: {out['error']}",
-                          hint="Check the request's messages and the LM endpoint (`flywheel doctor`).")
+            raise LMError(
+                f"The {self.model.name} program could not answer: {out['error']}",
+                hint="Check the request's messages and the LM endpoint (`flywheel doctor`).",
+            )
         return out
 
     def predict(self, request: ResponsesAgentRequest) -> ResponsesAgentResponse:
         out = self._answer(request)
         return ResponsesAgentResponse(
             output=[self.create_text_output_item(text=out["answer"], id=f"msg_{uuid.uuid4().hex}")],
-            custom_outputs=_custom_outputs(out))
+            custom_outputs=_custom_outputs(out),
+        )
 
     def predict_stream(self, request: ResponsesAgentRequest) -> Generator[ResponsesAgentStreamEvent, None, None]:
 
@@ -74,27 +77,37 @@ class ProgramResponsesAgent(ResponsesAgent):
         item_id = f"msg_{uuid.uuid4().hex}"
         for piece in stream_pieces(out["answer"]):
             yield ResponsesAgentStreamEvent(**self.create_text_delta(delta=piece, item_id=item_id))
-        yield ResponsesAgentStreamEvent(type="response.output_item.done", custom_outputs=_custom_outputs(out),
-                                        item=self.create_text_output_item(text=out["answer"], id=item_id))
+        yield ResponsesAgentStreamEvent(
+            type="response.output_item.done",
+            custom_outputs=_custom_outputs(out),
+            item=self.create_text_output_item(text=out["answer"], id=item_id),
+        )
 
 
 def _custom_outputs(out: dict[str, Any]) -> dict[str, Any]:
-    return {"citations": json.loads(out.get("citations") or "[]"), "trace_id": out.get("trace_id"),
-            "conversation_id": out.get("conversation_id")}
+    return {
+        "citations": json.loads(out.get("citations") or "[]"),
+        "trace_id": out.get("trace_id"),
+        "conversation_id": out.get("conversation_id"),
+    }
 
 
 def save_responses_agent(path: Path, name: str, program: Any, settings: Settings) -> None:
     """Write ``program`` (with its current state) as a ResponsesAgent model directory at ``path``."""
     if ProgramKind.of(name) == ProgramKind.CLASSIFIER:
-        raise InvalidInputError("The classifier is not a chat program: it has no ResponsesAgent form.",
-                                hint="Deploy rag, agent or a custom chat program with --responses-agent.")
+        raise InvalidInputError(
+            "The classifier is not a chat program: it has no ResponsesAgent form.",
+            hint="Deploy rag, agent or a custom chat program with --responses-agent.",
+        )
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state_path = path.parent / f"{path.name}-{STATE_FILE}"
     program.save(str(state_path))
     mlflow.pyfunc.save_model(
-        str(path), python_model=ProgramResponsesAgent(), artifacts={"program_state": str(state_path)},
+        str(path),
+        python_model=ProgramResponsesAgent(),
+        artifacts={"program_state": str(state_path)},
         model_config={"program": name, "kind": "qa", "config": structural_config(name, settings, program)},
         pip_requirements=[f"flywheel=={__version__}", "dspy==3.4.1", f"mlflow=={mlflow.__version__}"],
     )

@@ -34,8 +34,7 @@ def judge_scorers(settings: Settings, *, judge_lm: Any = None, names: Sequence[s
     catalog = metric_catalog("qa", judge_lm=judge_lm)
     unknown = [n for n in names if n not in (*JUDGES, "semantic_f1")]
     if unknown:
-        raise ConfigError(f"Unknown judge(s): {', '.join(unknown)}.",
-                          hint=f"Use {', '.join(JUDGES)} or semantic_f1.")
+        raise ConfigError(f"Unknown judge(s): {', '.join(unknown)}.", hint=f"Use {', '.join(JUDGES)} or semantic_f1.")
     model = str(getattr(judge_lm, "model", "judge"))
     return [_scorer(name, catalog[name], model) for name in names]
 
@@ -53,8 +52,12 @@ def _scorer(name: str, metric: Any, model: str) -> Any:
         answer = _text(outputs, "answer", "response", "output")
         passages = _passages(outputs) or _passages(inputs) or _passages_from_trace(trace)
         if name == "faithfulness" and not passages:
-            return Feedback(name=name, error="No passages to judge faithfulness against: put them in "
-                                             "outputs['passages'] or evaluate a Flywheel trace.", source=source)
+            return Feedback(
+                name=name,
+                error="No passages to judge faithfulness against: put them in "
+                "outputs['passages'] or evaluate a Flywheel trace.",
+                source=source,
+            )
         example = dspy.Example(question=question, answer=_text(expectations, "expected_response", "answer"))
         with dspy.context(adapter=dspy.JSONAdapter()):  # grammar-constrained verdicts on the embedded LM
             value = metric(example, {"answer": answer, "passages": passages})
@@ -76,8 +79,9 @@ def _passages(value: Any) -> list[dict[str, str]]:
     raw = value.get("passages") if isinstance(value, Mapping) else None
     if isinstance(raw, str):
         raw = [raw]
-    return [{"text": p if isinstance(p, str) else str(p.get("text", ""))} for p in raw or []
-            if isinstance(p, str | Mapping)]
+    return [
+        {"text": p if isinstance(p, str) else str(p.get("text", ""))} for p in raw or [] if isinstance(p, str | Mapping)
+    ]
 
 
 def _passages_from_trace(trace: Any) -> list[dict[str, str]]:

@@ -50,14 +50,22 @@ def use_tracking(settings: Settings) -> Any:
                 mlflow.set_experiment(settings.tracking.experiment)
                 _ACTIVE = key
         except Exception as exc:  # sqlite locked, bad URI, unwritable artifact root …
-            raise StorageError(f"Cannot open the MLflow tracking store {uri}: {exc}",
-                               hint="Check tracking.uri / FLYWHEEL_TRACKING__URI and that FLYWHEEL_HOME is writable.") \
-                from exc
+            raise StorageError(
+                f"Cannot open the MLflow tracking store {uri}: {exc}",
+                hint="Check tracking.uri / FLYWHEEL_TRACKING__URI and that FLYWHEEL_HOME is writable.",
+            ) from exc
         return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
-def log_run_results(settings: Settings, *, run_name: str, params: dict[str, Any], metrics: dict[str, float | None],
-                    report_dir: Any = None, tables: dict[str, Any] | None = None) -> str:
+def log_run_results(
+    settings: Settings,
+    *,
+    run_name: str,
+    params: dict[str, Any],
+    metrics: dict[str, float | None],
+    report_dir: Any = None,
+    tables: dict[str, Any] | None = None,
+) -> str:
     """Log one evaluation/optimization run (params, metrics, report files, tables); returns the run id."""
     # Lazy (start-up time): only this path needs MLflow.
     import mlflow

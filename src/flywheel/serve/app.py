@@ -72,33 +72,53 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
         details = _validation_details(exc)
         if any(d["type"] == "json_invalid" for d in details):
-            body = error_body("InvalidInputError", "The request body is not valid JSON.",
-                              "Send a JSON object with Content-Type: application/json.", details=details)
+            body = error_body(
+                "InvalidInputError",
+                "The request body is not valid JSON.",
+                "Send a JSON object with Content-Type: application/json.",
+                details=details,
+            )
         else:
             fields = ", ".join(f"{d['field']}: {d['problem']}" for d in details[:5])
-            body = error_body("InvalidInputError", f"The request does not match the API schema ({fields}).",
-                              "See /docs for the expected request format.", details=details)
+            body = error_body(
+                "InvalidInputError",
+                f"The request does not match the API schema ({fields}).",
+                "See /docs for the expected request format.",
+                details=details,
+            )
         return JSONResponse(body, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         hint = "See /docs for the API." if exc.status_code in (404, 405) else None
-        return JSONResponse(error_body("HTTPError", str(exc.detail), hint), status_code=exc.status_code,
-                            headers=getattr(exc, "headers", None))
+        return JSONResponse(
+            error_body("HTTPError", str(exc.detail), hint),
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
 
     @app.exception_handler(SQLAlchemyError)
     async def database_error(_request: Request, exc: SQLAlchemyError) -> JSONResponse:
         error = database_failure(exc)
         log.warning("Database error while handling a request: %s", exc)
         retry = getattr(error, "retry_after", None)
-        return JSONResponse({"error": error.to_dict()}, status_code=error.status_code,
-                            headers={"Retry-After": str(retry)} if retry else None)
+        return JSONResponse(
+            {"error": error.to_dict()},
+            status_code=error.status_code,
+            headers={"Retry-After": str(retry)} if retry else None,
+        )
 
     @app.exception_handler(Exception)
     async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
         log.exception("Unexpected error while handling a request")
-        return JSONResponse(error_body("InternalError", f"Unexpected server error ({type(exc).__name__}).",
-                                       "This is a bug: check the service log and report it."), status_code=500)
+        return JSONResponse(
+            error_body(
+                "InternalError",
+                f"Unexpected server error ({type(exc).__name__}).",
+                "This is a bug: check the service log and report it.",
+            ),
+            status_code=500,
+        )
 
 
 def _install_metrics_middleware(app: FastAPI) -> None:
@@ -147,8 +167,15 @@ def _load_retrieval(assistant: Any) -> None:
             warm()  # the ANN index's partitions into the cache: no slow first searches
 
 
-def build_service(settings: Settings, *, assistant: Any = None, lm: Any = None, registry: Any = None,
-                  tracing: bool = True, use_registry: bool = True) -> Any:
+def build_service(
+    settings: Settings,
+    *,
+    assistant: Any = None,
+    lm: Any = None,
+    registry: Any = None,
+    tracing: bool = True,
+    use_registry: bool = True,
+) -> Any:
     """The :class:`~flywheel.serve.runtime.Service` an app (or ``flywheel mcp``) runs on; defaults as in create_app."""
     # Lazy (start-up time): only this path needs DSPy and the stores.
     from flywheel.serve.runtime import Service
@@ -160,9 +187,16 @@ def build_service(settings: Settings, *, assistant: Any = None, lm: Any = None, 
         if registry is None and use_registry:
             registry = _default_registry(settings)
         assistant = _build_assistant(settings, registry)
-    return Service(settings, assistant=assistant, keys=ApiKeyStore(settings.catalog_url),
-                   feedback=FeedbackStore(settings.catalog_url), lm=lm, tracer=Tracer(settings, enabled=tracing),
-                   metrics=Metrics(), registry=registry)
+    return Service(
+        settings,
+        assistant=assistant,
+        keys=ApiKeyStore(settings.catalog_url),
+        feedback=FeedbackStore(settings.catalog_url),
+        lm=lm,
+        tracer=Tracer(settings, enabled=tracing),
+        metrics=Metrics(),
+        registry=registry,
+    )
 
 
 def _warm_up(service: Service, *, deploy: bool) -> None:
@@ -175,8 +209,12 @@ def _warm_up(service: Service, *, deploy: bool) -> None:
 
         if deploy and service.registry is not None:
             version, registered = deploy_program(service.registry, service.assistant, settings.programs.default)
-            log.info("Deployed %s version %s%s", settings.programs.default, version.version,
-                     "" if registered else " (already the champion)")
+            log.info(
+                "Deployed %s version %s%s",
+                settings.programs.default,
+                version.version,
+                "" if registered else " (already the champion)",
+            )
             service.assistant.refresh()
         elif deploy:
             log.warning("Not deployed: no program registry (MLflow unavailable); serving the program as built.")
@@ -202,8 +240,16 @@ def _lifespan(service: Service, mcp: Any, *, deploy: bool) -> Callable[[FastAPI]
     return lifespan
 
 
-def create_app(settings: Settings, *, assistant: Any = None, lm: Any = None, registry: Any = None,
-               tracing: bool = True, use_registry: bool = True, deploy: bool = False) -> FastAPI:
+def create_app(
+    settings: Settings,
+    *,
+    assistant: Any = None,
+    lm: Any = None,
+    registry: Any = None,
+    tracing: bool = True,
+    use_registry: bool = True,
+    deploy: bool = False,
+) -> FastAPI:
     """The Flywheel service.
 
     ``assistant`` defaults to one over the configured knowledge base (with the registry's champion
@@ -216,8 +262,9 @@ def create_app(settings: Settings, *, assistant: Any = None, lm: Any = None, reg
     from flywheel.serve.mcp.http import PATH as MCP_PATH
     from flywheel.serve.mcp.http import McpEndpoint
 
-    service = build_service(settings, assistant=assistant, lm=lm, registry=registry, tracing=tracing,
-                            use_registry=use_registry)
+    service = build_service(
+        settings, assistant=assistant, lm=lm, registry=registry, tracing=tracing, use_registry=use_registry
+    )
     mcp = McpEndpoint(service)
     app = FastAPI(
         title="Flywheel",
@@ -230,8 +277,11 @@ def create_app(settings: Settings, *, assistant: Any = None, lm: Any = None, reg
     _install_error_handlers(app)
 
     # Added before the metrics middleware, so that requests refused by the limits are counted too.
-    app.add_middleware(LimitsMiddleware, settings=settings.limits,
-                       on_refusal=lambda reason: service.metrics.refused.labels(reason).inc())
+    app.add_middleware(
+        LimitsMiddleware,
+        settings=settings.limits,
+        on_refusal=lambda reason: service.metrics.refused.labels(reason).inc(),
+    )
     _install_metrics_middleware(app)
     for module in (health, invocations, chat, responses, documents, feedback):
         app.include_router(module.router)

@@ -50,8 +50,10 @@ async def principal_for_key(service: Service, key: str | None) -> Principal:
         )
     user = await anyio.to_thread.run_sync(service.keys.authenticate, key)
     if user is None:
-        raise AuthenticationError("The API key is unknown or has been revoked.",
-                                  hint="Ask an admin for a new key (`flywheel keys create USER`).")
+        raise AuthenticationError(
+            "The API key is unknown or has been revoked.",
+            hint="Ask an admin for a new key (`flywheel keys create USER`).",
+        )
     return await principal_for_user(service, user)
 
 
@@ -60,14 +62,17 @@ async def principal_for_user(service: Service, user: str) -> Principal:
     try:
         return await anyio.to_thread.run_sync(service.knowledge.principal, user)
     except NotFoundError:
-        raise AuthenticationError(f"The API key belongs to {user!r}, who is no longer a user.",
-                                  hint="Ask an admin to re-create the user or issue a new key.") from None
+        raise AuthenticationError(
+            f"The API key belongs to {user!r}, who is no longer a user.",
+            hint="Ask an admin to re-create the user or issue a new key.",
+        ) from None
 
 
 async def admin_principal(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
     if not principal.is_admin:
-        raise AccessDeniedError(f"{principal.user} is not an admin.",
-                                hint="Ask an admin (`flywheel users add NAME --admin`).")
+        raise AccessDeniedError(
+            f"{principal.user} is not an admin.", hint="Ask an admin (`flywheel users add NAME --admin`)."
+        )
     return principal
 
 

@@ -42,8 +42,9 @@ MB = 1024 * 1024
 class KeyLimiter:
     """Token bucket and in-flight count per key digest (thread-safe, bounded memory)."""
 
-    def __init__(self, rate_per_minute: float, burst: int, max_concurrent: int,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, rate_per_minute: float, burst: int, max_concurrent: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.rate = rate_per_minute / 60.0
         self.burst = max(1, burst)
         self.max_concurrent = max_concurrent
@@ -126,8 +127,11 @@ class LimitsMiddleware:
         self.on_refusal = on_refusal
 
     def body_limit(self, method: str, path: str) -> int:
-        mb = self.settings.max_upload_mb if method == "POST" and path.rstrip("/") == "/documents" else \
-            self.settings.max_body_mb
+        mb = (
+            self.settings.max_upload_mb
+            if method == "POST" and path.rstrip("/") == "/documents"
+            else self.settings.max_body_mb
+        )
         return int(mb * MB) if mb > 0 else 0
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:

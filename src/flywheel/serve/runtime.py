@@ -43,8 +43,18 @@ DEFAULT_MODEL = "flywheel"
 class Service:
     """Shared by every request of one app."""
 
-    def __init__(self, settings: Settings, *, assistant: Any, keys: ApiKeyStore, feedback: FeedbackStore,
-                 lm: Any, tracer: Tracer, metrics: Metrics, registry: Any = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        assistant: Any,
+        keys: ApiKeyStore,
+        feedback: FeedbackStore,
+        lm: Any,
+        tracer: Tracer,
+        metrics: Metrics,
+        registry: Any = None,
+    ) -> None:
         self.settings = settings
         self.assistant = assistant
         self.knowledge = assistant.knowledge
@@ -59,9 +69,12 @@ class Service:
         self._limiter: anyio.CapacityLimiter | None = None
         self._last_refresh = time.monotonic()
         self._refresh_lock = threading.Lock()
-        self.breaker = CircuitBreaker(settings.serve.breaker_failures, settings.serve.breaker_open_s,
-                                      where=f"The LM endpoint {settings.lm.api_base or '(embedded)'}",
-                                      on_change=self._breaker_changed)
+        self.breaker = CircuitBreaker(
+            settings.serve.breaker_failures,
+            settings.serve.breaker_open_s,
+            where=f"The LM endpoint {settings.lm.api_base or '(embedded)'}",
+            on_change=self._breaker_changed,
+        )
 
     def _breaker_changed(self, state: str) -> None:
         self.metrics.lm_circuit.set(STATE_CODES[state])  # type: ignore[index]
@@ -132,8 +145,10 @@ class Service:
         if name in ("", DEFAULT_MODEL):
             name = self.settings.programs.default
         if name not in self.program_names():
-            raise NotFoundError(f"Unknown program {name!r}.",
-                                hint=f"Known programs: {', '.join(self.program_names())} (GET /v1/models).")
+            raise NotFoundError(
+                f"Unknown program {name!r}.",
+                hint=f"Known programs: {', '.join(self.program_names())} (GET /v1/models).",
+            )
         return name
 
     def lm_context(self) -> Any:
@@ -144,16 +159,19 @@ class Service:
             return nullcontext()
         return dspy.context(lm=self.lm, adapter=dspy.JSONAdapter())
 
-    def answer(self, principal: Principal, program_name: str, question: str,
-               history: list[dict[str, str]] | None = None) -> Answer:
+    def answer(
+        self, principal: Principal, program_name: str, question: str, history: list[dict[str, str]] | None = None
+    ) -> Answer:
         """Run one program call as ``principal`` (in a worker thread): traced, recorded, errors explained."""
         question = (question or "").strip()
         if not question:
             raise InvalidInputError("The question is empty.", hint="Ask something.")
         limit = self.settings.limits.max_question_chars
         if len(question) > limit:
-            raise InvalidInputError(f"The question is longer than {limit} characters.",
-                                    hint="Shorten it (the limit is limits.max_question_chars).")
+            raise InvalidInputError(
+                f"The question is longer than {limit} characters.",
+                hint="Shorten it (the limit is limits.max_question_chars).",
+            )
         # The current champion and its version; a swap does not affect this call.
         current = getattr(self.assistant, "current", None)
         program, version = current(program_name) if current else (self.assistant.program(program_name), None)
@@ -165,10 +183,15 @@ class Service:
                 return program(question=question, principal=principal, history=list(history or []))
 
         try:
-            inputs = {"question": question, "user": principal.user, "program": program_name,
-                      "history_turns": len(history or [])}
+            inputs = {
+                "question": question,
+                "user": principal.user,
+                "program": program_name,
+                "history_turns": len(history or []),
+            }
             prediction, trace_id = self.breaker.call(
-                lambda: self.tracer.run(f"flywheel.{program_name}", inputs, call), is_endpoint_fault)
+                lambda: self.tracer.run(f"flywheel.{program_name}", inputs, call), is_endpoint_fault
+            )
             outcome = "ok"
         except LMUnavailableError:
             outcome = "refused"
@@ -184,8 +207,15 @@ class Service:
             self.metrics.program_calls.labels(program_name, outcome).inc()
             self.metrics.program_latency.labels(program_name).observe(time.perf_counter() - started)
         answer = Answer.from_prediction(prediction, trace_id=trace_id, program=program_name, program_version=version)
-        self.feedback.record_interaction(trace_id, principal.user, program_name, question, answer.answer,
-                                         answer.citations, groups=sorted(principal.groups))
+        self.feedback.record_interaction(
+            trace_id,
+            principal.user,
+            program_name,
+            question,
+            answer.answer,
+            answer.citations,
+            groups=sorted(principal.groups),
+        )
         return answer
 
     def explain(self, exc: BaseException) -> FlywheelError:

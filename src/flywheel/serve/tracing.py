@@ -113,8 +113,9 @@ class Tracer:
             return
         with self._feedback_lock:
             if self._feedback_writer is None:
-                self._feedback_writer = threading.Thread(target=self._write_feedback, name="flywheel-feedback",
-                                                         daemon=True)
+                self._feedback_writer = threading.Thread(
+                    target=self._write_feedback, name="flywheel-feedback", daemon=True
+                )
                 self._feedback_writer.start()
         try:
             self._feedback.put_nowait((trace_id, user, feedback))

@@ -29,5 +29,12 @@ def run_workers(host: str, port: int, workers: int, *, tracing: bool, log_level:
     import uvicorn
 
     os.environ[TRACING_ENV] = "1" if tracing else "0"
-    uvicorn.run("flywheel.serve.workers:app_factory", factory=True, workers=workers, host=host, port=port,
-                log_level=log_level, timeout_graceful_shutdown=10)
+    uvicorn.run(
+        "flywheel.serve.workers:app_factory",
+        factory=True,
+        workers=workers,
+        host=host,
+        port=port,
+        log_level=log_level,
+        timeout_graceful_shutdown=10,
+    )

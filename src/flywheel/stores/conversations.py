@@ -31,8 +31,7 @@ class Conversation(Base):
 class Turn(Base):
     __tablename__ = "conversation_turns"
 
-    conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"),
-                                                 primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"), primary_key=True)
     position: Mapped[int] = mapped_column(Integer, primary_key=True)
     question: Mapped[str] = mapped_column(Text)
     answer: Mapped[str] = mapped_column(Text)
@@ -63,15 +62,31 @@ class ConversationStore:
         """The last ``max_turns`` turns as DSPy History messages ({question, answer})."""
         with self.db.transaction() as s:
             self._owned(s, principal, conversation_id)
-            turns = s.scalars(select(Turn).where(Turn.conversation_id == conversation_id)
-                              .order_by(Turn.position.desc()).limit(self.max_turns)).all()
+            turns = s.scalars(
+                select(Turn)
+                .where(Turn.conversation_id == conversation_id)
+                .order_by(Turn.position.desc())
+                .limit(self.max_turns)
+            ).all()
             return [{"question": t.question, "answer": t.answer} for t in reversed(turns)]
 
-    def append(self, principal: Principal, conversation_id: str, question: str, answer: str,
-               citations: list[dict[str, Any]]) -> None:
+    def append(
+        self, principal: Principal, conversation_id: str, question: str, answer: str, citations: list[dict[str, Any]]
+    ) -> None:
         with self.db.transaction() as s:
             self._owned(s, principal, conversation_id)
-            last = s.scalars(select(Turn.position).where(Turn.conversation_id == conversation_id)
-                             .order_by(Turn.position.desc()).limit(1)).first()
-            s.add(Turn(conversation_id=conversation_id, position=(last or 0) + 1, question=question, answer=answer,
-                       citations=json.dumps(citations)))
+            last = s.scalars(
+                select(Turn.position)
+                .where(Turn.conversation_id == conversation_id)
+                .order_by(Turn.position.desc())
+                .limit(1)
+            ).first()
+            s.add(
+                Turn(
+                    conversation_id=conversation_id,
+                    position=(last or 0) + 1,
+                    question=question,
+                    answer=answer,
+                    citations=json.dumps(citations),
+                )
+            )

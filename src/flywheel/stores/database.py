@@ -86,9 +86,11 @@ def _open(url: str, what: str) -> Database:
         with _migration_lock(url):
             upgrade(engine)
     except SQLAlchemyError as exc:
-        raise StorageError(f"Cannot open {what} in {_safe(url)}: {exc.__class__.__name__}: {exc}",
-                           hint="Check FLYWHEEL_KNOWLEDGE__CATALOG_URL, that the database server is running "
-                           "and that its directory is writable.") from exc
+        raise StorageError(
+            f"Cannot open {what} in {_safe(url)}: {exc.__class__.__name__}: {exc}",
+            hint="Check FLYWHEEL_KNOWLEDGE__CATALOG_URL, that the database server is running "
+            "and that its directory is writable.",
+        ) from exc
     return Database(url, engine)
 
 

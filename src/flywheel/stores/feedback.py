@@ -57,8 +57,17 @@ class FeedbackStore:
         self.db: Database = open_database(catalog_url, "the feedback tables")
         self.engine = self.db.engine
 
-    def record_interaction(self, trace_id: str, user: str, program: str, question: str, answer: str,
-                           citations: list[dict[str, Any]], *, groups: list[str] | tuple[str, ...] = ()) -> None:
+    def record_interaction(
+        self,
+        trace_id: str,
+        user: str,
+        program: str,
+        question: str,
+        answer: str,
+        citations: list[dict[str, Any]],
+        *,
+        groups: list[str] | tuple[str, ...] = (),
+    ) -> None:
         """Store one answered request under its trace id (idempotent: a second call updates it)."""
         if not trace_id:
             raise InvalidInputError("An interaction needs a trace id.")
@@ -78,35 +87,48 @@ class FeedbackStore:
         with self.db.reading() as s:
             row = s.get(Interaction, trace_id)
             if row is None or (user is not None and row.user != user):
-                raise NotFoundError(f"No answer with trace id {trace_id!r}.",
-                                    hint="Use the trace_id returned with the answer.")
+                raise NotFoundError(
+                    f"No answer with trace id {trace_id!r}.", hint="Use the trace_id returned with the answer."
+                )
             return _interaction_dict(row)
 
-    def add_feedback(self, trace_id: str, user: str, *, rating: Rating | None = None, correction: str | None = None,
-                     comment: str | None = None) -> int:
+    def add_feedback(
+        self,
+        trace_id: str,
+        user: str,
+        *,
+        rating: Rating | None = None,
+        correction: str | None = None,
+        comment: str | None = None,
+    ) -> int:
         """Attach feedback to the user's own answer; a second call updates the fields it gives. Returns the id."""
         if rating is not None and rating not in RATINGS:
             raise InvalidInputError(f"Invalid rating {rating!r}.", hint="Use 'up' or 'down'.")
         correction = _clean(correction, "correction")
         comment = _clean(comment, "comment")
         if rating is None and correction is None and comment is None:
-            raise InvalidInputError("The feedback is empty.",
-                                    hint="Give a rating ('up'/'down'), a correction or a comment.")
+            raise InvalidInputError(
+                "The feedback is empty.", hint="Give a rating ('up'/'down'), a correction or a comment."
+            )
         try:
             return self._upsert_feedback(trace_id, user, rating, correction, comment)
         except IntegrityError:  # the same answer rated twice at once: the other insert won, update it
             return self._upsert_feedback(trace_id, user, rating, correction, comment)
 
-    def _upsert_feedback(self, trace_id: str, user: str, rating: Rating | None, correction: str | None,
-                         comment: str | None) -> int:
+    def _upsert_feedback(
+        self, trace_id: str, user: str, rating: Rating | None, correction: str | None, comment: str | None
+    ) -> int:
         with self.db.transaction() as s:
             interaction = s.get(Interaction, trace_id) if trace_id else None
             if interaction is None:
-                raise NotFoundError(f"No answer with trace id {trace_id!r}.",
-                                    hint="Use the trace_id returned with the answer.")
+                raise NotFoundError(
+                    f"No answer with trace id {trace_id!r}.", hint="Use the trace_id returned with the answer."
+                )
             if interaction.user != user:
-                raise AccessDeniedError(f"{user} may not give feedback on another user's answer.",
-                                        hint="Give feedback on your own answers only.")
+                raise AccessDeniedError(
+                    f"{user} may not give feedback on another user's answer.",
+                    hint="Give feedback on your own answers only.",
+                )
             row = s.scalars(select(Feedback).where(Feedback.trace_id == trace_id)).first()
             if row is None:
                 row = Feedback(trace_id=trace_id, user=user)

@@ -54,8 +54,14 @@ class ApiKeyStore:
         plaintext = KEY_PREFIX + secrets.token_urlsafe(32)
         key_id = uuid.uuid4().hex[:12]
         with self.db.transaction() as s:
-            s.add(ApiKey(id=key_id, prefix=plaintext[: len(KEY_PREFIX) + VISIBLE_CHARS], key_hash=hash_key(plaintext),
-                         user=user))
+            s.add(
+                ApiKey(
+                    id=key_id,
+                    prefix=plaintext[: len(KEY_PREFIX) + VISIBLE_CHARS],
+                    key_hash=hash_key(plaintext),
+                    user=user,
+                )
+            )
         return key_id, plaintext
 
     def authenticate(self, plaintext: str | None) -> str | None:
@@ -73,8 +79,9 @@ class ApiKeyStore:
         """Revoke one key by its id or its visible prefix; returns its listing row."""
         ref = (key_id_or_prefix or "").strip()
         if len(ref) < 6:
-            raise InvalidInputError("Give a key id or the key's visible prefix (at least 6 characters).",
-                                    hint="See `flywheel keys list`.")
+            raise InvalidInputError(
+                "Give a key id or the key's visible prefix (at least 6 characters).", hint="See `flywheel keys list`."
+            )
         with self.db.transaction() as s:
             rows = s.scalars(select(ApiKey).where(or_(ApiKey.id == ref, ApiKey.prefix == ref))).all()
             if not rows:

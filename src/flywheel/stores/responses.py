@@ -39,15 +39,23 @@ class ResponseStore:
     def save(self, user: str, body: dict[str, Any], history: list[dict[str, str]]) -> None:
         """Store a response and the conversation it ends (its own turn last)."""
         with self.db.transaction() as s:
-            s.add(StoredResponse(id=body["id"], user=user, body=json.dumps(body, default=str),
-                                 history=json.dumps(history[-self.max_turns:])))
+            s.add(
+                StoredResponse(
+                    id=body["id"],
+                    user=user,
+                    body=json.dumps(body, default=str),
+                    history=json.dumps(history[-self.max_turns :]),
+                )
+            )
 
     def _owned(self, s: Session, user: str, response_id: str) -> StoredResponse:
         row = s.get(StoredResponse, response_id)
         if row is None or row.user != user:
-            raise NotFoundError(f"No stored response {response_id!r}.",
-                                hint="Use the id of one of your own responses created with store=true, "
-                                     "or send the whole conversation in `input`.")
+            raise NotFoundError(
+                f"No stored response {response_id!r}.",
+                hint="Use the id of one of your own responses created with store=true, "
+                "or send the whole conversation in `input`.",
+            )
         return row
 
     def history(self, user: str, response_id: str) -> list[dict[str, str]]:

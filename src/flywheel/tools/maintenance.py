@@ -21,8 +21,16 @@ TABLES = {
     "aircraft": ["tail_number", "type", "msn", "home_base", "flight_hours", "cycles", "status"],
     "inspections": ["inspection_id", "tail_number", "task", "interval_fh", "last_done", "next_due", "status"],
     "deferred_defects": ["defect_id", "tail_number", "description", "mel_category", "deferred_on", "due_by", "status"],
-    "components": ["tail_number", "position", "component", "part_number", "serial_number", "installed_on",
-                   "hours_since_install", "life_limit_hours"],
+    "components": [
+        "tail_number",
+        "position",
+        "component",
+        "part_number",
+        "serial_number",
+        "installed_on",
+        "hours_since_install",
+        "life_limit_hours",
+    ],
 }
 TAIL = re.compile(r"\bN\d{3}[A-Z]{2}\b", re.IGNORECASE)
 MAX_ROWS = 25
@@ -32,8 +40,10 @@ def build_database(csv_dir: Path, db_path: Path) -> Path:
     """(Re)create the SQLite maintenance log from ``<table>.csv`` files; returns the database path."""
     missing = [name for name in TABLES if not (csv_dir / f"{name}.csv").is_file()]
     if missing:
-        raise NotFoundError(f"{csv_dir} lacks {', '.join(m + '.csv' for m in missing)}.",
-                            hint="Point at the samples/maintenance folder or a folder with the same files.")
+        raise NotFoundError(
+            f"{csv_dir} lacks {', '.join(m + '.csv' for m in missing)}.",
+            hint="Point at the samples/maintenance folder or a folder with the same files.",
+        )
     db_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = db_path.with_suffix(".tmp")
     tmp.unlink(missing_ok=True)
@@ -54,8 +64,10 @@ class MaintenanceRecords:
 
     def __init__(self, db_path: Path) -> None:
         if not db_path.is_file():
-            raise NotFoundError(f"No maintenance log at {db_path}.",
-                                hint="Build it with `flywheel maintenance load samples/maintenance`.")
+            raise NotFoundError(
+                f"No maintenance log at {db_path}.",
+                hint="Build it with `flywheel maintenance load samples/maintenance`.",
+            )
         self.db_path = db_path
 
     def _rows(self, sql: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
@@ -70,12 +82,15 @@ class MaintenanceRecords:
         statuses = ("open",) if open_only else ("open", "closed")
         marks = ", ".join("?" * len(statuses))
         if tail:
-            return self._rows(f"SELECT * FROM deferred_defects WHERE tail_number = ? AND status IN ({marks}) "
-                              "ORDER BY due_by", (tail, *statuses))
+            return self._rows(
+                f"SELECT * FROM deferred_defects WHERE tail_number = ? AND status IN ({marks}) ORDER BY due_by",
+                (tail, *statuses),
+            )
         return self._rows(f"SELECT * FROM deferred_defects WHERE status IN ({marks}) ORDER BY due_by", statuses)
 
-    def inspections(self, tail: str | None, statuses: tuple[str, ...], task_words: tuple[str, ...] = ()
-                    ) -> list[dict[str, Any]]:
+    def inspections(
+        self, tail: str | None, statuses: tuple[str, ...], task_words: tuple[str, ...] = ()
+    ) -> list[dict[str, Any]]:
         """Inspections by status, optionally for one aircraft and tasks containing any of ``task_words``."""
         where = [f"status IN ({', '.join('?' * len(statuses))})"]
         params: list[Any] = list(statuses)
@@ -90,8 +105,11 @@ class MaintenanceRecords:
     def task_words(self, text: str) -> tuple[str, ...]:
         """Words of ``text`` that name inspection tasks in the log (e.g. 'borescope', 'brake')."""
         with sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True) as db:
-            vocabulary = {w for (task,) in db.execute("SELECT DISTINCT lower(task) FROM inspections")
-                          for w in re.findall(r"[a-z0-9-]{4,}", task)} - {"check", "test", "inspection", "change"}
+            vocabulary = {
+                w
+                for (task,) in db.execute("SELECT DISTINCT lower(task) FROM inspections")
+                for w in re.findall(r"[a-z0-9-]{4,}", task)
+            } - {"check", "test", "inspection", "change"}
         return tuple(sorted(set(re.findall(r"[a-z0-9-]{4,}", text)) & vocabulary))
 
     def components(self, tail: str) -> list[dict[str, Any]]:
@@ -117,25 +135,34 @@ class MaintenanceRecords:
                     sections.append(f"No aircraft with tail number {tail} in the maintenance log.")
                     continue
                 a = found[0]
-                sections.append(f"{tail}: {a['type']}, base {a['home_base']}, {a['flight_hours']} FH, "
-                                f"{a['cycles']} cycles, status {a['status']}.")
+                sections.append(
+                    f"{tail}: {a['type']}, base {a['home_base']}, {a['flight_hours']} FH, "
+                    f"{a['cycles']} cycles, status {a['status']}."
+                )
             if wants_defects:
                 rows = self.deferred_defects(tail)
-                sections += [f"Deferred defect {r['defect_id']} on {r['tail_number']}: {r['description']} "
-                             f"(MEL cat {r['mel_category']}, deferred {r['deferred_on']}, due {r['due_by']})"
-                             for r in rows] or [f"No open deferred defects{' on ' + tail if tail else ''}."]
+                sections += [
+                    f"Deferred defect {r['defect_id']} on {r['tail_number']}: {r['description']} "
+                    f"(MEL cat {r['mel_category']}, deferred {r['deferred_on']}, due {r['due_by']})"
+                    for r in rows
+                ] or [f"No open deferred defects{' on ' + tail if tail else ''}."]
                 sources += [{"record": r["defect_id"], "table": "deferred_defects"} for r in rows]
             if wants_inspections:
                 statuses = ("overdue",) if "overdue" in text else ("overdue", "due soon", "scheduled")
                 rows = self.inspections(tail, statuses, self.task_words(text))
-                sections += [f"Inspection {r['inspection_id']} on {r['tail_number']}: {r['task']} "
-                             f"next due {r['next_due']} ({r['status']})" for r in rows] or ["No such inspections."]
+                sections += [
+                    f"Inspection {r['inspection_id']} on {r['tail_number']}: {r['task']} "
+                    f"next due {r['next_due']} ({r['status']})"
+                    for r in rows
+                ] or ["No such inspections."]
                 sources += [{"record": r["inspection_id"], "table": "inspections"} for r in rows]
             if wants_components and tail:
                 rows = self.components(tail)
-                sections += [f"{r['position']} on {tail}: P/N {r['part_number']} S/N {r['serial_number']}, "
-                             f"{r['hours_since_install']} h since install (limit {r['life_limit_hours']} h)"
-                             for r in rows]
+                sections += [
+                    f"{r['position']} on {tail}: P/N {r['part_number']} S/N {r['serial_number']}, "
+                    f"{r['hours_since_install']} h since install (limit {r['life_limit_hours']} h)"
+                    for r in rows
+                ]
                 sources += [{"record": f"{tail}/{r['position']}", "table": "components"} for r in rows]
         if tails == [None] and not (wants_defects or wants_inspections):
             sections.append("Name a tail number (e.g. N401SK) or ask about deferred defects or inspections due.")

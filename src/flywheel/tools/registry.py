@@ -76,14 +76,25 @@ class ToolRegistry:
         self._tools[new.name] = new
         return new
 
-    def register(self, name: str | None = None, description: str | None = None,
-                 required_groups: Iterable[str] = (), examples: Iterable[str] = ()
-                 ) -> Callable[[ToolFunction], ToolFunction]:
+    def register(
+        self,
+        name: str | None = None,
+        description: str | None = None,
+        required_groups: Iterable[str] = (),
+        examples: Iterable[str] = (),
+    ) -> Callable[[ToolFunction], ToolFunction]:
         """Decorator: register a function as a tool (description defaults to its docstring)."""
 
         def decorate(func: ToolFunction) -> ToolFunction:
-            self.add(Tool(name or func.__name__, (description or func.__doc__ or "").strip(), func,
-                          frozenset(required_groups), tuple(examples)))
+            self.add(
+                Tool(
+                    name or func.__name__,
+                    (description or func.__doc__ or "").strip(),
+                    func,
+                    frozenset(required_groups),
+                    tuple(examples),
+                )
+            )
             return func
 
         return decorate
@@ -104,8 +115,12 @@ class ToolRegistry:
 default_registry = ToolRegistry()
 
 
-def tool(name: str | None = None, description: str | None = None, required_groups: Iterable[str] = (),
-         examples: Iterable[str] = (), registry: ToolRegistry | None = None
-         ) -> Callable[[ToolFunction], ToolFunction]:
+def tool(
+    name: str | None = None,
+    description: str | None = None,
+    required_groups: Iterable[str] = (),
+    examples: Iterable[str] = (),
+    registry: ToolRegistry | None = None,
+) -> Callable[[ToolFunction], ToolFunction]:
     """Register a tool in the default registry (or the one given)."""
     return (registry or default_registry).register(name, description, required_groups, examples)

@@ -21,10 +21,13 @@ def parse_csv(name: str, text: str) -> list[Block]:
     try:
         rows = [row for row in csv.reader(io.StringIO(text), dialect) if any(cell.strip() for cell in row)]
     except csv.Error as exc:
-        raise InvalidInputError(f"{name} is not valid CSV: {exc}.",
-                                hint="Re-export it as comma-separated UTF-8 text.") from exc
+        raise InvalidInputError(
+            f"{name} is not valid CSV: {exc}.", hint="Re-export it as comma-separated UTF-8 text."
+        ) from exc
     if not rows:
         raise InvalidInputError(f"{name} has no rows.", hint="Upload a CSV with a header row and data.")
     header, body = rows[0], rows[1:]
-    return [Block(table_text([header, *body[i : i + CSV_ROWS_PER_BLOCK]]), "table")
-            for i in range(0, max(len(body), 1), CSV_ROWS_PER_BLOCK)]
+    return [
+        Block(table_text([header, *body[i : i + CSV_ROWS_PER_BLOCK]]), "table")
+        for i in range(0, max(len(body), 1), CSV_ROWS_PER_BLOCK)
+    ]

@@ -19,8 +19,10 @@ def parse_docx(name: str, data: bytes) -> tuple[str | None, list[Block]]:
     try:
         document = docx.Document(io.BytesIO(data))
     except Exception as exc:  # python-docx raises several unrelated types for a broken package
-        raise InvalidInputError(f"{name} is not a readable Word document ({type(exc).__name__}: {exc}).",
-                                hint="Re-save it as .docx in Word or LibreOffice (not .doc).") from exc
+        raise InvalidInputError(
+            f"{name} is not a readable Word document ({type(exc).__name__}: {exc}).",
+            hint="Re-save it as .docx in Word or LibreOffice (not .doc).",
+        ) from exc
     blocks: list[Block] = []
     body = document.element.body
     for element in body.xpath("./w:p | ./w:tbl | ./w:sdt/w:sdtContent/w:p | ./w:sdt/w:sdtContent/w:tbl"):

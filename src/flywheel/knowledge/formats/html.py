@@ -8,9 +8,30 @@ from flywheel.knowledge.blocks import Block, merge_blocks, table_text
 
 _HTML_DROP = ["script", "style", "nav", "footer", "noscript", "template", "head", "svg", "iframe", "object"]
 _HTML_OWN = {"h1", "h2", "h3", "h4", "h5", "h6", "p", "ul", "ol", "dl", "li", "pre", "table"}
-_HTML_CONTAINERS = {"address", "article", "aside", "blockquote", "body", "caption", "center", "details",
-                    "dialog", "div", "dd", "dt", "fieldset", "figcaption", "figure", "form", "header",
-                    "hgroup", "html", "main", "section", "summary"}
+_HTML_CONTAINERS = {
+    "address",
+    "article",
+    "aside",
+    "blockquote",
+    "body",
+    "caption",
+    "center",
+    "details",
+    "dialog",
+    "div",
+    "dd",
+    "dt",
+    "fieldset",
+    "figcaption",
+    "figure",
+    "form",
+    "header",
+    "hgroup",
+    "html",
+    "main",
+    "section",
+    "summary",
+}
 
 
 def parse_html(text: str) -> tuple[str | None, list[Block]]:
@@ -65,8 +86,11 @@ def parse_html(text: str) -> tuple[str | None, list[Block]]:
             elif name == "pre":
                 blocks.append(Block(child.get_text().strip("\n"), "code"))
             elif name == "table":
-                rows = [[c.get_text(" ", strip=True) for c in tr.find_all(["th", "td"], recursive=False)]
-                        for tr in child.find_all("tr") if tr.find_parent("table") is child]
+                rows = [
+                    [c.get_text(" ", strip=True) for c in tr.find_all(["th", "td"], recursive=False)]
+                    for tr in child.find_all("tr")
+                    if tr.find_parent("table") is child
+                ]
                 blocks.append(Block(table_text(rows), "table"))
             elif name in _HTML_CONTAINERS or child.find(list(_HTML_OWN | {"div"})):
                 walk(child)

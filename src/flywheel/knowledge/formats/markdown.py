@@ -30,8 +30,7 @@ def parse_markdown(text: str) -> list[Block]:
         if heading:
             blocks.append(Block(heading.group(2).strip(), "heading", level=len(heading.group(1))))
         elif fence:
-            end = next((j for j in range(i + 1, len(lines)) if lines[j].strip().startswith(fence.group(1))),
-                       len(lines))
+            end = next((j for j in range(i + 1, len(lines)) if lines[j].strip().startswith(fence.group(1))), len(lines))
             blocks.append(Block("\n".join(lines[i + 1 : end]).strip("\n"), "code"))
             i = end
         elif line.strip().startswith("|"):

@@ -37,20 +37,26 @@ def parse_pdf(name: str, data: bytes) -> tuple[str | None, list[Block], int]:
     try:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted:
-            raise InvalidInputError(f"{name} is an encrypted (password-protected) PDF; it cannot be indexed.",
-                                    hint="Remove the password (`qpdf --decrypt in.pdf out.pdf`, or print "
-                                         "it to a new PDF) and upload it again.")
+            raise InvalidInputError(
+                f"{name} is an encrypted (password-protected) PDF; it cannot be indexed.",
+                hint="Remove the password (`qpdf --decrypt in.pdf out.pdf`, or print "
+                "it to a new PDF) and upload it again.",
+            )
         pages = [_styled_lines(page) for page in reader.pages]
         meta_title = str(reader.metadata.title or "") if reader.metadata else ""
     except InvalidInputError:
         raise
     except Exception as exc:  # pypdf raises many types (PdfReadError, ValueError, KeyError, zlib.error …)
-        raise InvalidInputError(f"{name} is not a readable PDF ({type(exc).__name__}: {exc}).",
-                                hint="Check the upload is complete; re-export or re-download it.") from exc
+        raise InvalidInputError(
+            f"{name} is not a readable PDF ({type(exc).__name__}: {exc}).",
+            hint="Check the upload is complete; re-export or re-download it.",
+        ) from exc
     if not any(text.strip() for page in pages for text, *_ in page):
-        raise InvalidInputError(f"{name} has no extractable text (a scanned or image-only PDF?).",
-                                hint="OCR is not supported: upload a PDF with a text layer (run OCR first, "
-                                     "e.g. `ocrmypdf in.pdf out.pdf`).")
+        raise InvalidInputError(
+            f"{name} has no extractable text (a scanned or image-only PDF?).",
+            hint="OCR is not supported: upload a PDF with a text layer (run OCR first, "
+            "e.g. `ocrmypdf in.pdf out.pdf`).",
+        )
     pages = _drop_running_lines(pages)
     levels = _font_levels(pages)
     styled = any(level for page in levels for level in page)
@@ -133,9 +139,16 @@ def _font_levels(pages: list[list[_Line]]) -> list[list[int]]:
             s, level = text.strip(), 0
             if body and candidate(text) and size in rank:
                 level = rank[size]
-            elif (body and candidate(text) and bold and size >= 0.95 * body and len(s) <= 80
-                  and (s[0].isupper() or s[0].isdigit()) and not s.endswith(NO_HEADING_END)
-                  and s.strip(": ") not in ADMONITIONS):
+            elif (
+                body
+                and candidate(text)
+                and bold
+                and size >= 0.95 * body
+                and len(s) <= 80
+                and (s[0].isupper() or s[0].isdigit())
+                and not s.endswith(NO_HEADING_END)
+                and s.strip(": ") not in ADMONITIONS
+            ):
                 following = page[i + 1] if i + 1 < len(page) else None
                 wrapped_run = following is not None and following[3] and not following[2]  # bold text runs on
                 level = 0 if wrapped_run else min(len(large) + 1, 6)

@@ -47,8 +47,11 @@ class ApiKeyAuth:
         try:
             principal = await principal_for_key(self.service, key)
         except FlywheelError as exc:
-            response = JSONResponse({"error": exc.to_dict()}, status_code=exc.status_code,
-                                    headers={"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None)
+            response = JSONResponse(
+                {"error": exc.to_dict()},
+                status_code=exc.status_code,
+                headers={"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None,
+            )
             await response(scope, receive, send)
             return
         scope.setdefault("state", {})[_STATE_KEY] = principal
@@ -62,8 +65,10 @@ async def request_principal(request: Any) -> Principal:
     scope = getattr(request, "scope", None) or {}
     principal = (scope.get("state") or {}).get(_STATE_KEY)
     if not isinstance(principal, Principal):  # never run a call without an authenticated caller
-        raise AuthenticationError("This MCP call carries no authenticated user.",
-                                  hint="Send 'Authorization: Bearer <key>' with every request to /mcp.")
+        raise AuthenticationError(
+            "This MCP call carries no authenticated user.",
+            hint="Send 'Authorization: Bearer <key>' with every request to /mcp.",
+        )
     return principal
 
 

@@ -115,31 +115,49 @@ def build_mcp_server(service: Service, caller: Caller) -> MCPServer:
         except FlywheelError as exc:
             raise ToolError(str(exc).replace("\n ", "")) from exc
 
-    server: MCPServer = MCPServer("flywheel", title="Flywheel", instructions=INSTRUCTIONS, version=_version(),
-                                  log_level=service.settings.log_level,  # the SDK calls logging.basicConfig
-                                  middleware=[_readable_documents(service, caller)])
+    server: MCPServer = MCPServer(
+        "flywheel",
+        title="Flywheel",
+        instructions=INSTRUCTIONS,
+        version=_version(),
+        log_level=service.settings.log_level,  # the SDK calls logging.basicConfig
+        middleware=[_readable_documents(service, caller)],
+    )
     tools = default_tools()
 
-    @server.tool(description="Search the documents you may read (hybrid vector + keyword search). "
-                             "Returns the k best passages with citations.")
+    @server.tool(
+        description="Search the documents you may read (hybrid vector + keyword search). "
+        "Returns the k best passages with citations."
+    )
     async def search_documents(query: str, ctx: Context, k: int = 5) -> SearchResult:
         if not 1 <= k <= MAX_K:
             raise ToolError(f"k must be between 1 and {MAX_K}.")
 
         def work(principal: Principal) -> SearchResult:
             hits = service.knowledge.search(principal, query, k=k)
-            return SearchResult(passages=[Passage(citation=h.citation(), doc_id=h.doc_id, chunk_id=h.chunk_id,
-                                                  text=h.text, score=round(h.score, 4)) for h in hits])
+            return SearchResult(
+                passages=[
+                    Passage(
+                        citation=h.citation(),
+                        doc_id=h.doc_id,
+                        chunk_id=h.chunk_id,
+                        text=h.text,
+                        score=round(h.score, 4),
+                    )
+                    for h in hits
+                ]
+            )
 
         return await run_as(ctx, work)
 
     answering = [n for n in service.program_names() if ProgramKind.of(n) == ProgramKind.QA]
 
-    @server.tool(description="Ask a question and get a cited answer from your documents. program: "
-                             f"{', '.join(answering)} (default {service.settings.programs.default}); "
-                             "history: earlier turns of the conversation, oldest first.")
-    async def ask(question: str, ctx: Context, program: str | None = None,
-                  history: list[Turn] | None = None) -> Answer:
+    @server.tool(
+        description="Ask a question and get a cited answer from your documents. program: "
+        f"{', '.join(answering)} (default {service.settings.programs.default}); "
+        "history: earlier turns of the conversation, oldest first."
+    )
+    async def ask(question: str, ctx: Context, program: str | None = None, history: list[Turn] | None = None) -> Answer:
         def work(principal: Principal) -> ProgramAnswer:
             name = service.resolve_model(program)
             if ProgramKind.of(name) == ProgramKind.CLASSIFIER:
@@ -147,33 +165,48 @@ def build_mcp_server(service: Service, caller: Caller) -> MCPServer:
             return service.answer(principal, name, question, [t.model_dump() for t in history or []])
 
         reply = await run_as(ctx, work)
-        return Answer(answer=reply.answer, citations=reply.citations, trace_id=reply.trace_id or "",
-                      program=reply.program or "")
+        return Answer(
+            answer=reply.answer, citations=reply.citations, trace_id=reply.trace_id or "", program=reply.program or ""
+        )
 
     gate = tools.get("classify_feedback")
 
-    @server.tool(description="Classify a piece of customer feedback: sentiment, the reason for negative "
-                             "feedback, and a one-sentence justification (the served classifier).")
+    @server.tool(
+        description="Classify a piece of customer feedback: sentiment, the reason for negative "
+        "feedback, and a one-sentence justification (the served classifier)."
+    )
     async def classify_feedback(text: str, ctx: Context) -> Classification:
         def work(principal: Principal) -> Classification:
             if gate is not None and not gate.allowed(principal):
-                raise AccessDeniedError(f"{principal.user} may not classify feedback.",
-                                        hint=f"Ask an admin to add you to {' or '.join(sorted(gate.required_groups))}.")
+                raise AccessDeniedError(
+                    f"{principal.user} may not classify feedback.",
+                    hint=f"Ask an admin to add you to {' or '.join(sorted(gate.required_groups))}.",
+                )
             with service.lm_context():
                 label = service.assistant.program("classifier")(text=text)
-            return Classification(sentiment=str(label.sentiment), reason=getattr(label, "reason", None),
-                                  justification=str(getattr(label, "justification", "") or ""))
+            return Classification(
+                sentiment=str(label.sentiment),
+                reason=getattr(label, "reason", None),
+                justification=str(getattr(label, "justification", "") or ""),
+            )
 
         return await run_as(ctx, work)
 
-    @server.tool(description="The documents you may read (admins: every document's metadata), with their "
-                             "resource URIs.")
+    @server.tool(
+        description="The documents you may read (admins: every document's metadata), with their resource URIs."
+    )
     async def list_documents(ctx: Context) -> DocumentList:
         def work(principal: Principal) -> DocumentList:
             docs = [document_dict(d) for d in service.knowledge.list_documents(principal)]
-            return DocumentList(documents=[DocumentInfo(uri=document_uri(d["id"]), **{
-                key: d[key] for key in ("id", "title", "source", "groups", "owner", "status", "chunks")})
-                for d in docs])
+            return DocumentList(
+                documents=[
+                    DocumentInfo(
+                        uri=document_uri(d["id"]),
+                        **{key: d[key] for key in ("id", "title", "source", "groups", "owner", "status", "chunks")},
+                    )
+                    for d in docs
+                ]
+            )
 
         return await run_as(ctx, work)
 
@@ -181,8 +214,12 @@ def build_mcp_server(service: Service, caller: Caller) -> MCPServer:
         if tool is not None and tool.name not in ("search_documents", "classify_feedback"):  # richer versions above
             server.add_tool(_registered_tool(tool, service, run_as), name=tool.name, description=tool.description)
 
-    @server.resource(DOCUMENT_URI, name="document", mime_type="text/markdown",
-                     description="A document you may read, as text in reading order with its citations.")
+    @server.resource(
+        DOCUMENT_URI,
+        name="document",
+        mime_type="text/markdown",
+        description="A document you may read, as text in reading order with its citations.",
+    )
     async def read_document(doc_id: str, ctx: Context) -> str:
         def work(principal: Principal) -> str:
             doc, chunks = service.knowledge.document_text(principal, doc_id)
@@ -201,12 +238,15 @@ def build_mcp_server(service: Service, caller: Caller) -> MCPServer:
 
 def _registered_tool(tool: Any, service: Service, run_as: Any) -> Callable[..., Awaitable[ToolOutput]]:
     """An MCP tool with one ``input`` string that calls a registered agent tool as the caller."""
+
     async def call(input: str, ctx: Context) -> ToolOutput:
         def work(principal: Principal) -> ToolOutput:
             if not tool.allowed(principal):
                 groups = ", ".join(sorted(tool.required_groups))
-                raise AccessDeniedError(f"{principal.user} may not use {tool.name}.",
-                                        hint=f"It needs one of the groups {groups}: ask an admin.")
+                raise AccessDeniedError(
+                    f"{principal.user} may not use {tool.name}.",
+                    hint=f"It needs one of the groups {groups}: ask an admin.",
+                )
             if not input or not input.strip():
                 raise InvalidInputError(f"{tool.name} needs an input.", hint=tool.description)
             result = tool.func(input, ToolContext(principal, service.assistant.services))
@@ -226,9 +266,17 @@ def _readable_documents(service: Service, caller: Caller) -> Any:
         principal = await caller(ctx.request)
 
         def work(principal: Principal) -> list[Resource]:
-            return [Resource(uri=document_uri(d.id), name=d.source, title=d.title or d.source,
-                             mime_type="text/markdown", description=f"Shared with {', '.join(sorted(d.groups))}.")
-                    for d in service.knowledge.list_documents(principal) if principal.can_read(d.groups)]
+            return [
+                Resource(
+                    uri=document_uri(d.id),
+                    name=d.source,
+                    title=d.title or d.source,
+                    mime_type="text/markdown",
+                    description=f"Shared with {', '.join(sorted(d.groups))}.",
+                )
+                for d in service.knowledge.list_documents(principal)
+                if principal.can_read(d.groups)
+            ]
 
         return ListResourcesResult(resources=await service.run(work, principal))
 

@@ -73,14 +73,32 @@ async def list_models(service: ServiceDep, _caller: Caller) -> dict[str, Any]:
     ids = ["flywheel"] + [n for name in service.program_names() for n in (name, f"{name}@{alias}")]
     created = int(service.started)
     loaded = getattr(service.assistant, "loaded_versions", {})
-    return {"object": "list", "data": [{"id": i, "object": "model", "created": created, "owned_by": "flywheel",
-                                        "version": loaded.get(i.split("@")[0])} for i in ids]}
+    return {
+        "object": "list",
+        "data": [
+            {
+                "id": i,
+                "object": "model",
+                "created": created,
+                "owned_by": "flywheel",
+                "version": loaded.get(i.split("@")[0]),
+            }
+            for i in ids
+        ],
+    }
 
 
-@router.post("/v1/chat/completions", response_model=None,
-             responses={200: {"description": "A chat.completion object, or an SSE stream of chunks"},
-                        404: {"description": "Unknown program"}, 502: {"description": "The LM failed"},
-                        503: {"description": "The LM is unreachable"}, 504: {"description": "Timed out"}})
+@router.post(
+    "/v1/chat/completions",
+    response_model=None,
+    responses={
+        200: {"description": "A chat.completion object, or an SSE stream of chunks"},
+        404: {"description": "Unknown program"},
+        502: {"description": "The LM failed"},
+        503: {"description": "The LM is unreachable"},
+        504: {"description": "Timed out"},
+    },
+)
 async def chat_completions(request: Request, service: ServiceDep, body: ChatRequest, caller: Caller) -> Any:
     """Ask a program as the caller; OpenAI request and response format, with SSE when ``stream`` is true."""
     program = service.resolve_model(body.model)
@@ -88,29 +106,47 @@ async def chat_completions(request: Request, service: ServiceDep, body: ChatRequ
     reply = await service.run(service.answer, caller, program, question, history)
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
-    extra = {"trace_id": reply.trace_id, "citations": reply.citations, "program": program,
-             "version": reply.program_version}
+    extra = {
+        "trace_id": reply.trace_id,
+        "citations": reply.citations,
+        "program": program,
+        "version": reply.program_version,
+    }
     headers = {"X-Flywheel-Trace-Id": reply.trace_id or ""}
     if body.stream:
-        return StreamingResponse(_stream(completion_id, created, body.model, reply.answer, extra),
-                                 media_type="text/event-stream", headers={**headers, "Cache-Control": "no-cache"})
-    return JSONResponse({
-        "id": completion_id,
-        "object": "chat.completion",
-        "created": created,
-        "model": body.model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": reply.answer},
-                     "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
-        "flywheel": extra,
-    }, headers=headers)
+        return StreamingResponse(
+            _stream(completion_id, created, body.model, reply.answer, extra),
+            media_type="text/event-stream",
+            headers={**headers, "Cache-Control": "no-cache"},
+        )
+    return JSONResponse(
+        {
+            "id": completion_id,
+            "object": "chat.completion",
+            "created": created,
+            "model": body.model,
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": reply.answer}, "finish_reason": "stop"}
+            ],
+            "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+            "flywheel": extra,
+        },
+        headers=headers,
+    )
 
 
-async def _stream(completion_id: str, created: int, model: str, answer: str,
-                  extra: dict[str, Any]) -> AsyncIterator[bytes]:
+async def _stream(
+    completion_id: str, created: int, model: str, answer: str, extra: dict[str, Any]
+) -> AsyncIterator[bytes]:
     def chunk(delta: dict[str, Any], finish: str | None = None, **more: Any) -> bytes:
-        body = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **more}
+        body = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            **more,
+        }
         return f"data: {json.dumps(body)}\n\n".encode()
 
     yield chunk({"role": "assistant", "content": ""})

@@ -48,24 +48,31 @@ class FeedbackList(BaseModel):
     feedback: list[FeedbackRow]
 
 
-@router.post("/feedback", status_code=201, response_model=FeedbackOut,
-             responses={403: {"description": "Not the caller's answer"}, 404: {"description": "Unknown trace id"}})
+@router.post(
+    "/feedback",
+    status_code=201,
+    response_model=FeedbackOut,
+    responses={403: {"description": "Not the caller's answer"}, 404: {"description": "Unknown trace id"}},
+)
 async def give_feedback(service: ServiceDep, body: FeedbackIn, caller: Caller) -> dict[str, Any]:
     """Attach a rating, a correction and/or a comment to one of the caller's answers (repeat to update)."""
     feedback_id = await service.run(
-        lambda: service.feedback.add_feedback(body.trace_id, caller.user, rating=body.rating,
-                                              correction=body.correction, comment=body.comment),
+        lambda: service.feedback.add_feedback(
+            body.trace_id, caller.user, rating=body.rating, correction=body.correction, comment=body.comment
+        ),
         timeout=False,
     )
     service.metrics.feedback.labels(body.rating or "none").inc()
     # Also as MLflow assessments on the trace (MLflow's UI shows them), written in the background.
-    service.tracer.log_feedback(body.trace_id, caller.user, rating=body.rating, correction=body.correction,
-                                comment=body.comment)
+    service.tracer.log_feedback(
+        body.trace_id, caller.user, rating=body.rating, correction=body.correction, comment=body.comment
+    )
     return {"id": feedback_id, "trace_id": body.trace_id, "rating": body.rating}
 
 
 @router.get("/feedback", response_model=FeedbackList, responses={403: {"description": "Not an admin"}})
-async def list_feedback(service: ServiceDep, _admin: Admin,
-                        program: str | None = Query(None, max_length=128)) -> dict[str, Any]:
+async def list_feedback(
+    service: ServiceDep, _admin: Admin, program: str | None = Query(None, max_length=128)
+) -> dict[str, Any]:
     """Every answer that received feedback, oldest first (admins only: answers quote documents)."""
     return {"feedback": await service.run(service.feedback.list_feedback, program, timeout=False)}

@@ -30,8 +30,12 @@ async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/ready", tags=["operations"], response_model=Health,
-            responses={503: {"description": "Starting, or a program could not be built"}})
+@router.get(
+    "/ready",
+    tags=["operations"],
+    response_model=Health,
+    responses={503: {"description": "Starting, or a program could not be built"}},
+)
 async def ready(service: ServiceDep) -> Any:
     """The default program is built and requests can be answered (no key needed)."""
     if not service.ready:
@@ -39,8 +43,12 @@ async def ready(service: ServiceDep) -> Any:
     return {"status": "ready"}
 
 
-@router.get("/metrics", tags=["operations"], response_class=Response,
-            responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}})
+@router.get(
+    "/metrics",
+    tags=["operations"],
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
+)
 async def metrics(service: ServiceDep, _caller: Caller) -> Response:
     """Request and program-call counters and latency histograms (Prometheus text format; any valid key)."""
     return Response(service.metrics.render(), media_type=service.metrics.content_type)
@@ -49,5 +57,9 @@ async def metrics(service: ServiceDep, _caller: Caller) -> Response:
 @router.get("/me", tags=["auth"], response_model=Me)
 async def me(service: ServiceDep, caller: Caller) -> dict[str, Any]:
     """Who the key belongs to: user, groups, admin role, and the programs that can be asked."""
-    return {"user": caller.user, "groups": sorted(caller.groups), "is_admin": caller.is_admin,
-            "programs": service.program_names()}
+    return {
+        "user": caller.user,
+        "groups": sorted(caller.groups),
+        "is_admin": caller.is_admin,
+        "programs": service.program_names(),
+    }

@@ -32,9 +32,14 @@ REQUEST_SCHEMA: dict[str, Any] = {
     "type": "object",
     "description": "One of dataframe_split, dataframe_records, inputs or instances; optional params.",
     "properties": {
-        "dataframe_split": {"type": "object", "properties": {
-            "columns": {"type": "array", "items": {"type": "string"}},
-            "data": {"type": "array", "items": {"type": "array"}}}, "required": ["columns", "data"]},
+        "dataframe_split": {
+            "type": "object",
+            "properties": {
+                "columns": {"type": "array", "items": {"type": "string"}},
+                "data": {"type": "array", "items": {"type": "array"}},
+            },
+            "required": ["columns", "data"],
+        },
         "dataframe_records": {"type": "array", "items": {"type": "object"}},
         "inputs": {},
         "instances": {},
@@ -48,8 +53,11 @@ class Predictions(BaseModel):
 
 
 def _bad(message: str) -> InvalidInputError:
-    return InvalidInputError(message, hint='Send e.g. {"dataframe_records": [{"question": "…"}]} '
-                                          'or {"dataframe_split": {"columns": ["question"], "data": [["…"]]}}.')
+    return InvalidInputError(
+        message,
+        hint='Send e.g. {"dataframe_records": [{"question": "…"}]} '
+        'or {"dataframe_split": {"columns": ["question"], "data": [["…"]]}}.',
+    )
 
 
 def parse_scoring_request(body: Any) -> tuple[Any, dict[str, Any]]:
@@ -84,8 +92,11 @@ def parse_scoring_request(body: Any) -> tuple[Any, dict[str, Any]]:
             frame = pd.DataFrame.from_records(payload)
         elif isinstance(payload, dict):
             values = list(payload.values())
-            frame = (pd.DataFrame(payload) if values and all(isinstance(v, list) for v in values)
-                     else pd.DataFrame([payload]))
+            frame = (
+                pd.DataFrame(payload)
+                if values and all(isinstance(v, list) for v in values)
+                else pd.DataFrame([payload])
+            )
         elif isinstance(payload, str):
             frame = pd.DataFrame({"question": [payload]})
         else:
@@ -150,8 +161,9 @@ def predict(service: Any, frame: Any, program: str, principal: Principal) -> lis
     frame = frame.drop(columns=["user"], errors="ignore")
     with service.lm_context():
         try:
-            out = predict_frame(service.assistant, frame, program=program, principal=principal,
-                                trace=service.tracer.enabled)
+            out = predict_frame(
+                service.assistant, frame, program=program, principal=principal, trace=service.tracer.enabled
+            )
         except FlywheelError:
             raise
         except Exception as exc:
@@ -161,8 +173,10 @@ def predict(service: Any, frame: Any, program: str, principal: Principal) -> lis
     records = json.loads(out.to_json(orient="records", default_handler=str))
     failed = [r.get("error") for r in records if r.get("error")]
     if records and len(failed) == len(records):
-        raise LMError(f"The {program} program failed on every row: {failed[0]}",
-                      hint="Check the LM endpoint (`flywheel doctor`) and the rows, then retry.")
+        raise LMError(
+            f"The {program} program failed on every row: {failed[0]}",
+            hint="Check the LM endpoint (`flywheel doctor`) and the rows, then retry.",
+        )
     for row_in, row_out in zip(frame.to_dict(orient="records"), records, strict=False):
         if row_out.get("error"):
             continue
@@ -172,9 +186,15 @@ def predict(service: Any, frame: Any, program: str, principal: Principal) -> lis
             cited = json.loads(citations) if isinstance(citations, str) else list(citations)
         except ValueError:
             cited = []
-        service.feedback.record_interaction(row_out["trace_id"], principal.user, program, question_of(row_in),
-                                            answer_text(row_out),
-                                            [c for c in cited if isinstance(c, dict)], groups=sorted(principal.groups))
+        service.feedback.record_interaction(
+            row_out["trace_id"],
+            principal.user,
+            program,
+            question_of(row_in),
+            answer_text(row_out),
+            [c for c in cited if isinstance(c, dict)],
+            groups=sorted(principal.groups),
+        )
     return records
 
 
@@ -186,10 +206,17 @@ def answer_text(row_out: dict[str, Any]) -> str:
     return str(row_out.get("answer") or "")
 
 
-@router.post("/invocations", response_model=Predictions,
-             openapi_extra={"requestBody": {"required": True, "content": {
-                 "application/json": {"schema": REQUEST_SCHEMA}, "text/csv": {"schema": {"type": "string"}}}}},
-             responses={404: {"description": "Unknown program"}, 502: {"description": "The LM failed"}})
+@router.post(
+    "/invocations",
+    response_model=Predictions,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": REQUEST_SCHEMA}, "text/csv": {"schema": {"type": "string"}}},
+        }
+    },
+    responses={404: {"description": "Unknown program"}, 502: {"description": "The LM failed"}},
+)
 async def invocations(request: Request, service: ServiceDep, caller: Caller) -> dict[str, Any]:
     """Answer a table of questions as the caller (MLflow scoring protocol)."""
     raw = await request.body()
@@ -200,12 +227,15 @@ async def invocations(request: Request, service: ServiceDep, caller: Caller) -> 
         try:
             body = json.loads(raw or b"null")
         except (ValueError, UnicodeDecodeError):
-            raise InvalidInputError("The request body is not valid JSON.",
-                                    hint="Send a JSON object with Content-Type: application/json.") from None
+            raise InvalidInputError(
+                "The request body is not valid JSON.", hint="Send a JSON object with Content-Type: application/json."
+            ) from None
         frame, params = parse_scoring_request(body)
     else:
-        raise UnsupportedMediaError(f"Unsupported content type {content_type!r}.",
-                                hint="Use application/json (MLflow scoring protocol) or text/csv.")
+        raise UnsupportedMediaError(
+            f"Unsupported content type {content_type!r}.",
+            hint="Use application/json (MLflow scoring protocol) or text/csv.",
+        )
     program_param = params.get("program")
     if program_param is not None and not isinstance(program_param, str):
         raise _bad("params.program must be a program name.")

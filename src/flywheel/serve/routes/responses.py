@@ -49,25 +49,51 @@ def to_messages(items: str | list[dict[str, Any]]) -> list[ChatMessage]:
     messages = []
     for i, item in enumerate(items):
         if item.get("type", "message") != "message" or "role" not in item:
-            raise InvalidInputError(f"input[{i}] is a {item.get('type', 'item without a role')!r}; only messages "
-                                    "are supported.", hint='Send {"role": "user", "content": "…"} items.')
+            raise InvalidInputError(
+                f"input[{i}] is a {item.get('type', 'item without a role')!r}; only messages are supported.",
+                hint='Send {"role": "user", "content": "…"} items.',
+            )
         messages.append(ChatMessage.model_validate(item))
     if not messages:
         raise InvalidInputError("`input` is empty.", hint="Send the question as a string or a list of messages.")
     return messages
 
 
-def response_object(response_id: str, created: int, model: str, status: str, output: list[dict[str, Any]],
-                    previous: str | None, metadata: dict[str, str] | None,
-                    extra: dict[str, Any] | None) -> dict[str, Any]:
+def response_object(
+    response_id: str,
+    created: int,
+    model: str,
+    status: str,
+    output: list[dict[str, Any]],
+    previous: str | None,
+    metadata: dict[str, str] | None,
+    extra: dict[str, Any] | None,
+) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "id": response_id, "object": "response", "created_at": created, "status": status, "model": model,
-        "output": output, "previous_response_id": previous, "metadata": metadata or {},
-        "instructions": None, "error": None, "incomplete_details": None, "parallel_tool_calls": False,
-        "tool_choice": "auto", "tools": [], "temperature": None, "top_p": None,
+        "id": response_id,
+        "object": "response",
+        "created_at": created,
+        "status": status,
+        "model": model,
+        "output": output,
+        "previous_response_id": previous,
+        "metadata": metadata or {},
+        "instructions": None,
+        "error": None,
+        "incomplete_details": None,
+        "parallel_tool_calls": False,
+        "tool_choice": "auto",
+        "tools": [],
+        "temperature": None,
+        "top_p": None,
         "text": {"format": {"type": "text"}},
-        "usage": {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0,
-                  "input_tokens_details": {"cached_tokens": 0}, "output_tokens_details": {"reasoning_tokens": 0}},
+        "usage": {
+            "input_tokens": 0,
+            "output_tokens": 0,
+            "total_tokens": 0,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens_details": {"reasoning_tokens": 0},
+        },
     }
     if extra is not None:
         body["flywheel"] = extra
@@ -77,14 +103,25 @@ def response_object(response_id: str, created: int, model: str, status: str, out
 def message_item(item_id: str, text: str | None) -> dict[str, Any]:
     """The assistant's output message; ``text=None`` is the in-progress item with no content yet."""
     content = [] if text is None else [{"type": "output_text", "text": text, "annotations": []}]
-    return {"type": "message", "id": item_id, "status": "in_progress" if text is None else "completed",
-            "role": "assistant", "content": content}
+    return {
+        "type": "message",
+        "id": item_id,
+        "status": "in_progress" if text is None else "completed",
+        "role": "assistant",
+        "content": content,
+    }
 
 
-@router.post("/v1/responses", response_model=None,
-             responses={200: {"description": "A response object, or an SSE stream of response events"},
-                        404: {"description": "Unknown program or previous response"},
-                        502: {"description": "The LM failed"}, 504: {"description": "Timed out"}})
+@router.post(
+    "/v1/responses",
+    response_model=None,
+    responses={
+        200: {"description": "A response object, or an SSE stream of response events"},
+        404: {"description": "Unknown program or previous response"},
+        502: {"description": "The LM failed"},
+        504: {"description": "Timed out"},
+    },
+)
 async def create_response(request: Request, service: ServiceDep, body: ResponsesRequest, caller: Caller) -> Any:
     """Ask a program as the caller, in the OpenAI Responses API format (SSE events with ``stream``)."""
     store = request.app.state.responses
@@ -93,18 +130,29 @@ async def create_response(request: Request, service: ServiceDep, body: Responses
     if body.previous_response_id:
         earlier = await service.run(store.history, caller.user, body.previous_response_id, timeout=False)
         history = earlier + history
-    reply = await service.run(service.answer, caller, program, question, history[-store.max_turns:])
+    reply = await service.run(service.answer, caller, program, question, history[-store.max_turns :])
     response_id, item_id, created = f"resp_{uuid.uuid4().hex}", f"msg_{uuid.uuid4().hex}", int(time.time())
     extra = {"trace_id": reply.trace_id, "citations": reply.citations, "program": program}
-    final = response_object(response_id, created, body.model, "completed", [message_item(item_id, reply.answer)],
-                            body.previous_response_id, body.metadata, extra)
+    final = response_object(
+        response_id,
+        created,
+        body.model,
+        "completed",
+        [message_item(item_id, reply.answer)],
+        body.previous_response_id,
+        body.metadata,
+        extra,
+    )
     if body.store:
         turns = [*history, {"question": question, "answer": reply.answer}]
         await service.run(store.save, caller.user, final, turns, timeout=False)
     headers = {"X-Flywheel-Trace-Id": reply.trace_id or ""}
     if body.stream:
-        return StreamingResponse(_events(final, item_id, reply.answer), media_type="text/event-stream",
-                                 headers={**headers, "Cache-Control": "no-cache"})
+        return StreamingResponse(
+            _events(final, item_id, reply.answer),
+            media_type="text/event-stream",
+            headers={**headers, "Cache-Control": "no-cache"},
+        )
     return JSONResponse(final, headers=headers)
 
 
