@@ -35,7 +35,8 @@ class Served:
 
 @pytest.fixture
 def served(flywheel_home) -> Iterator[Served]:
-    settings = load_settings(serve={"reload_interval_s": 0})
+    # The stub LM's answer is what the page must show: generate it rather than quote the passage.
+    settings = load_settings(serve={"reload_interval_s": 0}, programs={"answer_style": "generate"})
     kb = KnowledgeBase(settings, embedder=HashEmbedder())
     kb.catalog.add_user("alice", ["mechanics"])
     lm = DummyLM([ANSWER] * 20, adapter=dspy.JSONAdapter())
