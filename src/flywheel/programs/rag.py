@@ -295,14 +295,7 @@ class RAGChatbot(dspy.Module):
         passages = list(self.retriever(query, principal, self.config.k))
         relevance = max((p.relevance for p in passages if p.relevance is not None), default=None)
         if not passages or (relevance is not None and relevance < self.config.min_relevance):
-            return dspy.Prediction(
-                answer=NOT_FOUND,
-                citations=[],
-                passages=[asdict(p) for p in passages],
-                found=False,
-                query=query,
-                relevance=relevance,
-            )
+            return self._refused(passages, query, relevance)
         context = format_passages(passages)
         remember_sources(context, [p.doc_id for p in passages])
         yes_no = self.config.typed_yes_no and is_yes_no_question(question)
@@ -326,14 +319,7 @@ class RAGChatbot(dspy.Module):
         reply = step(**inputs, demos=demos)
         answer = strip_preamble(str(reply.answer or ""))
         if not answer:
-            return dspy.Prediction(
-                answer=NOT_FOUND,
-                citations=[],
-                passages=[asdict(p) for p in passages],
-                found=False,
-                query=query,
-                relevance=relevance,
-            )
+            return self._refused(passages, query, relevance)
         if (
             not yes_no
             and self.config.answer_style == "quote"
@@ -350,6 +336,17 @@ class RAGChatbot(dspy.Module):
             query,
             relevance,
             reasoning=getattr(reply, "reasoning", ""),
+        )
+
+    @staticmethod
+    def _refused(passages: Sequence[Passage], query: str, relevance: float | None) -> dspy.Prediction:
+        return dspy.Prediction(
+            answer=NOT_FOUND,
+            citations=[],
+            passages=[asdict(p) for p in passages],
+            found=False,
+            query=query,
+            relevance=relevance,
         )
 
     @staticmethod
