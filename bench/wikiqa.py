@@ -14,7 +14,8 @@ questions, in one run, with the embedded LM (SmolLM2-135M-Instruct, one llama.cp
    train), registered in a real MLflow registry and gated on the test questions.
 
 Reported: answer F1 / EM (SQuAD normalisation, best gold answer), split by yes/no and other questions,
-and refusal precision/recall: unanswerable = questions about the 5 articles not ingested.
+refusal precision/recall (unanswerable = questions about the 5 articles not ingested), and F1 over all
+questions with the unanswerable ones scored as SQuAD 2.0 does (1 when refused, 0 when answered).
 
 Run: python -m bench.wikiqa [--quick] [--no-write]
 """
@@ -39,7 +40,7 @@ from flywheel.evaluate.metrics import exact_match, mean, token_f1
 WIKI = Path(__file__).resolve().parents[2] / "shared" / "data" / "wiki_qa"
 SEED = 13
 ABSENT_ARTICLES = 5
-SIZES = {"train": 80, "test": 60, "absent": 24}
+SIZES = {"train": 200, "test": 60, "absent": 24}
 QUICK_SIZES = {"train": 20, "test": 20, "absent": 10}
 NAIVE_K = 3
 NAIVE_PROMPT = "Passages:\n{passages}\n\nQuestion: {question}\nAnswer with a short phrase taken from the passages."
@@ -222,8 +223,12 @@ def run(quick: bool) -> dict[str, Any]:
             on_test, seconds_test = answers_of(program, test.examples), 0.0
         on_absent = answers_of(program, absent.examples)
         seconds = (time.perf_counter() - t0 + seconds_test) / (len(test) + len(absent))
+        answered = scores(test.examples, on_test)
+        refused_absent = sum(not a["found"] for a in on_absent)
         result["variants"][name] = {
-            **scores(test.examples, on_test),
+            **answered,
+            # SQuAD 2.0 convention: an unanswerable question scores 1 when refused, 0 when answered.
+            "f1_all": ((answered["f1"] or 0.0) * len(on_test) + refused_absent) / (len(on_test) + len(on_absent)),
             "refusal": refusal(on_test, on_absent),
             "s_per_q": seconds,
         }
@@ -246,6 +251,7 @@ def render(result: dict[str, Any], wall_s: float) -> str:
                 fmt(v["f1_yes_no"]),
                 fmt(v["f1_other"]),
                 f"{(v['f1'] or 0) / naive:.2f}×" if naive else "–",
+                fmt(v["f1_all"]),
                 fmt(v["refused"], 2),
                 fmt(v["refusal"]["precision"], 2),
                 fmt(v["refusal"]["recall"], 2),
@@ -260,6 +266,7 @@ def render(result: dict[str, Any], wall_s: float) -> str:
             "F1 yes/no q.",
             "F1 other q.",
             "F1 vs naive",
+            "F1 incl. unanswerable",
             "refused (answerable)",
             "refusal precision",
             "refusal recall",
@@ -274,7 +281,8 @@ def render(result: dict[str, Any], wall_s: float) -> str:
 wiki_qa split by article (seed {SEED}): {len(articles["train"])} train articles, {len(articles["test"])} test
 articles, {len(articles["absent"])} never ingested ({", ".join(articles["absent"])}). {sizes["test"]} held-out
 questions about the test articles (answerable), {sizes["absent"]} about the absent ones (unanswerable: refusal
-recall = share refused; precision = refused unanswerable / all refusals), {sizes["train"]} training rows about the
+recall = share refused; precision = refused unanswerable / all refusals; "F1 incl. unanswerable" scores them as
+SQuAD 2.0 does: 1 when refused, 0 when answered), {sizes["train"]} training rows about the
 train articles. Embedded SmolLM2-135M-Instruct, temperature 0, one llama.cpp thread, cache off, hybrid retrieval.
 `optimize rag` (auto, {result["optimize_s"] / 60:.1f} min including the gate's two evaluations): chosen design
 **{result["design"]}**, {result["demos"]} labelled demos stored; gate: {gate} ({"; ".join(result["reasons"])}).

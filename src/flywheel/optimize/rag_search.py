@@ -14,7 +14,9 @@ A weak model has few correct traces, so bootstrapping finds nothing to keep. Thi
    threshold on P(yes) that decides the fit rows' yes/no questions best (a small model's own
    preference is heavily skewed to "yes"); the uncalibrated design stays a candidate, so the
    validation split decides whether the threshold generalises.
-4. **scores candidate designs** — zero-shot, labelled k-shot (fixed), labelled k-shot chosen per
+4. **fits the answer-span ranker** for quoted answers (:mod:`flywheel.optimize.answer_spans`, no LM
+   call): which clause of the quoted sentence to answer with, learned from the fit rows' gold answers;
+5. **scores candidate designs** — zero-shot, quoted spans, labelled k-shot (fixed), labelled k-shot chosen per
    question (KNN), with and without a reasoning step where the LM is strong enough — on a validation
    split of the training rows (never the gate's held-out split), within the LM-call budget, and keeps
    the best; ties go to the simpler design.
@@ -35,6 +37,7 @@ from flywheel.errors import ConfigError
 from flywheel.evaluate.datasets import Dataset
 from flywheel.evaluate.metrics import normalize_answer
 from flywheel.evaluate.runner import evaluate_program
+from flywheel.optimize.answer_spans import fit_span_ranker, quoted_f1, span_rows
 from flywheel.optimize.compile import Budget, CompileResult, count_demos
 from flywheel.programs.choice import fit_threshold
 from flywheel.programs.demos import labelled_demo
@@ -210,12 +213,17 @@ class Candidate:
 
 
 def candidate_designs(
-    base: RAGConfig, *, max_demos: int, strong_lm: bool, uncalibrated: RAGConfig | None = None
+    base: RAGConfig,
+    *,
+    max_demos: int,
+    strong_lm: bool,
+    uncalibrated: RAGConfig | None = None,
+    spans: bool = False,
 ) -> list[Candidate]:
     """The designs the search scores, simplest first (ties keep the earlier one): the program as it
-    is (when ``base`` carries a fitted yes/no threshold), the other answer style (quoted sentence vs
-    generated phrase), fewer passages (a small model is easily distracted), one nearest labelled demo,
-    a few fixed labelled demos."""
+    is (when ``base`` carries a fitted yes/no threshold), quoted spans instead of sentences (when a span
+    ranker was fitted), the other answer style (quoted sentence vs generated phrase), fewer passages (a
+    small model is easily distracted), one nearest labelled demo, a few fixed labelled demos."""
     shots = max(1, min(max_demos, 3))
     fewer = max(2, base.k - 1)
     designs = (
@@ -224,8 +232,10 @@ def candidate_designs(
         else []
     )
     other_style = "generate" if base.answer_style == "quote" else "quote"
+    designs += [Candidate("zero-shot", replace(base, max_demos=0), False)]
+    if spans and base.answer_style == "quote":
+        designs += [Candidate("zero-shot, quoted spans", replace(base, max_demos=0, quote_spans=True), False)]
     designs += [
-        Candidate("zero-shot", replace(base, max_demos=0), False),
         Candidate(f"zero-shot, {other_style}d answers", replace(base, max_demos=0, answer_style=other_style), False),
         Candidate(f"zero-shot, k={fewer}", replace(base, k=fewer, max_demos=0), False),
         Candidate("labelled 1-shot KNN", replace(base, max_demos=1, demo_selection="knn"), True),
@@ -238,10 +248,15 @@ def candidate_designs(
     return designs
 
 
+# Validation rows cost one program run per design; beyond this many, rows fit more (demos, span ranker,
+# calibrations) instead.
+MAX_VALIDATION_ROWS = 48
+
+
 def _split(examples: Sequence[dspy.Example], seed: int, val_fraction: float = 0.4) -> tuple[list, list]:
     shuffled = list(examples)
     random.Random(seed).shuffle(shuffled)
-    n_val = min(max(4, round(len(shuffled) * val_fraction)), len(shuffled) - 1)
+    n_val = min(max(4, round(len(shuffled) * val_fraction)), MAX_VALIDATION_ROWS, len(shuffled) - 1)
     return shuffled[n_val:], shuffled[:n_val]
 
 
@@ -285,10 +300,15 @@ def search_rag_design(
     uncalibrated = base
     if yes_no is not None:
         base = replace(base, yes_threshold=yes_no.threshold)
+    ranker, span_note = _fit_spans(student, fit, val) if student.config.answer_style == "quote" else (None, None)
+    student = student.deepcopy()
+    student.span_ranker = ranker
     pools = labelled_demos(kb, fit)
     for pool in pools.values():
         random.Random(seed).shuffle(pool)
-    designs = candidate_designs(base, max_demos=max_demos, strong_lm=strong_lm, uncalibrated=uncalibrated)
+    designs = candidate_designs(
+        base, max_demos=max_demos, strong_lm=strong_lm, uncalibrated=uncalibrated, spans=ranker is not None
+    )
     if not any(pools.values()):
         designs = [d for d in designs if not d.labelled]
     val_set = Dataset("auto[val]", "qa", list(val), True)
@@ -332,6 +352,8 @@ def search_rag_design(
         f"designs on {len(val)} validation rows: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()),
         f"chosen: {chosen.name}",
     ]
+    if span_note is not None:
+        notes.append(span_note)
     if yes_no is not None:
         params.update({f"yes_no.{k}": v for k, v in asdict(yes_no).items()})
         notes.append(
@@ -346,4 +368,17 @@ def search_rag_design(
         )
     return CompileResult(
         program, "auto", params, calls, time.perf_counter() - started, count_demos(program), notes=notes
+    )
+
+
+def _fit_spans(program: RAGChatbot, fit: Sequence[dspy.Example], val: Sequence[dspy.Example]) -> tuple[Any, str | None]:
+    """The span ranker fitted on the fit rows, and a note with its effect on the validation rows' quoted
+    answers (no LM call; the design search then decides on the whole program's score)."""
+    ranker = fit_span_ranker(span_rows(program, fit))
+    if ranker is None:
+        return None, None
+    held = span_rows(program, val)
+    return ranker, (
+        f"span ranker on {len(held.scores)} validation short-answer rows: quoted F1 "
+        f"{quoted_f1(held, None):.3f} (sentence) -> {quoted_f1(held, ranker):.3f} (span)"
     )

@@ -81,7 +81,7 @@ def sentences(text: str) -> list[str]:
     ]
 
 
-def _content_words(text: str) -> set[str]:
+def content_words(text: str) -> set[str]:
     return {w for w in _WORD.findall(text.lower()) if w not in _FUNCTION_WORDS}
 
 
@@ -103,8 +103,8 @@ def best_sentence(
         vectors = vectors / norms[:, None]
         scores = vectors[1:] @ vectors[0]
     else:
-        asked = _content_words(question)
-        scores = np.array([len(asked & _content_words(s)) / (len(asked) or 1) for s, _ in candidates])
+        asked = content_words(question)
+        scores = np.array([len(asked & content_words(s)) / (len(asked) or 1) for s, _ in candidates])
     return candidates[int(np.argmax(scores))]
 
 

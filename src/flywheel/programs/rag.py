@@ -50,6 +50,7 @@ from flywheel.programs.demos import (
     visible_demos,
 )
 from flywheel.programs.quote import best_sentence, is_grounded_value
+from flywheel.programs.spans import SpanRanker
 
 __all__ = [
     "NOT_FOUND",
@@ -70,6 +71,7 @@ NOT_FOUND = "I could not find the answer in the documents available to you."
 # hold the answer. Conservative until `flywheel optimize` calibrates it on the user's own data.
 DEFAULT_MIN_RELEVANCE = 0.3
 CONFIG_STATE_KEY = "rag_config"
+SPAN_RANKER_STATE_KEY = "answer_span_ranker"
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,9 @@ class RAGConfig:
     # Other questions: "quote" the passage sentence most similar to the question unless the LM's phrase is
     # a value a passage holds (for small models), or "generate" a short phrase (flywheel.programs.quote).
     answer_style: AnswerStyle = "generate"
+    # Quoted answers: the clause of the quoted sentence that the fitted span ranker prefers (which may be the
+    # whole sentence) instead of the sentence; needs a ranker fitted by optimize (flywheel.programs.spans).
+    quote_spans: bool = False
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RAGConfig:
@@ -244,6 +249,7 @@ class RAGChatbot(dspy.Module):
         self.retriever = retriever
         self.readable = readable
         self.embed = embed
+        self.span_ranker: SpanRanker | None = None
         config = config or RAGConfig()
         self.configure(replace(config, k=k) if k is not None else config)
 
@@ -270,11 +276,15 @@ class RAGChatbot(dspy.Module):
     def dump_state(self, json_mode: bool = True) -> dict[str, Any]:
         state = super().dump_state(json_mode=json_mode)
         state[CONFIG_STATE_KEY] = asdict(self.config)
+        if self.span_ranker is not None:
+            state[SPAN_RANKER_STATE_KEY] = self.span_ranker.to_state()
         return state
 
     def load_state(self, state: dict[str, Any], **kwargs: Any) -> None:
         if CONFIG_STATE_KEY in state:
             self.configure(RAGConfig.from_dict(state[CONFIG_STATE_KEY]))
+            ranker = state.get(SPAN_RANKER_STATE_KEY)
+            self.span_ranker = SpanRanker.from_state(ranker) if ranker else None
             super().load_state(state, **kwargs)
         else:  # a version saved before RAGConfig: keep its demos (its old signature is replaced)
             legacy = state.get("respond.predict") or state.get("respond") or {}
@@ -327,7 +337,10 @@ class RAGChatbot(dspy.Module):
         ):
             quoted = best_sentence(query, passages, Passage.body, self.embed)
             if quoted is not None:
-                return self._answered(quoted[0], [quoted[1]], passages, query, relevance, generated=answer)
+                text = quoted[0]
+                if self.config.quote_spans and self.span_ranker is not None:
+                    text = self.span_ranker.choose(query, text, self.embed)
+                return self._answered(text, [quoted[1]], passages, query, relevance, generated=answer)
         cited = cited_passages(reply.citations, passages) or grounding_passages(answer, passages, yes_no)
         return self._answered(
             answer.capitalize() if yes_no else answer,
