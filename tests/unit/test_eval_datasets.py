@@ -92,3 +92,26 @@ def test_classifier_rows_and_split(tmp_path: Path) -> None:
     assert [e.text for e in ds.split(0.3, seed=1)[1].examples] == [e.text for e in dev.examples]
     with pytest.raises(InvalidInputError, match="too few"):
         ds.head(1).split(0.5)
+
+
+def test_unanswerable_rows_are_labelled_and_cannot_also_have_gold(tmp_path: Path) -> None:
+    path = write_jsonl(
+        tmp_path / "q.jsonl",
+        [
+            {"question": "Capital of France?", "user": "alice", "unanswerable": True},
+            {"question": "Oil?", "user": "alice", "answer": "30 min", "unanswerable": "false"},
+        ],
+    )
+    ds = load_dataset(path, "qa", principal_for=principal_for)
+    assert ds.labelled and [e.unanswerable for e in ds.examples] == [True, False]
+    bad = write_jsonl(
+        tmp_path / "bad.jsonl",
+        [
+            {"question": "a", "user": "alice", "unanswerable": True, "answer": "x"},
+            {"question": "b", "user": "alice", "unanswerable": "maybe"},
+        ],
+    )
+    with pytest.raises(InvalidInputError) as err:
+        load_dataset(bad, "qa", principal_for=principal_for)
+    assert "row 1: an unanswerable row cannot also have a gold answer" in err.value.message
+    assert "row 2: 'unanswerable' must be true or false" in err.value.message

@@ -16,6 +16,7 @@ from flywheel.evaluate.metrics import (
     ndcg_at_k,
     normalize_answer,
     recall_at_k,
+    refusal_accuracy,
     token_f1,
 )
 
@@ -43,6 +44,19 @@ def test_answer_metrics() -> None:
     # a list of gold answers: best match counts; no gold answer: not applicable
     assert token_f1(ex(answer=["18 aircraft", "eighteen"]), pred(answer="eighteen")) == 1.0
     assert exact_match(ex(question="q"), pred(answer="x")) is None
+
+
+def test_unanswerable_rows_score_refusals_as_squad2_does() -> None:
+    unanswerable = ex(question="Capital of France?", unanswerable=True)
+    refused = pred(answer="I could not find the answer in the documents available to you.", found=False)
+    answered = pred(answer="Paris", found=True)
+    for metric in (token_f1, exact_match, answer_contains, refusal_accuracy):
+        assert metric(unanswerable, refused) == 1.0
+        assert metric(unanswerable, answered) == 0.0
+    gold = ex(question="q", answer="Boise Hangar 3")
+    assert refusal_accuracy(gold, answered) == 1.0 and refusal_accuracy(gold, refused) == 0.0
+    assert refusal_accuracy(ex(question="q"), answered) is None  # neither gold nor unanswerable
+    assert token_f1(gold, refused) == 0.0  # refusing an answerable row is still wrong
 
 
 def test_retrieval_metrics_use_chunk_ids_before_doc_ids() -> None:

@@ -24,6 +24,7 @@ from flywheel.evaluate.metrics import (
     mrr,
     ndcg_at_k,
     recall_at_k,
+    refusal_accuracy,
     token_f1,
     tool_choice,
 )
@@ -35,7 +36,7 @@ JUDGE_METRICS = frozenset({"faithfulness", "relevance", "safety", "semantic_f1"}
 # Corpus-level metrics computed by the runner from all predictions (classifier kind).
 CORPUS_METRICS = frozenset({"macro_f1", "reason_macro_f1"})
 DEFAULT_METRICS = {
-    "qa": ["answer_f1", "exact_match", "answer_contains", "recall", "mrr", "ndcg", "tool_choice"],
+    "qa": ["answer_f1", "exact_match", "answer_contains", "refusal_accuracy", "recall", "mrr", "ndcg", "tool_choice"],
     "classifier": ["accuracy", "reason_accuracy", "macro_f1"],
 }
 # macro-F1 for the classifier: with a 65/21/14 label prior, accuracy rewards answering "negative" every time.
@@ -94,6 +95,7 @@ def metric_catalog(kind: str, *, judge_lm: Any = None, k: int = 5) -> dict[str, 
         "exact_match": exact_match,
         "answer_f1": token_f1,
         "answer_contains": answer_contains,
+        "refusal_accuracy": refusal_accuracy,
         "tool_choice": tool_choice,
         "recall": recall_at_k(k),
         "mrr": mrr,

@@ -4,7 +4,9 @@ Two shapes, by program kind:
 
 - ``qa`` (rag, agent, custom chatbots): ``question`` (required), and optionally ``answer`` (gold;
   a list is allowed), ``gold_doc_ids`` / ``gold_chunk_ids`` (or ``document``: a document's source
-  name, resolved to its id through the catalog), ``user`` (the principal the question is asked as).
+  name, resolved to its id through the catalog), ``user`` (the principal the question is asked as), and
+  ``unanswerable`` (true for a question the documents do not answer: answer metrics score 1 when the
+  program refuses it and 0 when it answers, as SQuAD 2.0 does, so a better refusal can win the gate).
 - ``classifier``: a text column (``text`` by default), optionally the gold ``sentiment`` and ``reason``.
 
 A set without gold answers is allowed (judge-only metrics). Problems are reported all at once with
@@ -108,6 +110,18 @@ def _present(value: Any) -> bool:
     return value is not None and not (isinstance(value, str) and not value.strip())
 
 
+def _flag(value: Any) -> bool | None:
+    """A boolean cell from JSON (true/false) or CSV ("true", "yes", "1", …); None when unreadable."""
+    if isinstance(value, bool) or value is None:
+        return bool(value)
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "1", "y"):
+        return True
+    if text in ("false", "no", "0", "n", ""):
+        return False
+    return None
+
+
 def _as_list(value: Any) -> list[str]:
     if not _present(value):
         return []
@@ -154,6 +168,13 @@ def qa_examples(
             else:
                 gold_docs.append(doc_id)
         answer = row.get("answer")
+        unanswerable = _flag(row.get("unanswerable"))
+        if unanswerable is None:
+            problems.append(f"row {number}: 'unanswerable' must be true or false, not {row.get('unanswerable')!r}")
+            continue
+        if unanswerable and (_present(answer) or gold_docs or _as_list(row.get("gold_chunk_ids"))):
+            problems.append(f"row {number}: an unanswerable row cannot also have a gold answer or gold documents")
+            continue
         fields: dict[str, Any] = {
             "question": str(question).strip(),
             "principal": principal,
@@ -162,6 +183,7 @@ def qa_examples(
             "gold_doc_ids": gold_docs or None,
             "gold_chunk_ids": _as_list(row.get("gold_chunk_ids")) or None,
             "tool": str(row["tool"]).strip() if _present(row.get("tool")) else None,
+            "unanswerable": unanswerable,
         }
         examples.append(dspy.Example(**fields).with_inputs("question", "principal"))
     _raise_problems(problems, source, hint="Fix the rows, or add the users/documents first (`flywheel users add`).")
@@ -254,5 +276,5 @@ def dataset_from_rows(
         examples = qa_examples(
             rows, principal_for=principal_for, resolve_document=resolve_document, default_user=default_user, source=name
         )
-        labelled = any(e.answer is not None or e.gold_doc_ids for e in examples)
+        labelled = any(e.answer is not None or e.gold_doc_ids or e.unanswerable for e in examples)
     return Dataset(name, kind, examples, labelled, columns)

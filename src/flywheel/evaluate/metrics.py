@@ -55,10 +55,22 @@ def _gold_answers(example: Any) -> list[str]:
 
 
 # --- answers -----------------------------------------------------------------------------------
+# A row marked ``unanswerable`` (the documents do not hold its answer) scores as SQuAD 2.0 does: 1.0 when
+# the program refused (``found`` is false), 0.0 when it answered anyway.
+
+
+def _unanswerable(example: Any) -> bool:
+    return bool(_field(example, "unanswerable", False))
+
+
+def _refused(prediction: Any) -> bool:
+    return _field(prediction, "found", True) is False
 
 
 def exact_match(example: Any, prediction: Any, trace: Any = None) -> float | None:
     """1.0 if the normalised answer equals a normalised gold answer."""
+    if _unanswerable(example):
+        return float(_refused(prediction))
     golds = _gold_answers(example)
     if not golds:
         return None
@@ -80,6 +92,8 @@ def _f1(predicted: str, gold: str) -> float:
 
 def token_f1(example: Any, prediction: Any, trace: Any = None) -> float | None:
     """SQuAD token F1 against the best-matching gold answer."""
+    if _unanswerable(example):
+        return float(_refused(prediction))
     golds = _gold_answers(example)
     if not golds:
         return None
@@ -90,11 +104,23 @@ def token_f1(example: Any, prediction: Any, trace: Any = None) -> float | None:
 def answer_contains(example: Any, prediction: Any, trace: Any = None) -> float | None:
     """1.0 if the normalised gold answer appears, as whole tokens, inside the normalised answer (short gold
     facts): gold "no" is not found in "I could not find…"."""
+    if _unanswerable(example):
+        return float(_refused(prediction))
     golds = _gold_answers(example)
     if not golds:
         return None
     answer = f" {normalize_answer(_field(prediction, 'answer', ''))} "
     return float(any(normalize_answer(g) and f" {normalize_answer(g)} " in answer for g in golds))
+
+
+def refusal_accuracy(example: Any, prediction: Any, trace: Any = None) -> float | None:
+    """1.0 when the program refused an ``unanswerable`` row or answered a row with a gold answer or gold
+    documents; None for rows that say neither."""
+    if _unanswerable(example):
+        return float(_refused(prediction))
+    if _gold_answers(example) or _field(example, "gold_doc_ids") or _field(example, "gold_chunk_ids"):
+        return float(not _refused(prediction))
+    return None
 
 
 def tool_choice(example: Any, prediction: Any, trace: Any = None) -> float | None:
