@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 P = TypeVar("P")
-Embed = Callable[[Sequence[str]], Any]
+Embed = Callable[[list[str]], Any]
 
 # Sentence ends (. ! ? followed by a capital, digit or quote; Japanese/Chinese 。！？) and line breaks
 # (lists, tables, headings).

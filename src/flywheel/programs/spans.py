@@ -86,7 +86,7 @@ def _similarities(question: str, texts: Sequence[str], embed: Embed | None) -> n
     norms = np.linalg.norm(vectors, axis=1)
     norms[norms == 0] = 1.0
     vectors = vectors / norms[:, None]
-    return vectors[1:] @ vectors[0]
+    return np.asarray(vectors[1:] @ vectors[0], dtype=np.float32)
 
 
 def candidate_spans(question: str, sentence: str, embed: Embed | None = None) -> tuple[list[str], np.ndarray]:
@@ -159,7 +159,7 @@ class SpanRanker:
 
     def score(self, features: np.ndarray) -> np.ndarray:
         standard = (features - np.asarray(self.mean)) / np.asarray(self.scale)
-        return standard @ np.asarray(self.weights) + self.bias
+        return np.asarray(standard @ np.asarray(self.weights) + self.bias, dtype=np.float64)
 
     def choose(self, question: str, sentence: str, embed: Embed | None = None) -> str:
         """The best-scoring span of ``sentence`` as the answer to ``question`` (the sentence when it wins)."""
