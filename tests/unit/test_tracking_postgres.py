@@ -1,0 +1,51 @@
+"""The MLflow tracking store on PostgreSQL (``tracking.uri = postgresql+psycopg://…``, psycopg 3): Flywheel's
+own registry and request tracer against a throwaway server (tests/conftest.py; skipped with the reason
+when PostgreSQL is not installed). MLflow runs its own schema migrations on the empty database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from bench.postgres import PostgresServer
+from mlflow import MlflowClient
+
+from flywheel.config import load_settings
+from flywheel.registry.assessments import RATING
+from flywheel.registry.programs import ProgramRegistry
+from flywheel.serve.tracing import Tracer
+from tests.unit.test_registry import classifier_with_demo
+from tests.unit.test_serve_tracing import CALLS, isolated_export, run_concurrently, stored_traces
+
+pytestmark = pytest.mark.usefixtures(isolated_export.__name__)
+
+
+def test_program_versions_and_traces_live_in_a_postgresql_tracking_store(
+    postgres: PostgresServer, flywheel_home: Path
+) -> None:
+    settings = load_settings(tracking={"uri": postgres.new_database("mlflow")})
+    assert settings.tracking_uri.startswith("postgresql+psycopg://")
+
+    registry = ProgramRegistry(settings)
+    first = registry.register("classifier", classifier_with_demo("first"), metrics={"accuracy": 0.5})
+    registry.register("classifier", classifier_with_demo("second"), metrics={"accuracy": 0.7})
+    registry.promote("classifier", first.version, reason="on postgres")
+
+    reader = ProgramRegistry(load_settings(tracking={"uri": settings.tracking_uri}))  # another process's view
+    champion, state = reader.load_state("classifier") or pytest.fail("no champion stored")
+    assert (champion.version, champion.status, champion.metrics) == (1, "champion", {"accuracy": 0.5})
+    assert [v.version for v in reader.versions("classifier")] == [2, 1]
+    assert "first" in str(state)
+
+    tracer = Tracer(settings)
+    assert tracer.enabled
+    ids = run_concurrently(tracer)
+    tracer.log_feedback(ids[0], "alice", rating="up")
+    tracer.flush()
+    stored = stored_traces(settings)
+    assert len(set(ids)) == CALLS and set(stored) == set(ids)
+    assert all(names == ["flywheel.rag", "lm", "retrieve"] for names in stored.values())
+    trace = MlflowClient(tracking_uri=settings.tracking_uri).get_trace(ids[0])
+    assert [(a.name, a.value, a.source.source_id) for a in trace.info.assessments] == [(RATING, True, "alice")]
+
+    assert not (flywheel_home / "mlflow.db").exists()  # nothing fell back to the SQLite default
