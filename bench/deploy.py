@@ -225,6 +225,7 @@ def main() -> None:
         ],
     )
     print(table)
+    services.save_summary("deploy", {"flywheel": fly, "langchain": lang, "reload_s": args.reload_s})
     body = (
         f"Stub LM {args.latency_ms:g} ms, concurrency {args.concurrency}, chat requests as the sample users; "
         f"{args.before_s:g} s of load before the promotion (or restart) and {args.after_s:g} s after the first "

@@ -1,11 +1,15 @@
 """The benchmarks' store plumbing: bench.workers copies the sample catalog into a throwaway PostgreSQL
 server (real server, skipped with the reason when PostgreSQL is not installed) and counts traces in
-either tracking store. No servers of Flywheel's own, no timing asserts."""
+either tracking store; ``python -m bench`` runs bench.deploy and bench.workers by default and quotes
+their saved summaries in the closing note. No servers of Flywheel's own, no timing asserts."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+from bench import __main__ as suite
+from bench import services
 from bench.deploy import count_traces
 from bench.postgres import PostgresServer
 from bench.workers import copy_database
@@ -52,3 +56,39 @@ def test_traces_are_counted_in_either_tracking_store(postgres: PostgresServer, t
             db.execute(text("INSERT INTO trace_info VALUES ('tr-1'), ('tr-2')"))
         engine.dispose()
         assert count_traces(url) == 2
+
+
+def test_the_default_run_includes_deploy_and_workers() -> None:
+    for name in ("deploy", "workers"):
+        quick, default, _full, limit = suite.PLAN[name]
+        assert quick is not None and default is not None and limit > 0
+
+
+def test_the_closing_note_quotes_deploy_and_workers(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(services, "SUMMARIES", tmp_path)
+    services.save_summary(
+        "deploy",
+        {
+            "flywheel": {"swap_s": 3.2, "failed": 0, "requests": 480, "traces": 481, "answered": 481},
+            "langchain": {"swap_s": 6.5, "failed": 37, "requests": 300},
+            "reload_s": 5.0,
+        },
+    )
+    figures = {"throughput": 52.24, "p50_ms": 40.0, "p95_ms": 90.0, "failed": 0.0, "traces": 204.0}
+    services.save_summary(
+        "workers",
+        {
+            "concurrency": 32,
+            "stores": {
+                "sqlite": {"1": {**figures, "answers": 204.0}, "2": {**figures, "throughput": 80.0, "answers": 208.0}},
+                "postgres": {"1": {**figures, "throughput": 61.0, "answers": 204.0}},
+            },
+        },
+    )
+    note = suite.closing_note([["whole suite", "", "1.0"]])
+
+    assert "first answer from it 3.2 s" in note and "failed requests during the swap 0 of 480" in note
+    assert "traces stored / answers 481 / 481" in note and "6.5 s to its first answer, 37 failed" in note
+    assert "| stores | 1 process | 2 processes |" in note
+    assert "| sqlite | 52.2 (0 failed, 204 / 204) | 80.0 (0 failed, 204 / 208) |" in note
+    assert "| postgres | 61.0 (0 failed, 204 / 204) | – |" in note
