@@ -1,9 +1,11 @@
 """The MLflow tracking store on PostgreSQL (``tracking.uri = postgresql+psycopg://…``, psycopg 3): Flywheel's
 own registry and request tracer against a throwaway server (tests/conftest.py; skipped with the reason
-when PostgreSQL is not installed). MLflow runs its own schema migrations on the empty database."""
+when PostgreSQL is not installed). MLflow runs its own schema migrations on the empty database, also
+when several processes open it at once (``flywheel serve --workers N``)."""
 
 from __future__ import annotations
 
+import multiprocessing
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ from mlflow import MlflowClient
 from flywheel.config import load_settings
 from flywheel.registry.assessments import RATING
 from flywheel.registry.programs import ProgramRegistry
+from flywheel.registry.tracking import use_tracking
 from flywheel.serve.tracing import Tracer
 from tests.unit.test_registry import classifier_with_demo
 from tests.unit.test_serve_tracing import CALLS, isolated_export, run_concurrently, stored_traces
@@ -49,3 +52,21 @@ def test_program_versions_and_traces_live_in_a_postgresql_tracking_store(
     assert [(a.name, a.value, a.source.source_id) for a in trace.info.assessments] == [(RATING, True, "alice")]
 
     assert not (flywheel_home / "mlflow.db").exists()  # nothing fell back to the SQLite default
+
+
+def _open_tracking(uri: str, home: str) -> None:
+    use_tracking(load_settings(home=home, tracking={"uri": uri}))
+
+
+def test_processes_opening_a_new_tracking_store_at_once_all_succeed(store_url: str, tmp_path: Path) -> None:
+    """Without turns, 3 of 4 processes failed on PostgreSQL (duplicate alembic_version type) and served
+    without tracing."""
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_open_tracking, args=(store_url, str(tmp_path))) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(180)
+    assert [worker.exitcode for worker in workers] == [0, 0, 0, 0]
+    client = use_tracking(load_settings(home=tmp_path, tracking={"uri": store_url}))
+    assert sorted(e.name for e in client.search_experiments()) == ["Default", "flywheel"]
