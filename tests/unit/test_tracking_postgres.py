@@ -13,6 +13,7 @@ from bench.postgres import PostgresServer
 from mlflow import MlflowClient
 
 from flywheel.config import load_settings
+from flywheel.errors import ConfigError
 from flywheel.registry.assessments import RATING
 from flywheel.registry.programs import ProgramRegistry
 from flywheel.registry.tracking import use_tracking
@@ -61,12 +62,21 @@ def _open_tracking(uri: str, home: str) -> None:
 def test_processes_opening_a_new_tracking_store_at_once_all_succeed(store_url: str, tmp_path: Path) -> None:
     """Without turns, 3 of 4 processes failed on PostgreSQL (duplicate alembic_version type) and served
     without tracing."""
+    home = tmp_path / "home"  # its default catalog is not the tracking store's database
     context = multiprocessing.get_context("spawn")
-    workers = [context.Process(target=_open_tracking, args=(store_url, str(tmp_path))) for _ in range(4)]
+    workers = [context.Process(target=_open_tracking, args=(store_url, str(home))) for _ in range(4)]
     for worker in workers:
         worker.start()
     for worker in workers:
         worker.join(180)
     assert [worker.exitcode for worker in workers] == [0, 0, 0, 0]
-    client = use_tracking(load_settings(home=tmp_path, tracking={"uri": store_url}))
+    client = use_tracking(load_settings(home=home, tracking={"uri": store_url}))
     assert sorted(e.name for e in client.search_experiments()) == ["Default", "flywheel"]
+
+
+def test_the_tracking_store_may_not_share_the_catalog_database(store_url: str) -> None:
+    """Both schemas keep their revision in alembic_version: MLflow failed with "Can't locate revision"."""
+    settings = load_settings(knowledge={"catalog_url": store_url}, tracking={"uri": store_url})
+    with pytest.raises(ConfigError, match="same database") as raised:
+        ProgramRegistry(settings).names()
+    assert "FLYWHEEL_TRACKING__URI" in (raised.value.hint or "")

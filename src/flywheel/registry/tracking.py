@@ -9,7 +9,7 @@ from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from flywheel.config import Settings
-from flywheel.errors import StorageError
+from flywheel.errors import ConfigError, StorageError
 from flywheel.stores.database import first_open_lock
 
 _LOCK = threading.Lock()
@@ -34,6 +34,13 @@ def use_tracking(settings: Settings) -> Any:
     global _ACTIVE
     settings.ensure_dirs()
     uri = settings.tracking_uri
+    if uri == settings.catalog_url:  # MLflow then fails with "Can't locate revision identified by '0001'"
+        raise ConfigError(
+            "tracking.uri and knowledge.catalog_url name the same database: MLflow and Flywheel's stores each "
+            "keep their schema revision in its alembic_version table, so they cannot share one database.",
+            hint="Give the tracking store a database of its own, e.g. CREATE DATABASE mlflow and "
+            "FLYWHEEL_TRACKING__URI=postgresql+psycopg://user:password@host/mlflow.",
+        )
     with _LOCK:
         if mlflow.get_tracking_uri() != uri:  # moved by other code: make our experiment active again
             _ACTIVE = None
