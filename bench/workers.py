@@ -26,7 +26,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -117,17 +117,18 @@ def copy_database(source_url: str, target_url: str) -> dict[str, int]:
 
 
 @contextmanager
-def store(name: str, stack: ExitStack) -> Iterator[Store]:
-    """A fresh copy of the sample home, its stores on SQLite files or on a throwaway PostgreSQL server."""
+def store(name: str) -> Iterator[Store]:
+    """A fresh copy of the sample home, its stores on SQLite files or on a throwaway PostgreSQL server
+    (stopped and removed when the block ends)."""
     home = services.fresh_home()
     if name == "sqlite":
         yield Store(name, home, f"sqlite:///{home / 'mlflow.db'}")
         return
-    server = stack.enter_context(postgres.running())
-    catalog, tracking = server.new_database("catalog"), server.new_database("mlflow")
-    copy_database(f"sqlite:///{home / 'catalog.db'}", catalog)
-    (home / "catalog.db").unlink()  # nothing may fall back to the SQLite file unnoticed
-    yield Store(name, home, tracking, {"KNOWLEDGE__CATALOG_URL": catalog, "TRACKING__URI": tracking})
+    with postgres.running() as server:
+        catalog, tracking = server.new_database("catalog"), server.new_database("mlflow")
+        copy_database(f"sqlite:///{home / 'catalog.db'}", catalog)
+        (home / "catalog.db").unlink()  # nothing may fall back to the SQLite file unnoticed
+        yield Store(name, home, tracking, {"KNOWLEDGE__CATALOG_URL": catalog, "TRACKING__URI": tracking})
 
 
 def default_stores() -> str:
@@ -155,9 +156,9 @@ def main() -> None:
     rows = services.questions()
     out: list[list[str]] = []
     summary: dict[str, dict[str, dict[str, float]]] = {}
-    with services.stub_lm(args.latency_ms) as stub, ExitStack() as stack:
+    with services.stub_lm(args.latency_ms) as stub:
         for name in stores:
-            with store(name, stack) as where:
+            with store(name) as where:
                 keys = services.create_keys(where.home, sorted({r["user"] for r in rows}), **where.settings)
                 env = services.service_env(
                     where.home, stub.url + "/v1", "stub", SERVE__WORKERS="64", LOG_LEVEL="INFO", **where.settings
