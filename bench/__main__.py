@@ -5,7 +5,7 @@ table and rewrites its own section of docs/benchmarks.md; a failing or over-time
 the suite goes on. The closing section quotes the headline ratios of this run next to the limits
 (raw LM tokens/s, raw embedder chunks/s, the stub LM's capacity).
 
-    python -m bench            # default: limits, serving, deploy, quality; < 30 min on 2 cores
+    python -m bench            # default: limits, serving, deploy, workers, quality; ~30 min on 2 cores
     python -m bench --quick    # a smoke run (~10 min): smaller sets, no real-LM serving, no quality
     python -m bench --full     # every benchmark at its own defaults (1M-row index, optimization, …): hours
     python -m bench --only serve,compare
@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from bench.report import BENCHMARKS_MD, REPO, markdown_table, write_section
 from bench.services import SUMMARIES, load_summary
@@ -27,8 +28,9 @@ HERE = Path(__file__).parent
 
 # name → (args for --quick, default args, args for --full, time limit in s for the default run);
 # None: not part of that run (still runnable with --only NAME, which uses the default or --full args).
-# The default run holds what issue 8 asks for (limits, serving, deploy, quality) and fits 30 minutes
-# on 2 cores; the optimization and batch benchmarks (each ~15 min) join with --full or --only.
+# The default run holds what issues 8 and 15 ask for (limits, serving, zero-downtime deploys, 1/2/4
+# server processes on SQLite and PostgreSQL, quality) and takes about 30 minutes on 2 cores; the
+# optimization and batch benchmarks (each ~15 min) join with --full or --only.
 PLAN: dict[str, tuple[list[str] | None, list[str] | None, list[str], int]] = {
     "lm": (["--prompts", "4"], ["--prompts", "10"], [], 420),
     "knowledge": (
@@ -40,6 +42,15 @@ PLAN: dict[str, tuple[list[str] | None, list[str] | None, list[str], int]] = {
     "programs": (["--requests", "30"], ["--requests", "100"], [], 240),
     "serve": (["--quick", "--latencies", "50"], ["--latencies", "50"], ["--latencies", "50,1000"], 480),
     "compare": (["--quick", "--skip-real"], [], ["--full"], 720),
+    # Two `flywheel deploy`s, ~10 s of load around the promotion, then a LangChain restart under load (~3 min).
+    "deploy": (["--before-s", "2", "--after-s", "2", "--reload-s", "2"], [], [], 480),
+    # 1, 2, 4 processes × SQLite and PostgreSQL stores (PostgreSQL when installed), 200 requests each (~5 min).
+    "workers": (
+        ["--workers", "1,2", "--requests", "40", "--concurrency", "8"],
+        ["--requests", "200"],
+        [],
+        900,
+    ),
     "quality": (None, [], [], 720),
     "classify": (None, None, ["--quick"], 900),
     "classify_scale": (None, None, [], 1500),  # Spark local[2] over 1M rows, killed once and resumed (~10 min)
@@ -145,6 +156,8 @@ def closing_note(steps: list[list[object]]) -> str:
             f"Time to deploy F/L (`flywheel serve --deploy` vs the LangChain app): "
             f"{compare.get('deploy_ratio', float('nan')):.2f} (goal ≤ 1)."
         )
+    lines.extend(_deploy_lines(load_summary("deploy") or {}))
+    lines.extend(_workers_lines(load_summary("workers") or {}))
     quality = load_summary("quality") or {}
     if quality.get("variants"):
         lines.append(
@@ -159,6 +172,53 @@ def closing_note(steps: list[list[object]]) -> str:
     lines.append("### Steps of this run")
     lines.append(markdown_table(["benchmark", "status", "minutes"], steps))
     return "\n\n".join(lines)
+
+
+def _deploy_lines(deploy: dict[str, Any]) -> list[str]:
+    """Zero-downtime deploys (bench.deploy's summary): swap time, failed requests, traces kept."""
+    fly, lang = deploy.get("flywheel"), deploy.get("langchain")
+    if not fly:
+        return []
+    text = (
+        f"Deploy under load (`bench.deploy`, reload interval {deploy.get('reload_s', float('nan')):g} s): "
+        f"new version promoted → first answer from it {fly['swap_s']:.1f} s; failed requests during the swap "
+        f"{fly['failed']} of {fly['requests']} (goal 0); traces stored / answers {fly['traces']} / {fly['answered']}."
+    )
+    if lang:
+        text += (
+            f" The LangChain app needs a restart: {lang['swap_s']:.1f} s to its first answer, "
+            f"{lang['failed']} failed requests meanwhile."
+        )
+    return ["### Zero-downtime deploys", text]
+
+
+def _workers_lines(workers: dict[str, Any]) -> list[str]:
+    """Throughput by store and number of server processes (bench.workers' summary)."""
+    stores: dict[str, dict[str, dict[str, float]]] = workers.get("stores") or {}
+    if not stores:
+        return []
+    counts = sorted({n for figures in stores.values() for n in figures}, key=int)
+    table = [
+        [
+            store,
+            *(_rate(figures.get(n)) for n in counts),
+        ]
+        for store, figures in stores.items()
+    ]
+    return [
+        f"### Server processes (`flywheel serve --workers N`, concurrency {workers.get('concurrency')}): requests/s "
+        "(failed, traces stored / answers)",
+        markdown_table(["stores", *(f"{n} process{'es' if n != '1' else ''}" for n in counts)], table),
+    ]
+
+
+def _rate(figures: dict[str, float] | None) -> str:
+    if not figures:
+        return "–"
+    return (
+        f"{figures['throughput']:.1f} ({figures['failed']:.0f} failed, "
+        f"{figures['traces']:.0f} / {figures['answers']:.0f})"
+    )
 
 
 def _fmt(value: object) -> str:

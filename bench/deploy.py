@@ -19,11 +19,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -85,12 +83,19 @@ class Load:
             await asyncio.gather(*(worker() for _ in range(self.concurrency)))
 
 
-def count_traces(home: Path) -> int:
+def count_traces(tracking_uri: str) -> int:
+    """Traces in the MLflow tracking store at ``tracking_uri`` (SQLite or PostgreSQL); -1 without a trace table."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import SQLAlchemyError
+
+    engine = create_engine(tracking_uri)
     try:
-        with sqlite3.connect(home / "mlflow.db") as db:
-            return int(db.execute("SELECT count(*) FROM trace_info").fetchone()[0])
-    except sqlite3.Error:
+        with engine.connect() as db:
+            return int(db.execute(text("SELECT count(*) FROM trace_info")).scalar_one())
+    except SQLAlchemyError:
         return -1
+    finally:
+        engine.dispose()
 
 
 def flywheel_swap(args: argparse.Namespace, stub: services.Server, rows: list[dict[str, str]]) -> dict[str, Any]:
@@ -128,7 +133,7 @@ def flywheel_swap(args: argparse.Namespace, stub: services.Server, rows: list[di
         "swap_s": first_v2 - promoted,
         "old_after_swap": sum(o.version == 1 for o in after),
         "answered": sum(o.ok for o in outcomes) + 1,
-        "traces": count_traces(home),
+        "traces": count_traces(f"sqlite:///{home / 'mlflow.db'}"),
         "throughput": sum(o.ok for o in outcomes) / (max(o.done for o in outcomes) - min(o.sent for o in outcomes)),
     }
 
@@ -220,6 +225,7 @@ def main() -> None:
         ],
     )
     print(table)
+    services.save_summary("deploy", {"flywheel": fly, "langchain": lang, "reload_s": args.reload_s})
     body = (
         f"Stub LM {args.latency_ms:g} ms, concurrency {args.concurrency}, chat requests as the sample users; "
         f"{args.before_s:g} s of load before the promotion (or restart) and {args.after_s:g} s after the first "

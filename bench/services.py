@@ -114,9 +114,10 @@ def fresh_home() -> Path:
     return target
 
 
-def create_keys(home: Path, users: list[str]) -> dict[str, str]:
-    """One API key per user (``flywheel keys create USER`` prints the key as its last line)."""
-    env = base_env(home)
+def create_keys(home: Path, users: list[str], **settings: str) -> dict[str, str]:
+    """One API key per user (``flywheel keys create USER`` prints the key as its last line); ``settings``
+    as for :func:`base_env` (e.g. ``KNOWLEDGE__CATALOG_URL`` of a PostgreSQL key store)."""
+    env = base_env(home, **settings)
     return {user: flywheel("keys", "create", user, env=env).strip().splitlines()[-1].strip() for user in users}
 
 

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from tests.postgres import PostgresServer, postgres_server
+from bench import postgres as throwaway_postgres
+from bench.postgres import PostgresError, PostgresServer
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -36,8 +36,17 @@ def flywheel_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
     """A throwaway PostgreSQL server for the session (skips when PostgreSQL is not installed)."""
-    with postgres_server() as server:
+    reason = throwaway_postgres.unavailable()
+    if reason is not None:
+        pytest.skip(f"{reason} to run the PostgreSQL tests too")
+    try:
+        server = throwaway_postgres.start()
+    except PostgresError as exc:
+        pytest.fail(str(exc))
+    try:
         yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

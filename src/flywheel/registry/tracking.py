@@ -9,11 +9,13 @@ from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from flywheel.config import Settings
-from flywheel.errors import StorageError
+from flywheel.errors import ConfigError, StorageError
+from flywheel.stores.database import first_open_lock
 
 _LOCK = threading.Lock()
 _READY: set[tuple[str, str]] = set()
 _ACTIVE: tuple[str, str] | None = None  # the (tracking URI, experiment) this process last made active
+TRACKING_SCHEMA_LOCK = 724_158_302  # pg_advisory_lock key while MLflow creates its schema (stores use …301)
 
 
 def use_tracking(settings: Settings) -> Any:
@@ -32,6 +34,13 @@ def use_tracking(settings: Settings) -> Any:
     global _ACTIVE
     settings.ensure_dirs()
     uri = settings.tracking_uri
+    if uri == settings.catalog_url:  # MLflow then fails with "Can't locate revision identified by '0001'"
+        raise ConfigError(
+            "tracking.uri and knowledge.catalog_url name the same database: MLflow and Flywheel's stores each "
+            "keep their schema revision in its alembic_version table, so they cannot share one database.",
+            hint="Give the tracking store a database of its own, e.g. CREATE DATABASE mlflow and "
+            "FLYWHEEL_TRACKING__URI=postgresql+psycopg://user:password@host/mlflow.",
+        )
     with _LOCK:
         if mlflow.get_tracking_uri() != uri:  # moved by other code: make our experiment active again
             _ACTIVE = None
@@ -40,8 +49,12 @@ def use_tracking(settings: Settings) -> Any:
         key = (uri, settings.tracking.experiment)
         try:
             if key not in _READY:
-                if mlflow.get_experiment_by_name(settings.tracking.experiment) is None:
-                    mlflow.create_experiment(settings.tracking.experiment, artifact_location=settings.artifact_root)
+                # MLflow creates and migrates its schema when a process first opens the store; processes
+                # doing so at once on a new database (`flywheel serve --workers N`) fail with duplicate
+                # tables, so they take turns. The first experiment is created under the same lock.
+                with first_open_lock(uri, TRACKING_SCHEMA_LOCK):
+                    if mlflow.get_experiment_by_name(settings.tracking.experiment) is None:
+                        mlflow.create_experiment(settings.tracking.experiment, artifact_location=settings.artifact_root)
                 _READY.add(key)
             if key != _ACTIVE:
                 # set_experiment resets MLflow's tracer provider (3.17), which orphans the spans of

@@ -22,10 +22,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, MetaData, create_engine, event
+from sqlalchemy import Engine, MetaData, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.pool import NullPool
 
 from flywheel.errors import StorageError
 
@@ -83,7 +84,7 @@ def _open(url: str, what: str) -> Database:
         engine = create_engine(url)
         if engine.dialect.name == "sqlite":
             event.listen(engine, "connect", _sqlite_pragmas)
-        with _migration_lock(url):
+        with first_open_lock(url):
             upgrade(engine)
     except SQLAlchemyError as exc:
         raise StorageError(
@@ -108,11 +109,24 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
 
 @contextmanager
-def _migration_lock(url: str) -> Iterator[None]:
-    """Processes opening one new database at once (Spark's Python workers loading a model) migrate it
-    one after the other: a file lock beside a SQLite file; PostgreSQL takes an advisory lock in the
-    migration itself (see migrations/env.py)."""
+def first_open_lock(url: str, postgres_key: int | None = None) -> Iterator[None]:
+    """Processes opening one new database at once (Spark's Python workers loading a model, the processes
+    of ``flywheel serve --workers N``) create its schema one after the other: a file lock beside a SQLite
+    file; on PostgreSQL a session advisory lock on ``postgres_key`` when given (Flywheel's own migrations
+    take a transaction advisory lock in the migration itself instead, see migrations/env.py)."""
     parsed = make_url(url)
+    if parsed.get_backend_name() == "postgresql" and postgres_key is not None:
+        engine = create_engine(url, poolclass=NullPool)
+        try:
+            with engine.connect() as connection:
+                connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": postgres_key})
+                try:
+                    yield
+                finally:
+                    connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": postgres_key})
+        finally:
+            engine.dispose()
+        return
     path = parsed.database if parsed.get_backend_name() == "sqlite" else None
     if not path or path == ":memory:" or path.startswith("file:"):
         yield
