@@ -227,6 +227,13 @@ class ServeSettings(BaseModel):
         le=1,
         description="Share of requests recorded as MLflow traces (answers are kept for feedback either way).",
     )
+    trace_export: Literal["process", "inline"] = Field(
+        "process",
+        description="Where traces are written: 'process' = a child MLflow tracking server started by "
+        "`flywheel serve` owns the local tracking store (one for all --workers; the serving processes only "
+        "send spans over HTTP); 'inline' = the serving process writes the store itself. A remote "
+        "tracking.uri (http/https/databricks) is always written directly.",
+    )
     breaker_failures: int = Field(
         5,
         ge=1,

@@ -45,7 +45,7 @@ def serve(
         from flywheel.serve.workers import run_workers
 
         console.print(f"Flywheel is serving on http://{shown}:{port}/ with {workers} processes (Ctrl-C to stop)")
-        run_workers(host, port, workers, tracing=tracing, log_level=config.log_level.lower())
+        run_workers(config, host, port, workers, tracing=tracing, log_level=config.log_level.lower())
         return
     with console.status("Loading the programs…"):
         app = create_app(config, tracing=tracing, deploy=deploy)

@@ -32,6 +32,7 @@ from flywheel.registry.programs import ProgramRegistry, deploy_program
 from flywheel.serve.limits import LimitsMiddleware
 from flywheel.serve.metrics import Metrics
 from flywheel.serve.routes import chat, documents, feedback, health, invocations, responses
+from flywheel.serve.trace_export import TraceServer, serving_settings
 from flywheel.serve.tracing import Tracer
 from flywheel.storage import database_failure
 from flywheel.stores.feedback import FeedbackStore
@@ -222,9 +223,12 @@ def _warm_up(service: Service, *, deploy: bool) -> None:
         retrieval.result()
 
 
-def _lifespan(service: Service, mcp: Any, *, deploy: bool) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+def _lifespan(
+    service: Service, mcp: Any, *, deploy: bool, trace_server: TraceServer | None = None
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     """Warm up before serving (a failed warm-up leaves the service up but not ready), run the MCP
-    session manager while serving, and flush queued traces at shutdown."""
+    session manager while serving, and flush queued traces at shutdown (then stop the trace export
+    process this app started, which stores what it was sent before it exits)."""
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -236,6 +240,8 @@ def _lifespan(service: Service, mcp: Any, *, deploy: bool) -> Callable[[FastAPI]
         async with mcp.run():
             yield
         await anyio.to_thread.run_sync(service.tracer.flush)  # traces still queued for export
+        if trace_server is not None:
+            await anyio.to_thread.run_sync(trace_server.stop)
 
     return lifespan
 
@@ -262,6 +268,7 @@ def create_app(
     from flywheel.serve.mcp.http import PATH as MCP_PATH
     from flywheel.serve.mcp.http import McpEndpoint
 
+    settings, trace_server = serving_settings(settings, tracing=tracing)  # trace writing out of this process
     service = build_service(
         settings, assistant=assistant, lm=lm, registry=registry, tracing=tracing, use_registry=use_registry
     )
@@ -270,7 +277,7 @@ def create_app(
         title="Flywheel",
         version="1",
         summary="Self-improving DSPy pipelines: chat, MLflow-compatible invocations, documents and feedback.",
-        lifespan=_lifespan(service, mcp, deploy=deploy),
+        lifespan=_lifespan(service, mcp, deploy=deploy, trace_server=trace_server),
     )
     app.state.flywheel = service
     app.state.responses = ResponseStore(settings.catalog_url)  # what previous_response_id continues from

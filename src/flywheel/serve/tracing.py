@@ -8,13 +8,20 @@ as with tracing off, gets a random id of the same shape; answers are recorded fo
 way.
 
 Export is off the request path: MLflow's asynchronous queue with **one** writer thread, fed in
-batches of spans (one SQLite transaction for many spans). Writing a trace costs about as much CPU as
-a retrieval, so on the request thread it dominated latency under load. A single writer keeps each
-trace's writes in order and does not compete with request threads for SQLite's one write lock;
-SQLite serializes writers anyway, so more writers would not write faster. If the writer falls
+batches of spans. Where the writer writes depends on ``serve.trace_export``:
+
+- ``"process"`` (default for ``flywheel serve`` over a local store): the tracking URI this tracer gets
+  is a child MLflow tracking server (:mod:`flywheel.serve.trace_export`) that owns the store; the
+  writer thread only serializes spans (OTLP protobuf, a batch per request) and trace infos and posts
+  them over loopback HTTP. Storing a trace (SQLAlchemy + SQLite) cost about as much CPU as a
+  retrieval and, in this process, took the GIL from the request threads.
+- ``"inline"``: the writer thread writes the store itself (one SQLite transaction per batch).
+
+A single writer keeps each trace's writes in order (its spans, then its trace info). If it falls
 behind for long (the queue holds ``MLFLOW_ASYNC_TRACE_LOGGING_MAX_QUEUE_SIZE`` tasks, 8000 here)
 MLflow drops traces with a warning: lower ``serve.trace_sample`` for sustained loads above the
-writer's pace (docs/benchmarks.md).
+writer's pace (docs/benchmarks.md). :meth:`Tracer.flush` (the app's shutdown) waits for the queue,
+before the export process is stopped, so a graceful stop loses no trace.
 """
 
 from __future__ import annotations

@@ -5,13 +5,16 @@ what those name: the LanceDB location, the catalog / feedback / API-key / conver
 the MLflow tracking store. SQLite stores are opened in WAL mode with a busy timeout (``flywheel.storage``),
 so several processes may read and write them at once; a promoted champion reaches every process by the
 same registry poll (``serve.reload_interval_s``). Requests are spread by the kernel over the processes'
-shared listening socket.
+shared listening socket. Traces go to one child MLflow tracking server started here (serve/trace_export.py).
 """
 
 from __future__ import annotations
 
 import os
 from typing import Any
+
+from flywheel.config import Settings
+from flywheel.serve.trace_export import SERVER_ENV, serving_settings
 
 TRACING_ENV = "_FLYWHEEL_SERVE_TRACING"  # the parent's --tracing/--no-tracing, for the worker processes
 
@@ -24,17 +27,26 @@ def app_factory() -> Any:
     return create_app(load_settings(), tracing=os.environ.get(TRACING_ENV, "1") == "1")
 
 
-def run_workers(host: str, port: int, workers: int, *, tracing: bool, log_level: str) -> None:
-    """Serve with ``workers`` processes until interrupted."""
+def run_workers(settings: Settings, host: str, port: int, workers: int, *, tracing: bool, log_level: str) -> None:
+    """Serve with ``workers`` processes until interrupted; with trace export in a process, one child
+    tracking server for all of them, stopped after every worker has flushed its traces and exited."""
     import uvicorn
 
     os.environ[TRACING_ENV] = "1" if tracing else "0"
-    uvicorn.run(
-        "flywheel.serve.workers:app_factory",
-        factory=True,
-        workers=workers,
-        host=host,
-        port=port,
-        log_level=log_level,
-        timeout_graceful_shutdown=10,
-    )
+    _, trace_server = serving_settings(settings, tracing=tracing)
+    if trace_server is not None:
+        os.environ[SERVER_ENV] = trace_server.uri
+    try:
+        uvicorn.run(
+            "flywheel.serve.workers:app_factory",
+            factory=True,
+            workers=workers,
+            host=host,
+            port=port,
+            log_level=log_level,
+            timeout_graceful_shutdown=10,
+        )
+    finally:
+        if trace_server is not None:
+            os.environ.pop(SERVER_ENV, None)
+            trace_server.stop()

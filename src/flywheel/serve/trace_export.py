@@ -1,0 +1,162 @@
+"""Trace export out of the serving process: a child MLflow tracking server owns the local tracking store.
+
+With ``serve.trace_export = "process"`` (the default) and a local tracking store (``sqlite:///…``, or any
+SQLAlchemy URL), ``flywheel serve`` starts one ``mlflow server`` child on a free loopback port and the
+serving processes use it as their tracking URI: their trace writer thread only serializes finished spans
+(OTLP protobuf, in batches) and the trace info, and posts them; the SQLAlchemy work of storing them
+runs in the child, which no longer takes the GIL from request threads. One child serves all
+``--workers`` processes (its URL reaches them in :data:`SERVER_ENV`). Stopping: the serving processes
+flush their queues first (the app's shutdown), then the child gets SIGTERM (uvicorn finishes the
+requests in flight) — so no queued trace is lost.
+
+A remote ``tracking.uri`` (http/https/databricks) already writes over HTTP: no child. ``"inline"``
+keeps the older in-process writer.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from flywheel.config import Settings
+from flywheel.errors import StorageError
+
+log = logging.getLogger("flywheel.serve")
+SERVER_ENV = "_FLYWHEEL_TRACE_SERVER"  # the child's URL, for `--workers N` processes started by the parent
+REMOTE_SCHEMES = ("http://", "https://", "databricks")
+
+
+def wants_child(settings: Settings, *, tracing: bool) -> bool:
+    """Whether a service with these settings writes its traces through a child tracking server."""
+    return tracing and settings.serve.trace_export == "process" and not settings.tracking_uri.startswith(REMOTE_SCHEMES)
+
+
+def with_tracking_uri(settings: Settings, uri: str) -> Settings:
+    """The same settings with MLflow reached at ``uri`` (artifacts stay where they were)."""
+    tracking = settings.tracking.model_copy(update={"uri": uri, "artifact_root": settings.artifact_root})
+    copy = settings.model_copy(update={"tracking": tracking})
+    copy.__dict__.pop("tracking_uri", None)  # a cached_property: model_copy copied the old value
+    return copy
+
+
+def serving_settings(settings: Settings, *, tracing: bool) -> tuple[Settings, TraceServer | None]:
+    """The settings a serving process runs on, and the child it started (``None``: no child, or one
+    started by the parent of ``--workers`` processes). A child that cannot start leaves the traces
+    inline, with a warning: tracing is never a reason to refuse requests."""
+    if not wants_child(settings, tracing=tracing):
+        return settings, None
+    shared = os.environ.get(SERVER_ENV)
+    if shared:
+        return with_tracking_uri(settings, shared), None
+    try:
+        server = TraceServer.start(settings)
+    except StorageError as exc:
+        log.warning("Traces are written inline: %s", exc)
+        return settings, None
+    return with_tracking_uri(settings, server.uri), server
+
+
+class TraceServer:
+    """A child ``mlflow server`` over the settings' tracking store, on a free loopback port."""
+
+    def __init__(self, process: subprocess.Popen[bytes], uri: str, log_path: Path) -> None:
+        self.process = process
+        self.uri = uri
+        self.log_path = log_path
+        atexit.register(self.stop)  # also when the app that started it never ran its shutdown
+
+    @classmethod
+    def start(cls, settings: Settings, *, timeout_s: float = 120.0) -> TraceServer:
+        """Start the child and wait until it answers ``/health``."""
+        settings.ensure_dirs()
+        port = _free_port()
+        uri = f"http://127.0.0.1:{port}"
+        log_path = settings.home / "trace-server.log"
+        command = [
+            sys.executable, "-m", "mlflow", "server",
+            "--backend-store-uri", settings.tracking_uri,
+            "--default-artifact-root", settings.artifact_root,
+            "--no-serve-artifacts",  # artifacts stay in artifact_root, read and written by the callers
+            "--host", "127.0.0.1", "--port", str(port),
+            "--workers", "1",
+        ]  # fmt: skip
+        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # no job-runner processes
+        env.pop(SERVER_ENV, None)
+        with log_path.open("ab") as out:
+            # Its own process group: stopping it reaches the uvicorn process `mlflow server` starts.
+            process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        server = cls(process, uri, log_path)
+        deadline = time.monotonic() + timeout_s
+        while not server.healthy():
+            if process.poll() is not None or time.monotonic() > deadline:
+                server.stop()
+                raise StorageError(
+                    f"The trace export process (mlflow server over {settings.tracking_uri}) did not start: "
+                    f"{_tail(log_path)}",
+                    hint="See that log; or write traces in the serving process with serve.trace_export = "
+                    "'inline' (FLYWHEEL_SERVE__TRACE_EXPORT=inline), or point tracking.uri at a running "
+                    "MLflow server.",
+                )
+            time.sleep(0.2)
+        log.info("Traces are written by an MLflow tracking server process at %s (pid %s)", uri, process.pid)
+        return server
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """SIGTERM to the child's process group (requests in flight finish), SIGKILL after ``timeout_s``."""
+        atexit.unregister(self.stop)
+        if not _group_alive(self.process.pid):
+            self.process.poll()
+            return
+        _signal_group(self.process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while _group_alive(self.process.pid) and time.monotonic() < deadline:
+            self.process.poll()  # reap the direct child so the group can empty
+            time.sleep(0.05)
+        if _group_alive(self.process.pid):
+            log.warning("The trace export process did not stop in %.0f s: killed", timeout_s)
+            _signal_group(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=timeout_s)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, sig)
+
+
+def _tail(path: Path, lines: int = 5) -> str:
+    try:
+        return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:]) or "(no output)"
+    except OSError:
+        return "(no log)"

@@ -1,0 +1,103 @@
+"""Trace writing out of the serving process (serve/trace_export.py), against a real child ``mlflow server``
+over a SQLite store in a temp FLYWHEEL_HOME: every trace of a concurrent load reaches the store whole
+through it, a graceful stop of the service loses none of them (the app flushes, then stops the child),
+feedback still lands on the trace, and inline mode / a remote tracking URI start no child."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import mlflow
+import pytest
+from fastapi.testclient import TestClient
+from mlflow import MlflowClient
+
+from flywheel.config import load_settings
+from flywheel.registry.assessments import RATING
+from flywheel.serve.trace_export import TraceServer, serving_settings, wants_child, with_tracking_uri
+from flywheel.serve.tracing import Tracer
+from tests.unit.test_serve_tracing import (  # noqa: F401  (autouse: a fresh exporter per test)
+    CALLS,
+    isolated_export,
+    run_concurrently,
+    stored_traces,
+)
+
+
+def test_traces_of_a_concurrent_load_reach_the_store_through_the_export_process() -> None:
+    settings = load_settings()
+    server = TraceServer.start(settings)
+    try:
+        served = with_tracking_uri(settings, server.uri)
+        tracer = Tracer(served)
+        assert tracer.enabled and mlflow.get_tracking_uri() == server.uri
+        ids = run_concurrently(tracer)
+        tracer.flush()
+        assert "POST /v1/traces" in server.log_path.read_text()  # spans went to the child, over OTLP
+    finally:
+        server.stop()
+    assert server.process.returncode is not None  # stopped, with its whole process group
+    stored = stored_traces(settings)  # read from the SQLite file itself, not through the server
+    assert len(set(ids)) == CALLS and set(ids) == set(stored)
+    assert all(names == ["flywheel.rag", "lm", "retrieve"] for names in stored.values())
+    spans = MlflowClient(tracking_uri=settings.tracking_uri).get_trace(ids[5]).data.spans
+    root = next(s for s in spans if s.name == "flywheel.rag")
+    assert root.inputs == {"question": "q5", "user": "alice"} and root.outputs["answer"] == "answer 5"
+
+
+def test_a_served_app_starts_the_child_and_its_shutdown_loses_no_trace_nor_feedback() -> None:
+    from flywheel.assistant import Assistant
+    from tests.unit.serve_helpers import make_env, make_settings
+
+    app, settings, kb, keys = make_env(make_settings(serve={"request_timeout_s": 30}))
+    from flywheel.serve.app import create_app
+
+    traced = create_app(settings, assistant=Assistant(settings, knowledge=kb), lm=app.state.flywheel.lm)
+    service = traced.state.flywheel
+    assert service.settings.tracking_uri.startswith("http://127.0.0.1:")  # the child, not the SQLite file
+
+    def ask(client: TestClient) -> str:
+        response = client.post(
+            "/v1/chat/completions",
+            headers={"Authorization": f"Bearer {keys['alice']}"},
+            json={"model": "rag", "messages": [{"role": "user", "content": "When do I check oil?"}]},
+        )
+        assert response.status_code == 200, response.text
+        return str(response.json()["flywheel"]["trace_id"])
+
+    with TestClient(traced) as client:
+        with ThreadPoolExecutor(8) as pool:
+            ids = list(pool.map(lambda _: ask(client), range(24)))
+        feedback = client.post(
+            "/feedback",
+            headers={"Authorization": f"Bearer {keys['alice']}"},
+            json={"trace_id": ids[0], "rating": "up"},
+        )
+        assert feedback.status_code == 201, feedback.text
+    # The TestClient's exit ran the app's shutdown: traces flushed, feedback written, child stopped.
+    stored = stored_traces(settings)
+    assert set(ids) <= set(stored) and len(set(ids)) == 24
+    assessments = MlflowClient(tracking_uri=settings.tracking_uri).get_trace(ids[0]).info.assessments
+    assert [(a.name, a.feedback.value) for a in assessments] == [(RATING, True)]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "tracing"),
+    [
+        ({"serve": {"trace_export": "inline"}}, True),
+        ({"tracking": {"uri": "http://tracking.example:5000"}}, True),
+        ({}, False),
+    ],
+)
+def test_inline_mode_a_remote_store_and_no_tracing_start_no_child(overrides: dict, tracing: bool) -> None:
+    settings = load_settings(**overrides)
+    assert not wants_child(settings, tracing=tracing)
+    assert serving_settings(settings, tracing=tracing) == (settings, None)
+
+
+def test_workers_share_the_parents_child(monkeypatch: pytest.MonkeyPatch) -> None:
+    from flywheel.serve.trace_export import SERVER_ENV
+
+    monkeypatch.setenv(SERVER_ENV, "http://127.0.0.1:5999")
+    settings, server = serving_settings(load_settings(), tracing=True)
+    assert server is None and settings.tracking_uri == "http://127.0.0.1:5999"
