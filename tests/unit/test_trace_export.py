@@ -77,8 +77,11 @@ def test_a_served_app_starts_the_child_and_its_shutdown_loses_no_trace_nor_feedb
     # The TestClient's exit ran the app's shutdown: traces flushed, feedback written, child stopped.
     stored = stored_traces(settings)
     assert set(ids) <= set(stored) and len(set(ids)) == 24
-    assessments = MlflowClient(tracking_uri=settings.tracking_uri).get_trace(ids[0]).info.assessments
-    assert [(a.name, a.feedback.value) for a in assessments] == [(RATING, True)]
+    trace = MlflowClient(tracking_uri=settings.tracking_uri).get_trace(ids[0])
+    assert [(a.name, a.feedback.value) for a in trace.info.assessments] == [(RATING, True)]
+    kinds = {span.span_type for span in trace.data.spans}
+    assert {"CHAIN", "CHAT_MODEL"} <= kinds or {"CHAIN", "LLM"} <= kinds  # root/modules and the LM call
+    assert "PARSER" not in kinds  # the adapter's format/parse spans repeat the LM span: not served
 
 
 @pytest.mark.parametrize(

@@ -91,6 +91,7 @@ class Tracer:
             import mlflow.dspy
 
             mlflow.dspy.autolog(log_traces=True, silent=True)
+            _drop_adapter_spans()
         except Exception as exc:  # nested DSPy spans are a bonus; the root span still records the call
             log.warning("DSPy autologging unavailable: %s", exc)
         self._mlflow = mlflow
@@ -144,3 +145,32 @@ class Tracer:
         if self.enabled:
             self._mlflow.flush_trace_async_logging()
             self._feedback.join()
+
+
+def _drop_adapter_spans() -> None:
+    """Serve without the DSPy adapter spans (``JSONAdapter.format`` / ``.parse``), which repeat what the
+    trace already holds: format's output is the LM span's input messages (its inputs are the module's
+    inputs and demos, also in those messages), parse's input is the LM span's output and its output the
+    ``Predict`` span's outputs. They were 3 of 8 spans and about half the bytes of a served RAG trace
+    (two 8 KB prompt copies), all written by the export path. Evaluations and optimization keep them
+    (:func:`flywheel.registry.tracking.dspy_autologging`)."""
+    import dspy
+    from mlflow.dspy.callback import MlflowCallback
+
+    class ServingCallback(MlflowCallback):  # type: ignore[misc]
+        def on_adapter_format_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
+            pass
+
+        def on_adapter_format_end(self, call_id: str, outputs: Any, exception: Exception | None = None) -> None:
+            pass
+
+        def on_adapter_parse_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
+            pass
+
+        def on_adapter_parse_end(self, call_id: str, outputs: Any, exception: Exception | None = None) -> None:
+            pass
+
+    callbacks = [c for c in dspy.settings.callbacks if type(c) is not MlflowCallback]
+    if not any(isinstance(c, MlflowCallback) for c in callbacks):  # one from an earlier Tracer
+        callbacks.append(ServingCallback())
+    dspy.settings.configure(callbacks=callbacks)
