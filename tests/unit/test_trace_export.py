@@ -5,7 +5,11 @@ feedback still lands on the trace, and inline mode / a remote tracking URI start
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import mlflow
 import pytest
@@ -104,3 +108,40 @@ def test_workers_share_the_parents_child(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv(SERVER_ENV, "http://127.0.0.1:5999")
     settings, server = serving_settings(load_settings(), tracing=True)
     assert server is None and settings.tracking_uri == "http://127.0.0.1:5999"
+
+
+def test_the_child_does_not_outlive_a_killed_service(flywheel_home: Path) -> None:
+    """`flywheel serve` SIGKILLed (no shutdown ran): the watchdog stops the tracking server's group."""
+    script = (
+        "import time\n"
+        "from flywheel.config import load_settings\n"
+        "from flywheel.serve.trace_export import TraceServer\n"
+        "server = TraceServer.start(load_settings())\n"
+        "print(server.process.pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    service = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert service.stdout is not None
+        group = int(service.stdout.readline())
+        assert group_alive(group)
+    finally:
+        service.kill()
+        service.wait()
+    deadline = time.monotonic() + 30
+    while group_alive(group) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not group_alive(group)
+
+
+def group_alive(pgid: int) -> bool:
+    """Any live (not zombie) process in the group."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                return True
+    return False

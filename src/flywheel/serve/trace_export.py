@@ -82,6 +82,9 @@ class TraceServer:
         uri = f"http://127.0.0.1:{port}"
         log_path = settings.home / "trace-server.log"
         command = [
+            # A watchdog first: it stops the server's process group when this process dies without
+            # stopping it (SIGKILL, a crash), so no orphaned server outlives the service.
+            sys.executable, "-m", "flywheel.serve.trace_export", str(os.getpid()), "--",
             sys.executable, "-m", "mlflow", "server",
             "--backend-store-uri", settings.tracking_uri,
             "--default-artifact-root", settings.artifact_root,
@@ -160,3 +163,17 @@ def _tail(path: Path, lines: int = 5) -> str:
         return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:]) or "(no output)"
     except OSError:
         return "(no log)"
+
+
+def _watch(parent: int, command: list[str]) -> int:
+    """Run ``command`` in this process group; stop the group when ``parent`` is gone (then our parent changes)."""
+    server = subprocess.Popen(command)
+    while server.poll() is None:
+        if os.getppid() != parent:
+            os.killpg(os.getpgrp(), signal.SIGTERM)
+        time.sleep(0.5)
+    return server.returncode or 0
+
+
+if __name__ == "__main__":  # python -m flywheel.serve.trace_export PARENT_PID -- COMMAND…
+    sys.exit(_watch(int(sys.argv[1]), sys.argv[3:]))
