@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
@@ -153,3 +154,36 @@ def test_pool_never_lends_one_context_to_two_threads(pool_size: int) -> None:
     assert not overlaps
     assert engine._created <= pool_size
     engine.close()
+
+
+def test_option_scores_of_a_prompt_are_computed_once(embedded_lm: dspy.LM, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An optimizer's designs that share a prompt score it once: the second call evaluates nothing."""
+    import llama_cpp
+
+    messages = [{"role": "user", "content": f"Is the sky blue? ({uuid.uuid4()})"}]
+    first = embedded_lm.engine.option_logprobs(messages, '{"answer": "', ("yes", "no"))
+
+    def no_eval(*_: object, **__: object) -> None:
+        raise AssertionError("the prompt was evaluated again")
+
+    monkeypatch.setattr(llama_cpp.Llama, "eval", no_eval)
+    assert embedded_lm.engine.option_logprobs(messages, '{"answer": "', ("yes", "no")) == first
+
+
+def test_shared_lm_calls_answer_a_repeated_request_once_with_the_cache_off(
+    embedded_lm: dspy.LM, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flywheel.optimize.rag_search import shared_lm_calls
+
+    engine = embedded_lm.engine
+    calls: list[object] = []
+    complete = engine.complete
+    monkeypatch.setattr(engine, "complete", lambda request: calls.append(request) or complete(request))
+    question = f"What colour is the sky? ({uuid.uuid4()})"
+    with dspy.context(lm=embedded_lm, adapter=dspy.JSONAdapter()):
+        with shared_lm_calls():
+            first = dspy.Predict("question -> answer")(question=question)
+            again = dspy.Predict("question -> answer")(question=question)
+        assert len(calls) == 1 and first.answer == again.answer
+        dspy.Predict("question -> answer")(question=question)  # outside: the configured LM, uncached
+    assert len(calls) == 2

@@ -114,11 +114,3 @@ def test_rows_without_gold_documents_use_the_passage_that_holds_their_answer() -
     assert demo[SOURCE_FIELD] == ["cats"] and demo.answer == "16 hours"
     nowhere = dspy.Example(question="How long does a cat sleep?", principal=READER, answer="3 weeks")
     assert gold_documents(FakeKB(), nowhere) == ()
-
-
-def test_a_more_complex_design_must_win_by_more_than_noise() -> None:
-    from flywheel.optimize.rag_search import clearly_better
-
-    assert not clearly_better(0.716, 0.713, rows=32)  # within half a row: keep the simpler design
-    assert clearly_better(0.75, 0.713, rows=32)
-    assert clearly_better(0.2, 0.0, rows=32)

@@ -10,10 +10,12 @@ contexts and each call holds one for its whole duration.
 
 from __future__ import annotations
 
+import hashlib
 import queue
 import threading
 import time
 import weakref
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,6 +32,9 @@ from flywheel.threads import lm_threads
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
+
+
+OPTION_SCORES_KEPT = 4096  # memoized option_logprobs results (32-byte keys)
 
 
 def request_messages(request: Request) -> list[dict[str, str]]:
@@ -88,6 +93,10 @@ class LlamaCppEngine:
         self._created = 0
         self._create_lock = threading.Lock()
         self._closed = False
+        # Option scores are a pure function of the prompt: an optimizer's designs that share a prompt
+        # (and repeated questions) score it once.
+        self._option_scores: OrderedDict[bytes, dict[str, float]] = OrderedDict()
+        self._option_lock = threading.Lock()
         # Free the contexts before interpreter teardown: llama.cpp's own destructors then find
         # its module already gone and print "Exception ignored … free_model" at every exit.
         weakref.finalize(self, _free_and_release, self._pool, self.n_threads)
@@ -194,6 +203,11 @@ class LlamaCppEngine:
         with self.context() as llm:
             rendered = _chat_formatter(llm)(messages=messages)
             text = rendered.prompt + prefix
+            key = hashlib.sha256("\x00".join([text, *options]).encode()).digest()
+            with self._option_lock:
+                if key in self._option_scores:
+                    self._option_scores.move_to_end(key)
+                    return dict(self._option_scores[key])
             add_bos = not rendered.added_special
             sequences = {o: llm.tokenize((text + o).encode(), add_bos=add_bos, special=True) for o in options}
             shared = _common_prefix(list(sequences.values()))
@@ -204,7 +218,12 @@ class LlamaCppEngine:
             logits = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),)).astype(np.float64)
         top = logits.max()
         log_total = top + np.log(np.exp(logits - top).sum())
-        return {o: float(logits[seq[shared]] - log_total) for o, seq in sequences.items()}
+        scores = {o: float(logits[seq[shared]] - log_total) for o, seq in sequences.items()}
+        with self._option_lock:
+            self._option_scores[key] = scores
+            while len(self._option_scores) > OPTION_SCORES_KEPT:
+                self._option_scores.popitem(last=False)
+        return dict(scores)
 
     # --- the context pool -----------------------------------------------------------------
 

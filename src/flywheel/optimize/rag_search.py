@@ -16,17 +16,20 @@ A weak model has few correct traces, so bootstrapping finds nothing to keep. Thi
    validation split decides whether the threshold generalises.
 4. **fits the answer-span ranker** for quoted answers (:mod:`flywheel.optimize.answer_spans`, no LM
    call): which clause of the quoted sentence to answer with, learned from the fit rows' gold answers;
-5. **scores candidate designs** — zero-shot, quoted spans, labelled k-shot (fixed), labelled k-shot chosen per
-   question (KNN), with and without a reasoning step where the LM is strong enough — on a validation
-   split of the training rows (never the gate's held-out split), within the LM-call budget, and keeps
-   the best; ties go to the simpler design.
+5. **races candidate designs** — zero-shot, quoted spans, labelled k-shot (fixed), labelled k-shot chosen
+   per question (KNN), with and without a reasoning step where the LM is strong enough — on a validation
+   split of the training rows (never the gate's held-out split), blocks of rows at a time: a design
+   clearly behind the leader stops (:mod:`flywheel.optimize.design_race`), designs that differ only
+   after the LM call share its answers (:func:`shared_lm_calls`), and no block starts that would end past
+   the budget (``DEFAULT_MAX_MINUTES`` when none is given). Ties go to the simpler design.
 """
 
 from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -39,6 +42,7 @@ from flywheel.evaluate.metrics import normalize_answer
 from flywheel.evaluate.runner import evaluate_program
 from flywheel.optimize.answer_spans import fit_span_ranker, quoted_f1, span_rows
 from flywheel.optimize.compile import Budget, CompileResult, count_demos
+from flywheel.optimize.design_race import race_designs
 from flywheel.programs.choice import fit_threshold
 from flywheel.programs.demos import labelled_demo
 from flywheel.programs.rag import Passage, RAGChatbot, RAGConfig, format_passages, is_yes_no_question
@@ -253,18 +257,30 @@ def candidate_designs(
 MAX_VALIDATION_ROWS = 48
 
 
+# Validation rows per race block: after each block, designs clearly behind the leader stop.
+RACE_BLOCK = 16
+# The search's own budget when none is given: no new block starts that would end past it.
+DEFAULT_MAX_MINUTES = 20.0
+
+
+@contextmanager
+def shared_lm_calls() -> Iterator[None]:
+    """Within the block, identical LM requests are answered once (DSPy's response cache), even where the
+    configured LM has its cache off: designs that differ only after the LM call (yes/no threshold, quoted
+    sentence or span, answer style) then cost one LM pass between them, not one each."""
+    lm = dspy.settings.lm
+    if lm is None or getattr(lm, "cache", True) or not hasattr(lm, "copy"):
+        yield
+        return
+    with dspy.context(lm=lm.copy(cache=True)):
+        yield
+
+
 def _split(examples: Sequence[dspy.Example], seed: int, val_fraction: float = 0.4) -> tuple[list, list]:
     shuffled = list(examples)
     random.Random(seed).shuffle(shuffled)
     n_val = min(max(4, round(len(shuffled) * val_fraction)), MAX_VALIDATION_ROWS, len(shuffled) - 1)
     return shuffled[n_val:], shuffled[:n_val]
-
-
-def clearly_better(score: float, best: float, rows: int) -> bool:
-    """Whether a later (more complex) design beats the best so far by more than half a validation row's
-    worth of the mean score: smaller gaps are noise, and the simpler design is kept (a 1-shot design that
-    won by 0.003 on 32 rows scored lower on held-out wiki_qa)."""
-    return score > best + 0.5 / max(rows, 1)
 
 
 def search_rag_design(
@@ -311,46 +327,57 @@ def search_rag_design(
     )
     if not any(pools.values()):
         designs = [d for d in designs if not d.labelled]
-    val_set = Dataset("auto[val]", "qa", list(val), True)
-    scores: dict[str, float] = {}
-    best: tuple[float, RAGChatbot, Candidate] | None = None
-    calls = 0
-    for number, design in enumerate(designs):
-        if budget.max_lm_calls is not None and calls + len(val) > budget.max_lm_calls and best is not None:
-            break
-        if (
-            budget.max_minutes is not None
-            and best is not None
-            and (time.perf_counter() - started) / 60 > budget.max_minutes
-        ):
-            break
-        if progress:
-            progress(f"scoring designs on {len(val)} validation rows", number, len(designs))
+    max_minutes = budget.max_minutes if budget.max_minutes is not None else DEFAULT_MAX_MINUTES
+    block_seconds: list[float] = []
+
+    def build(design: Candidate) -> RAGChatbot:
         program = student.deepcopy()
         program.configure(design.config)
         program.answer_predictor(yes_no=False).demos = list(pools[False]) if design.labelled else []
         program.answer_predictor(yes_no=True).demos = list(pools[True]) if design.labelled else []
-        result = evaluate_program(program, val_set, {"objective": metric}, name=design.name, threads=threads)
-        calls += result.lm_calls
-        score = float(result.metrics.get("objective") or 0.0)
-        scores[design.name] = round(score, 4)
-        if best is None or clearly_better(score, best[0], len(val)):
-            best = (score, program, design)
-    assert best is not None
-    _, program, chosen = best
+        return program
+
+    def score_block(index: int, begin: int, end: int) -> tuple[list[float], int]:
+        if progress:
+            progress(f"racing designs on {len(val)} validation rows ({designs[index].name})", begin, len(val))
+        rows = Dataset("auto[val]", "qa", list(val[begin:end]), True)
+        block_started = time.perf_counter()
+        result = evaluate_program(
+            build(designs[index]), rows, {"objective": metric}, name=designs[index].name, threads=threads
+        )
+        block_seconds.append(time.perf_counter() - block_started)
+        return [r.score("objective") for r in result.examples], result.lm_calls
+
+    def out_of_budget(calls: int) -> bool:
+        """No block starts that would end past the budget (a block is expected to take the mean so far)."""
+        over_calls = budget.max_lm_calls is not None and calls + RACE_BLOCK > budget.max_lm_calls
+        expected_end = time.perf_counter() - started + sum(block_seconds) / max(len(block_seconds), 1)
+        return over_calls or expected_end / 60 > max_minutes
+
+    with shared_lm_calls():
+        race = race_designs(
+            [d.name for d in designs], len(val), score_block, block=RACE_BLOCK, out_of_budget=out_of_budget
+        )
+    chosen = designs[race.chosen]
+    program = build(chosen)
+    calls = race.calls
+    scores = race.scores()
     params: dict[str, Any] = {
         "optimizer": "auto",
         "design": chosen.name,
         "validation_rows": len(val),
         "fit_rows": len(fit),
         "design_scores": scores,
+        "design_rows": race.rows(),
+        "max_minutes": max_minutes,
         **asdict(chosen.config),
     }
     if calibration is not None:
         params.update({f"refusal.{k}": v for k, v in asdict(calibration).items()})
     notes = [
-        f"designs on {len(val)} validation rows: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()),
-        f"chosen: {chosen.name}",
+        f"designs raced on {len(val)} validation rows in blocks of {RACE_BLOCK}: {race.summary()}",
+        f"chosen: {chosen.name} (compared on {race.compared_rows} rows"
+        + (f"; the {max_minutes:g}-minute budget ended the race)" if race.stopped_by_budget else ")"),
     ]
     if span_note is not None:
         notes.append(span_note)
