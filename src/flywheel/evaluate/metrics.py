@@ -47,11 +47,13 @@ def _field(obj: Any, name: str, default: Any = None) -> Any:
     return default if value is None else value
 
 
-def _gold_answers(example: Any) -> list[str]:
+def gold_answers(example: Any) -> list[str]:
+    """The row's gold answers (``answer``: one string or a list), stripped, empty ones dropped."""
     gold = _field(example, "answer")
-    if gold is None or gold == "":
+    if gold is None:
         return []
-    return [str(g) for g in gold] if isinstance(gold, list | tuple) else [str(gold)]
+    values = gold if isinstance(gold, list | tuple) else [gold]
+    return [str(g).strip() for g in values if g is not None and str(g).strip()]
 
 
 # --- answers -----------------------------------------------------------------------------------
@@ -71,7 +73,7 @@ def exact_match(example: Any, prediction: Any, trace: Any = None) -> float | Non
     """1.0 if the normalised answer equals a normalised gold answer."""
     if _unanswerable(example):
         return float(_refused(prediction))
-    golds = _gold_answers(example)
+    golds = gold_answers(example)
     if not golds:
         return None
     answer = normalize_answer(_field(prediction, "answer", ""))
@@ -94,7 +96,7 @@ def token_f1(example: Any, prediction: Any, trace: Any = None) -> float | None:
     """SQuAD token F1 against the best-matching gold answer."""
     if _unanswerable(example):
         return float(_refused(prediction))
-    golds = _gold_answers(example)
+    golds = gold_answers(example)
     if not golds:
         return None
     answer = str(_field(prediction, "answer", ""))
@@ -106,7 +108,7 @@ def answer_contains(example: Any, prediction: Any, trace: Any = None) -> float |
     facts): gold "no" is not found in "I could not find…"."""
     if _unanswerable(example):
         return float(_refused(prediction))
-    golds = _gold_answers(example)
+    golds = gold_answers(example)
     if not golds:
         return None
     answer = f" {normalize_answer(_field(prediction, 'answer', ''))} "
@@ -118,7 +120,7 @@ def refusal_accuracy(example: Any, prediction: Any, trace: Any = None) -> float 
     documents; None for rows that say neither."""
     if _unanswerable(example):
         return float(_refused(prediction))
-    if _gold_answers(example) or _field(example, "gold_doc_ids") or _field(example, "gold_chunk_ids"):
+    if gold_answers(example) or _field(example, "gold_doc_ids") or _field(example, "gold_chunk_ids"):
         return float(not _refused(prediction))
     return None
 

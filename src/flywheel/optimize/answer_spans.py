@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import dspy
 import numpy as np
 
-from flywheel.evaluate.metrics import normalize_answer, token_f1
+from flywheel.evaluate.metrics import gold_answers, normalize_answer, token_f1
 from flywheel.programs.quote import best_sentence
 from flywheel.programs.rag import Passage, RAGChatbot, is_yes_no_question
 from flywheel.programs.spans import SpanRanker, candidate_spans
@@ -36,8 +36,7 @@ class SpanRows:
 
 
 def _short_answer_golds(example: dspy.Example) -> list[str]:
-    gold = example.get("answer")
-    golds = [str(g) for g in (gold if isinstance(gold, list | tuple) else [gold]) if str(g or "").strip()]
+    golds = gold_answers(example)
     if not golds or is_yes_no_question(example.question):
         return []
     return [g for g in golds if normalize_answer(g) not in ("yes", "no")]

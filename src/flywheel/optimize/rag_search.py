@@ -38,7 +38,7 @@ import numpy as np
 
 from flywheel.errors import ConfigError
 from flywheel.evaluate.datasets import Dataset
-from flywheel.evaluate.metrics import normalize_answer
+from flywheel.evaluate.metrics import gold_answers, normalize_answer
 from flywheel.evaluate.runner import evaluate_program
 from flywheel.optimize.answer_spans import fit_span_ranker, quoted_f1, span_rows
 from flywheel.optimize.compile import Budget, CompileResult, count_demos
@@ -69,20 +69,13 @@ def _best_relevance(hits: Sequence[Any]) -> float:
     return max((h.relevance.get("vector", 0.0) for h in hits), default=0.0)
 
 
-def _golds(example: dspy.Example) -> list[str]:
-    gold = example.get("answer")
-    if not gold:
-        return []
-    return [str(g).strip() for g in (gold if isinstance(gold, list | tuple) else [gold]) if str(g).strip()]
-
-
 def gold_documents(kb: Any, example: dspy.Example, *, k: int = 4) -> tuple[str, ...]:
     """The row's gold documents; for a row without them (e.g. a correction from feedback), the
     documents of the passages, retrieved as the row's user, that contain its gold answer."""
     given = tuple(example.get("gold_doc_ids") or ())
     if given:
         return given
-    golds = [normalize_answer(g) for g in _golds(example) if normalize_answer(g) not in YES_NO]
+    golds = [normalize_answer(g) for g in gold_answers(example) if normalize_answer(g) not in YES_NO]
     if not golds:
         return ()
     hits = kb.search(example.principal, example.question, k=k)
@@ -137,7 +130,7 @@ class YesNoCalibration:
 
 
 def _yes_no_label(example: dspy.Example) -> bool | None:
-    forms = {normalize_answer(g) for g in _golds(example)} & set(YES_NO)
+    forms = {normalize_answer(g) for g in gold_answers(example)} & set(YES_NO)
     return forms == {"yes"} if len(forms) == 1 else None
 
 
@@ -191,7 +184,7 @@ def labelled_demos(
     pools: dict[bool, list[dspy.Example]] = {False: [], True: []}
     for example in examples:
         gold_docs = gold_documents(kb, example)
-        golds = _golds(example)
+        golds = gold_answers(example)
         if not gold_docs or not golds:
             continue
         yes_no = is_yes_no_question(example.question)
