@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from types import SimpleNamespace
 
 import dspy
 import pytest
 from dspy.utils import DummyLM
 
 from flywheel.access import Principal
-from flywheel.optimize.rag_search import calibrate_yes_no
+from flywheel.optimize import rag_calibration
+from flywheel.optimize.rag_calibration import calibrate_yes_no
 from flywheel.programs.choice import first_option_probability, fit_threshold, option_scorer
 from flywheel.programs.rag import Passage, RAGChatbot, RAGConfig
 
@@ -102,6 +104,21 @@ def test_calibration_fits_the_threshold_on_labelled_yes_no_rows_only() -> None:
     assert calibration.accuracy_before == 0.5 and calibration.accuracy_after == 1.0
     assert 0.80 < calibration.threshold < 0.94
     assert len(engine.calls) == 8  # the short-answer row cost nothing
+
+
+def test_calibration_stops_starting_rows_when_its_time_share_is_spent(monkeypatch: pytest.MonkeyPatch) -> None:
+    questions = {f"Is claim {i} true": p for i, p in enumerate([0.97, 0.80, 0.96, 0.79])}
+    rows = [
+        dspy.Example(question=f"{q}?", answer=[a], principal=ALICE).with_inputs("question", "principal")
+        for q, a in zip(questions, ["yes", "no", "yes", "no"], strict=True)
+    ]
+    ticks = iter(range(0, 1000, 10))  # every reading of the clock is 10 s later
+    monkeypatch.setattr(rag_calibration, "time", SimpleNamespace(perf_counter=lambda: float(next(ticks))))
+    engine = ScoringEngine(questions)
+    with dspy.context(lm=ScoringLM(engine), adapter=dspy.JSONAdapter()):
+        calibration = calibrate_yes_no(program(), rows, min_rows=2, max_seconds=25)
+    assert calibration is not None and calibration.rows == 2  # rows started at 10 s and 20 s; not at 30 s
+    assert len(engine.calls) == 2
 
 
 def test_no_calibration_without_a_scoring_engine() -> None:

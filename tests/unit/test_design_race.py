@@ -48,7 +48,7 @@ def test_the_budget_ends_the_race_and_the_choice_uses_the_rows_every_live_design
     table = {0: [0.5] * rows, 1: alternating(1.0, 0.2, rows), 2: alternating(0.55, 0.45, rows)}
     log: list[tuple[int, int, int]] = []
     result = race_designs(
-        ["a", "b", "c"], rows, scorer(table, log), block=16, out_of_budget=lambda calls: len(log) >= 4
+        ["a", "b", "c"], rows, scorer(table, log), block=16, out_of_budget=lambda calls, index: len(log) >= 4
     )
     assert result.stopped_by_budget
     assert len(log) == 4  # block 1 for all three, block 2 for "a" only
@@ -60,7 +60,9 @@ def test_the_budget_ends_the_race_and_the_choice_uses_the_rows_every_live_design
 
 def test_the_first_block_always_runs_even_when_the_budget_is_spent() -> None:
     log: list[tuple[int, int, int]] = []
-    result = race_designs(["only", "other"], 8, scorer({0: [1.0] * 8, 1: [0.0] * 8}, log), out_of_budget=lambda c: True)
+    result = race_designs(
+        ["only", "other"], 8, scorer({0: [1.0] * 8, 1: [0.0] * 8}, log), out_of_budget=lambda c, i: True
+    )
     assert log == [(0, 0, 8)] and result.chosen == 0 and result.stopped_by_budget
     assert "other not scored (budget)" in result.summary()
 

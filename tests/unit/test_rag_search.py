@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import dspy
 from dspy.utils import DummyLM
@@ -11,9 +11,10 @@ from flywheel.access import Principal
 from flywheel.evaluate.catalog import optimizer_metric
 from flywheel.evaluate.metrics import token_f1
 from flywheel.knowledge.index import MetadataFilter
-from flywheel.optimize.rag_search import calibrate_refusal, gold_documents, labelled_demos, search_rag_design
+from flywheel.optimize.rag_calibration import calibrate_refusal, gold_documents
+from flywheel.optimize.rag_search import RaceClock, candidate_designs, labelled_demos, search_rag_design
 from flywheel.programs.demos import SOURCE_FIELD
-from flywheel.programs.rag import Passage, RAGChatbot
+from flywheel.programs.rag import Passage, RAGChatbot, RAGConfig
 
 READER = Principal("reader", frozenset({"wiki"}))
 DOCS = {
@@ -114,3 +115,47 @@ def test_rows_without_gold_documents_use_the_passage_that_holds_their_answer() -
     assert demo[SOURCE_FIELD] == ["cats"] and demo.answer == "16 hours"
     nowhere = dspy.Example(question="How long does a cat sleep?", principal=READER, answer="3 weeks")
     assert gold_documents(FakeKB(), nowhere) == ()
+
+
+def test_designs_that_differ_after_the_lm_call_are_marked_so() -> None:
+    base = RAGConfig(answer_style="quote", yes_threshold=0.7)
+    designs = candidate_designs(
+        base, max_demos=3, strong_lm=False, uncalibrated=replace(base, yes_threshold=0.5), spans=True
+    )
+    names = [(d.name, d.after_call) for d in designs]
+    assert names[:4] == [
+        ("zero-shot, uncalibrated yes/no", False),
+        ("zero-shot", True),  # the same LM answers, another threshold on P(yes)
+        ("zero-shot, quoted spans", True),  # the same quoted sentence, a span of it
+        ("zero-shot, generated answers", False),
+    ]
+    assert not any(d.after_call for d in designs[3:])
+    alone = candidate_designs(base, max_demos=3, strong_lm=False)
+    assert alone[0].name == "zero-shot" and not alone[0].after_call  # nothing before it to reuse
+
+
+def test_the_race_clock_starts_designs_that_reuse_answers_when_a_full_block_would_not_fit() -> None:
+    base = RAGConfig(answer_style="quote", yes_threshold=0.7)
+    designs = candidate_designs(
+        base, max_demos=3, strong_lm=False, uncalibrated=replace(base, yes_threshold=0.5), spans=True
+    )
+    now = [0.0]
+    clock = RaceClock(designs, max_minutes=10, max_lm_calls=None, started=0.0, now=lambda: now[0])
+
+    def run(index: int, seconds: float) -> None:
+        with clock.block(index):
+            now[0] += seconds
+
+    run(0, 300)  # a full block: 5 of the 10 minutes
+    assert not clock.out_of_budget(0, 1)  # reuses design 0's answers: expected to cost nothing
+    run(1, 2)
+    assert not clock.out_of_budget(0, 2)
+    run(2, 2)
+    assert clock.out_of_budget(0, 3)  # its own LM calls: another ~300 s would end past 10 minutes
+    assert clock.full_blocks == [300]  # the cheap blocks do not lower the expected cost of a full one
+    clock.max_minutes = 30
+    run(3, 300)
+    run(0, 300)  # block 2 of design 0
+    assert not clock.out_of_budget(0, 1)  # design 0 ran this block before it
+    clock.blocks_scored[0] -= 1  # as if design 0 had not run block 2 (dropped): design 1 pays in full
+    assert clock.reuses_answers(1) is False

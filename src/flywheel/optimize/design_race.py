@@ -83,12 +83,14 @@ def race_designs(
     *,
     block: int = 16,
     z: float = 1.64,
-    out_of_budget: Callable[[int], bool] = lambda calls: False,
+    out_of_budget: Callable[[int, int], bool] = lambda calls, index: False,
 ) -> RaceResult:
     """Race ``names`` (simplest first) over ``rows`` validation rows in blocks of ``block`` rows.
 
-    ``out_of_budget(calls)`` is asked before every design × block after the first; ``z`` = 1.64 drops a
-    design when its deficit is significant at about 5 % one-sided per look.
+    ``out_of_budget(calls, index)`` is asked before every design × block after the first (``index``: the
+    design about to be scored, so a caller can price designs differently); the race ends at the first
+    design that does not fit. ``z`` = 1.64 drops a design when its deficit is significant at about 5 %
+    one-sided per look.
     """
     if not names:
         raise ValueError("race_designs needs at least one design")
@@ -100,7 +102,7 @@ def race_designs(
         for index, entrant in enumerate(entrants):
             if entrant.dropped:
                 continue
-            if evaluated and out_of_budget(calls):
+            if evaluated and out_of_budget(calls, index):
                 stopped = True
                 break
             scores, used = score_block(index, start, stop)

@@ -2,10 +2,11 @@
 
 A weak model has few correct traces, so bootstrapping finds nothing to keep. This search instead:
 
-1. **calibrates the refusal** on the training rows, without the LM: the relevance of the best passage
-   to each question as asked (answerable) and with the row's gold documents removed from the search
-   (the same question, now unanswerable). The threshold keeps at least ``1 - max_false_refusal`` of
-   the answerable questions; refusal precision and recall on the probes are recorded.
+1. **calibrates the refusal** (:mod:`flywheel.optimize.rag_calibration`) on the training rows, without
+   the LM: the relevance of the best passage to each question as asked (answerable) and with the row's
+   gold documents removed from the search (the same question, now unanswerable). The threshold keeps
+   at least ``1 - max_false_refusal`` of the answerable questions; refusal precision and recall on the
+   probes are recorded.
 2. **builds labelled demos** from the training rows: the question, the gold answer and the gold
    document's best passage for that question, with provenance = the gold documents (shown per request
    only to users who may read them; see :mod:`flywheel.programs.demos`). Yes/no questions teach the
@@ -13,7 +14,8 @@ A weak model has few correct traces, so bootstrapping finds nothing to keep. Thi
 3. **calibrates yes/no decisions** where the LM engine scores continuations (the embedded model): the
    threshold on P(yes) that decides the fit rows' yes/no questions best (a small model's own
    preference is heavily skewed to "yes"); the uncalibrated design stays a candidate, so the
-   validation split decides whether the threshold generalises.
+   validation split decides whether the threshold generalises. Each row is a full prompt (~10 s with the
+   embedded model on 2 cores), so the calibration stops starting rows after ``YES_NO_SHARE`` of the budget.
 4. **fits the answer-span ranker** for quoted answers (:mod:`flywheel.optimize.answer_spans`, no LM
    call): which clause of the quoted sentence to answer with, learned from the fit rows' gold answers;
 5. **races candidate designs** — zero-shot, quoted spans, labelled k-shot (fixed), labelled k-shot chosen
@@ -21,7 +23,8 @@ A weak model has few correct traces, so bootstrapping finds nothing to keep. Thi
    split of the training rows (never the gate's held-out split), blocks of rows at a time: a design
    clearly behind the leader stops (:mod:`flywheel.optimize.design_race`), designs that differ only
    after the LM call share its answers (:func:`shared_lm_calls`), and no block starts that would end past
-   the budget (``DEFAULT_MAX_MINUTES`` when none is given). Ties go to the simpler design.
+   the budget (``DEFAULT_MAX_MINUTES`` when none is given; :class:`RaceClock` prices a block that reuses
+   answers at nothing, any other at the mean full block so far). Ties go to the simpler design.
 """
 
 from __future__ import annotations
@@ -34,130 +37,21 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import dspy
-import numpy as np
 
 from flywheel.errors import ConfigError
 from flywheel.evaluate.datasets import Dataset
-from flywheel.evaluate.metrics import gold_answers, normalize_answer
+from flywheel.evaluate.metrics import gold_answers
 from flywheel.evaluate.runner import evaluate_program
 from flywheel.optimize.answer_spans import fit_span_ranker, quoted_f1, span_rows
 from flywheel.optimize.compile import Budget, CompileResult, count_demos
 from flywheel.optimize.design_race import race_designs
-from flywheel.programs.choice import fit_threshold
+from flywheel.optimize.rag_calibration import YES_NO, calibrate_refusal, calibrate_yes_no, gold_documents
 from flywheel.programs.demos import labelled_demo
 from flywheel.programs.rag import Passage, RAGChatbot, RAGConfig, format_passages, is_yes_no_question
 
 Progress = Callable[[str, int, int | None], None]
 # Labelled demos kept per answer step: enough for KNN to find neighbours, small in the saved state.
 DEMO_POOL = 48
-YES_NO = ("yes", "no")
-
-
-@dataclass
-class RefusalCalibration:
-    """The chosen relevance threshold and how it separates answerable from unanswerable probes."""
-
-    threshold: float
-    answerable: int
-    unanswerable: int
-    answerable_kept: float
-    refusal_precision: float
-    refusal_recall: float
-
-
-def _best_relevance(hits: Sequence[Any]) -> float:
-    return max((h.relevance.get("vector", 0.0) for h in hits), default=0.0)
-
-
-def gold_documents(kb: Any, example: dspy.Example, *, k: int = 4) -> tuple[str, ...]:
-    """The row's gold documents; for a row without them (e.g. a correction from feedback), the
-    documents of the passages, retrieved as the row's user, that contain its gold answer."""
-    given = tuple(example.get("gold_doc_ids") or ())
-    if given:
-        return given
-    golds = [normalize_answer(g) for g in gold_answers(example) if normalize_answer(g) not in YES_NO]
-    if not golds:
-        return ()
-    hits = kb.search(example.principal, example.question, k=k)
-    return tuple(dict.fromkeys(h.doc_id for h in hits if any(g in normalize_answer(h.text) for g in golds)))
-
-
-def calibrate_refusal(
-    kb: Any, examples: Sequence[dspy.Example], *, k: int, max_false_refusal: float = 0.05
-) -> RefusalCalibration | None:
-    """Threshold on the best passage's cosine similarity, from rows with gold documents (no LM call)."""
-    from flywheel.knowledge.index import MetadataFilter
-
-    answerable, unanswerable = [], []
-    for example in examples:
-        gold = gold_documents(kb, example, k=k)
-        if not gold:
-            continue
-        principal, question = example.principal, example.question
-        answerable.append(_best_relevance(kb.search(principal, question, k=k)))
-        unanswerable.append(
-            _best_relevance(kb.search(principal, question, k=k, metadata=MetadataFilter(exclude_documents=gold)))
-        )
-    if len(answerable) < 5:
-        return None
-    positives, negatives = np.array(answerable), np.array(unanswerable)
-    # The largest threshold that refuses at most max_false_refusal of the answerable questions.
-    quantile = float(np.quantile(positives, max_false_refusal, method="lower"))
-    # Midway to the closest unanswerable probe below it: the same decisions here, a margin on new data.
-    below = negatives[negatives < quantile]
-    threshold = (float(below.max()) + quantile) / 2 if below.size else quantile
-    refused_answerable = int((positives < threshold).sum())
-    refused_unanswerable = int((negatives < threshold).sum())
-    refused = refused_answerable + refused_unanswerable
-    return RefusalCalibration(
-        threshold=round(threshold, 4),
-        answerable=len(positives),
-        unanswerable=len(negatives),
-        answerable_kept=1 - refused_answerable / len(positives),
-        refusal_precision=refused_unanswerable / refused if refused else 0.0,
-        refusal_recall=refused_unanswerable / len(negatives),
-    )
-
-
-@dataclass
-class YesNoCalibration:
-    """The fitted P(yes) threshold and how it decides the fit rows' yes/no questions."""
-
-    threshold: float
-    rows: int
-    accuracy_before: float
-    accuracy_after: float
-
-
-def _yes_no_label(example: dspy.Example) -> bool | None:
-    forms = {normalize_answer(g) for g in gold_answers(example)} & set(YES_NO)
-    return forms == {"yes"} if len(forms) == 1 else None
-
-
-def calibrate_yes_no(
-    program: RAGChatbot, examples: Sequence[dspy.Example], *, min_rows: int = 8
-) -> YesNoCalibration | None:
-    """Fit ``yes_threshold`` on the labelled yes/no rows (one prompt evaluation each, no decoding), or
-    None when there are too few rows or the LM cannot score continuations."""
-    probe = program.deepcopy()
-    probe.configure(replace(program.config, min_relevance=0.0))  # calibrate the decision, not the refusal
-    probabilities, labels = [], []
-    for example in examples:
-        label = _yes_no_label(example) if is_yes_no_question(example.question) else None
-        if label is None:
-            continue
-        p_yes = probe(question=example.question, principal=example.principal).get("yes_probability")
-        if p_yes is None:
-            return None  # an engine without continuation scores: nothing to calibrate
-        probabilities.append(float(p_yes))
-        labels.append(label)
-    if len(labels) < min_rows:
-        return None
-    before = sum((p >= program.config.yes_threshold) == y for p, y in zip(probabilities, labels, strict=True))
-    threshold, accuracy = fit_threshold(probabilities, labels, default=program.config.yes_threshold)
-    return YesNoCalibration(
-        threshold=round(threshold, 4), rows=len(labels), accuracy_before=before / len(labels), accuracy_after=accuracy
-    )
 
 
 def _demo_answer(golds: Sequence[str], passage_text: str, yes_no: bool) -> str | None:
@@ -207,6 +101,9 @@ class Candidate:
     name: str
     config: RAGConfig
     labelled: bool
+    # Differs from the design before it only after the LM call (a decision threshold, a span of the quoted
+    # sentence): within :func:`shared_lm_calls` its rows reuse that design's LM answers and cost ~nothing.
+    after_call: bool = False
 
 
 def candidate_designs(
@@ -229,9 +126,11 @@ def candidate_designs(
         else []
     )
     other_style = "generate" if base.answer_style == "quote" else "quote"
-    designs += [Candidate("zero-shot", replace(base, max_demos=0), False)]
+    designs += [Candidate("zero-shot", replace(base, max_demos=0), False, after_call=bool(designs))]
     if spans and base.answer_style == "quote":
-        designs += [Candidate("zero-shot, quoted spans", replace(base, max_demos=0, quote_spans=True), False)]
+        designs += [
+            Candidate("zero-shot, quoted spans", replace(base, max_demos=0, quote_spans=True), False, after_call=True)
+        ]
     designs += [
         Candidate(f"zero-shot, {other_style}d answers", replace(base, max_demos=0, answer_style=other_style), False),
         Candidate(f"zero-shot, k={fewer}", replace(base, k=fewer, max_demos=0), False),
@@ -254,6 +153,8 @@ MAX_VALIDATION_ROWS = 48
 RACE_BLOCK = 16
 # The search's own budget when none is given: no new block starts that would end past it.
 DEFAULT_MAX_MINUTES = 20.0
+# Share of the budget the yes/no calibration may use (its rows are full prompts); the race gets the rest.
+YES_NO_SHARE = 0.2
 
 
 @contextmanager
@@ -267,6 +168,47 @@ def shared_lm_calls() -> Iterator[None]:
         return
     with dspy.context(lm=lm.copy(cache=True)):
         yield
+
+
+class RaceClock:
+    """When the race may start another block: none that would end past the budget. A design whose next
+    block reuses the LM answers of the design before it (which already ran that block) is expected to
+    cost nothing; any other, the mean of the blocks so far that made their own LM calls."""
+
+    def __init__(
+        self,
+        designs: Sequence[Candidate],
+        *,
+        max_minutes: float,
+        max_lm_calls: int | None,
+        started: float,
+        now: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.designs = designs
+        self.now = now
+        self.max_minutes = max_minutes
+        self.max_lm_calls = max_lm_calls
+        self.started = started
+        self.full_blocks: list[float] = []  # seconds of the blocks that made their own LM calls
+        self.blocks_scored = [0] * len(designs)
+
+    def reuses_answers(self, index: int) -> bool:
+        return self.designs[index].after_call and self.blocks_scored[index - 1] > self.blocks_scored[index]
+
+    @contextmanager
+    def block(self, index: int) -> Iterator[None]:
+        """Time one block of design ``index``."""
+        began, free = self.now(), self.reuses_answers(index)
+        yield
+        if not free:
+            self.full_blocks.append(self.now() - began)
+        self.blocks_scored[index] += 1
+
+    def out_of_budget(self, calls: int, index: int) -> bool:
+        free = self.reuses_answers(index)
+        over_calls = not free and self.max_lm_calls is not None and calls + RACE_BLOCK > self.max_lm_calls
+        expected = 0.0 if free else sum(self.full_blocks) / max(len(self.full_blocks), 1)
+        return over_calls or (self.now() - self.started + expected) / 60 > self.max_minutes
 
 
 def _split(examples: Sequence[dspy.Example], seed: int, val_fraction: float = 0.4) -> tuple[list, list]:
@@ -305,7 +247,12 @@ def search_rag_design(
     fit, val = _split(trainset, seed)
     calibration = calibrate_refusal(kb, trainset, k=student.config.k)
     base = student.config if calibration is None else replace(student.config, min_relevance=calibration.threshold)
-    yes_no = calibrate_yes_no(student, fit) if not student.config.reasoning else None
+    max_minutes = budget.max_minutes if budget.max_minutes is not None else DEFAULT_MAX_MINUTES
+    yes_no = (
+        calibrate_yes_no(student, fit, max_seconds=YES_NO_SHARE * max_minutes * 60)
+        if not student.config.reasoning
+        else None
+    )
     uncalibrated = base
     if yes_no is not None:
         base = replace(base, yes_threshold=yes_no.threshold)
@@ -320,8 +267,7 @@ def search_rag_design(
     )
     if not any(pools.values()):
         designs = [d for d in designs if not d.labelled]
-    max_minutes = budget.max_minutes if budget.max_minutes is not None else DEFAULT_MAX_MINUTES
-    block_seconds: list[float] = []
+    clock = RaceClock(designs, max_minutes=max_minutes, max_lm_calls=budget.max_lm_calls, started=started)
 
     def build(design: Candidate) -> RAGChatbot:
         program = student.deepcopy()
@@ -334,22 +280,15 @@ def search_rag_design(
         if progress:
             progress(f"racing designs on {len(val)} validation rows ({designs[index].name})", begin, len(val))
         rows = Dataset("auto[val]", "qa", list(val[begin:end]), True)
-        block_started = time.perf_counter()
-        result = evaluate_program(
-            build(designs[index]), rows, {"objective": metric}, name=designs[index].name, threads=threads
-        )
-        block_seconds.append(time.perf_counter() - block_started)
+        with clock.block(index):
+            result = evaluate_program(
+                build(designs[index]), rows, {"objective": metric}, name=designs[index].name, threads=threads
+            )
         return [r.score("objective") for r in result.examples], result.lm_calls
-
-    def out_of_budget(calls: int) -> bool:
-        """No block starts that would end past the budget (a block is expected to take the mean so far)."""
-        over_calls = budget.max_lm_calls is not None and calls + RACE_BLOCK > budget.max_lm_calls
-        expected_end = time.perf_counter() - started + sum(block_seconds) / max(len(block_seconds), 1)
-        return over_calls or expected_end / 60 > max_minutes
 
     with shared_lm_calls():
         race = race_designs(
-            [d.name for d in designs], len(val), score_block, block=RACE_BLOCK, out_of_budget=out_of_budget
+            [d.name for d in designs], len(val), score_block, block=RACE_BLOCK, out_of_budget=clock.out_of_budget
         )
     chosen = designs[race.chosen]
     program = build(chosen)
