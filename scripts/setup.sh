@@ -18,7 +18,7 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 stamp=.venv/.flywheel-installed
-want="$(cat pyproject.toml constraints.txt scripts/setup.sh | sha256sum | cut -d' ' -f1)"
+want="$(cat pyproject.toml constraints.txt scripts/setup.sh scripts/llama-cmake-args.sh | sha256sum | cut -d' ' -f1)"
 # The stamp holds the hash on its first line and the installed extras on its second.
 had="$(sed -n 2p "$stamp" 2>/dev/null || true)"
 extras="$(printf '%s\n' "${1:-}" "$had" | tr ', ' '\n\n' | grep -v '^$' | sort -u | paste -sd, - || true)"
@@ -29,17 +29,8 @@ fi
 echo "Installing Flywheel${extras:+ (extras: $extras)} and its pinned dependencies into .venv…"
 .venv/bin/python -m pip install --quiet --upgrade "pip>=25" 2>&1 | grep -v "^WARNING: Location" || true
 
-# llama.cpp is compiled for this CPU family without AMX, not with -march=native: the native build
-# crashed on every multi-token prompt on these AVX-512/AMX machines (AMX tiles are not usable in the
-# VM). AVX-512 when the CPU has it (4.5x the AVX2 build's speed here), else AVX2. pip's wheel cache
-# ignores CMAKE_ARGS, so the wheel is built once into a cache keyed by the flags.
-if grep -qw avx512f /proc/cpuinfo 2>/dev/null; then
-  simd="-DGGML_AVX512=ON -DGGML_AVX512_VBMI=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON -DGGML_AVX_VNNI=ON"
-else
-  simd="-DGGML_AVX512=OFF -DGGML_AVX_VNNI=OFF"
-fi
-LLAMA_CMAKE_ARGS="${LLAMA_CMAKE_ARGS:--DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON $simd \
--DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF}"
+# llama.cpp is compiled for this CPU's instruction sets (scripts/llama-cmake-args.sh says why and how).
+LLAMA_CMAKE_ARGS="${LLAMA_CMAKE_ARGS:-$(scripts/llama-cmake-args.sh)}"
 llama_pin="$(grep -iE '^llama[-_]cpp[-_]python==' constraints.txt)"
 wheels="${XDG_CACHE_HOME:-$HOME/.cache}/flywheel/llama-wheels/$(echo "$llama_pin $LLAMA_CMAKE_ARGS" | sha256sum | cut -c1-16)"
 if ! ls "$wheels"/llama_cpp_python-*.whl >/dev/null 2>&1; then
