@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import mlflow
@@ -102,12 +105,85 @@ def test_inline_mode_a_remote_store_and_no_tracing_start_no_child(overrides: dic
     assert serving_settings(settings, tracing=tracing) == (settings, None)
 
 
-def test_workers_share_the_parents_child(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def health_server() -> Iterator[str]:
+    """A loopback HTTP server that answers ``/health`` as MLflow's does."""
+
+    class Health(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if self.path == "/health" else 404)
+            self.end_headers()
+            self.wfile.write(b"OK")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_workers_share_the_parents_child(monkeypatch: pytest.MonkeyPatch, health_server: str) -> None:
     from flywheel.serve.trace_export import SERVER_ENV
 
-    monkeypatch.setenv(SERVER_ENV, "http://127.0.0.1:5999")
+    monkeypatch.setenv(SERVER_ENV, health_server)
     settings, server = serving_settings(load_settings(), tracing=True)
-    assert server is None and settings.tracking_uri == "http://127.0.0.1:5999"
+    assert server is None and settings.tracking_uri == health_server
+
+
+def test_a_worker_whose_shared_child_never_answers_writes_traces_inline(monkeypatch: pytest.MonkeyPatch) -> None:
+    from flywheel.serve.trace_export import SERVER_ENV, begin_trace_export
+
+    monkeypatch.setenv(SERVER_ENV, "http://127.0.0.1:9")  # nothing listens there
+    settings = load_settings()
+    export = begin_trace_export(settings, tracing=True)
+    assert export.pending
+    assert export.result(timeout_s=0.5) == (settings, None)
+
+
+def test_the_export_process_is_started_without_waiting_for_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """begin_trace_export returns at once (the caller imports meanwhile); result() is what waits."""
+    from flywheel.serve.trace_export import begin_trace_export
+
+    events: list[str] = []
+
+    class Child:
+        uri = "http://127.0.0.1:5999"
+
+        def wait_healthy(self, timeout_s: float) -> None:
+            events.append("waited")
+
+    monkeypatch.setattr(TraceServer, "spawn", classmethod(lambda cls, settings: events.append("spawned") or Child()))
+    export = begin_trace_export(load_settings(), tracing=True)
+    assert events == ["spawned"] and export.pending
+    settings, server = export.result()
+    assert events == ["spawned", "waited"]
+    assert isinstance(server, Child) and settings.tracking_uri == Child.uri
+
+
+def test_create_app_imports_the_serving_path_while_the_child_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    from flywheel.serve import app as app_module
+    from tests.unit.serve_helpers import make_env, make_settings
+
+    base, settings, _kb, _keys = make_env(make_settings())
+    events: list[str] = []
+
+    class Export:
+        pending = True
+
+        def result(self) -> tuple[object, None]:
+            events.append("waited")
+            return settings, None
+
+    monkeypatch.setattr(app_module, "begin_trace_export", lambda s, tracing: events.append("spawned") or Export())
+    monkeypatch.setattr(app_module, "import_serving_path", lambda: events.append("imported"))
+    app_module.create_app(settings, assistant=base.state.flywheel.assistant, lm=base.state.flywheel.lm, tracing=False)
+    assert events == ["spawned", "imported", "waited"]
 
 
 def test_the_child_does_not_outlive_a_killed_service(flywheel_home: Path) -> None:

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from flywheel.config import Settings
@@ -50,19 +51,75 @@ def with_tracking_uri(settings: Settings, uri: str) -> Settings:
 
 def serving_settings(settings: Settings, *, tracing: bool) -> tuple[Settings, TraceServer | None]:
     """The settings a serving process runs on, and the child it started (``None``: no child, or one
-    started by the parent of ``--workers`` processes). A child that cannot start leaves the traces
-    inline, with a warning: tracing is never a reason to refuse requests."""
+    started by the parent of ``--workers`` processes): :func:`begin_trace_export`, then its result."""
+    return begin_trace_export(settings, tracing=tracing).result()
+
+
+def begin_trace_export(settings: Settings, *, tracing: bool) -> TraceExport:
+    """Start the trace export process without waiting for it: the caller loads what does not need the
+    tracking store meanwhile (the child's start is seconds of its own imports and schema checks), then
+    takes :meth:`TraceExport.result`. A ``--workers`` process uses the parent's child instead."""
     if not wants_child(settings, tracing=tracing):
-        return settings, None
+        return TraceExport(settings)
     shared = os.environ.get(SERVER_ENV)
     if shared:
-        return with_tracking_uri(settings, shared), None
+        return TraceExport(settings, uri=shared)
     try:
-        server = TraceServer.start(settings)
+        server = TraceServer.spawn(settings)
     except StorageError as exc:
         log.warning("Traces are written inline: %s", exc)
-        return settings, None
-    return with_tracking_uri(settings, server.uri), server
+        return TraceExport(settings)
+    return TraceExport(settings, uri=server.uri, server=server)
+
+
+class TraceExport:
+    """Trace export being set up: the tracking URI to serve on once the export process answers."""
+
+    def __init__(self, settings: Settings, *, uri: str | None = None, server: TraceServer | None = None) -> None:
+        self.settings = settings
+        self.uri = uri
+        self.server = server
+
+    @property
+    def pending(self) -> bool:
+        """Whether a child is (or may still be) starting, so that waiting for it has a cost."""
+        return self.uri is not None
+
+    def result(self, timeout_s: float = 120.0) -> tuple[Settings, TraceServer | None]:
+        """Wait until the export process answers; its settings and the child this process started.
+        A child that does not start leaves the traces inline, with a warning: tracing is never a
+        reason to refuse requests."""
+        if self.uri is None:
+            return self.settings, None
+        try:
+            if self.server is not None:
+                self.server.wait_healthy(timeout_s)
+            elif not wait_healthy(self.uri, timeout_s):
+                raise StorageError(f"The trace export process at {self.uri} did not answer in {timeout_s:.0f} s.")
+        except StorageError as exc:
+            log.warning("Traces are written inline: %s", exc)
+            return self.settings, None
+        return with_tracking_uri(self.settings, self.uri), self.server
+
+
+def wait_healthy(uri: str, timeout_s: float, *, alive: Callable[[], bool] = lambda: True) -> bool:
+    """Whether the MLflow server at ``uri`` answers ``/health`` within ``timeout_s`` (while ``alive()``)."""
+    deadline = time.monotonic() + timeout_s
+    while alive():
+        if _answers(uri):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return False
+
+
+def _answers(uri: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
 
 
 class TraceServer:
@@ -72,11 +129,19 @@ class TraceServer:
         self.process = process
         self.uri = uri
         self.log_path = log_path
+        self.tracking_uri = ""  # the store it serves (for messages)
         atexit.register(self.stop)  # also when the app that started it never ran its shutdown
 
     @classmethod
     def start(cls, settings: Settings, *, timeout_s: float = 120.0) -> TraceServer:
         """Start the child and wait until it answers ``/health``."""
+        server = cls.spawn(settings)
+        server.wait_healthy(timeout_s)
+        return server
+
+    @classmethod
+    def spawn(cls, settings: Settings) -> TraceServer:
+        """Start the child; it answers once :meth:`wait_healthy` returns."""
         settings.ensure_dirs()
         port = _free_port()
         uri = f"http://127.0.0.1:{port}"
@@ -94,31 +159,34 @@ class TraceServer:
         ]  # fmt: skip
         env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # no job-runner processes
         env.pop(SERVER_ENV, None)
-        with log_path.open("ab") as out:
-            # Its own process group: stopping it reaches the uvicorn process `mlflow server` starts.
-            process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        server = cls(process, uri, log_path)
-        deadline = time.monotonic() + timeout_s
-        while not server.healthy():
-            if process.poll() is not None or time.monotonic() > deadline:
-                server.stop()
-                raise StorageError(
-                    f"The trace export process (mlflow server over {settings.tracking_uri}) did not start: "
-                    f"{_tail(log_path)}",
-                    hint="See that log; or write traces in the serving process with serve.trace_export = "
-                    "'inline' (FLYWHEEL_SERVE__TRACE_EXPORT=inline), or point tracking.uri at a running "
-                    "MLflow server.",
+        try:
+            with log_path.open("ab") as out:
+                # Its own process group: stopping it reaches the uvicorn process `mlflow server` starts.
+                process = subprocess.Popen(
+                    command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
                 )
-            time.sleep(0.2)
-        log.info("Traces are written by an MLflow tracking server process at %s (pid %s)", uri, process.pid)
+        except OSError as exc:
+            raise StorageError(f"Cannot start the trace export process: {exc}") from exc
+        server = cls(process, uri, log_path)
+        server.tracking_uri = settings.tracking_uri
         return server
 
+    def wait_healthy(self, timeout_s: float = 120.0) -> None:
+        """Return once the child answers ``/health``; stop it and raise :class:`StorageError` when it
+        exits or does not answer within ``timeout_s``."""
+        if not wait_healthy(self.uri, timeout_s, alive=lambda: self.process.poll() is None):
+            self.stop()
+            raise StorageError(
+                f"The trace export process (mlflow server over {self.tracking_uri}) did not start: "
+                f"{_tail(self.log_path)}",
+                hint="See that log; or write traces in the serving process with serve.trace_export = "
+                "'inline' (FLYWHEEL_SERVE__TRACE_EXPORT=inline), or point tracking.uri at a running "
+                "MLflow server.",
+            )
+        log.info("Traces are written by an MLflow tracking server process at %s (pid %s)", self.uri, self.process.pid)
+
     def healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as response:
-                return bool(response.status == 200)
-        except OSError:
-            return False
+        return _answers(self.uri)
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """SIGTERM to the child's process group (requests in flight finish), SIGKILL after ``timeout_s``."""

@@ -14,7 +14,7 @@ import os
 from typing import Any
 
 from flywheel.config import Settings
-from flywheel.serve.trace_export import SERVER_ENV, serving_settings
+from flywheel.serve.trace_export import SERVER_ENV, begin_trace_export
 
 TRACING_ENV = "_FLYWHEEL_SERVE_TRACING"  # the parent's --tracing/--no-tracing, for the worker processes
 
@@ -33,7 +33,8 @@ def run_workers(settings: Settings, host: str, port: int, workers: int, *, traci
     import uvicorn
 
     os.environ[TRACING_ENV] = "1" if tracing else "0"
-    _, trace_server = serving_settings(settings, tracing=tracing)
+    # Not waited for here: each worker waits for it after its own imports (serve/app.py).
+    trace_server = begin_trace_export(settings, tracing=tracing).server
     if trace_server is not None:
         os.environ[SERVER_ENV] = trace_server.uri
     try:
