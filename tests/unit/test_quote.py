@@ -88,6 +88,18 @@ def test_grounded_values() -> None:
     assert not is_grounded_value("Staunton, Virginia", "Where was Wilson born?", passages)  # no number
 
 
+def test_a_section_number_is_not_a_value() -> None:
+    """The embedded model answered "1.1" (the label of the passage's first item) for a tank's capacity."""
+    card = "1. GENERAL\n1.1 This task card covers the oil tank.\n2.3 The tank holds 4.5 US qt of usable oil."
+    question = "How much usable oil does the tank hold?"
+    assert not is_grounded_value("1.1", question, [card])
+    assert not is_grounded_value("2.3.", question, [card])
+    assert is_grounded_value("4.5", question, [card])  # stated in the sentence, not a label
+    assert is_grounded_value("4.5 US qt", question, [card])
+    assert is_grounded_value("1856", "When was Wilson born?", [BIRTH.text])
+    assert is_grounded_value("12", "How many bolts?", ["Install 12\nbolts."])  # ends a line, labels nothing
+
+
 def test_the_embedded_model_quotes_and_endpoints_generate_by_default(tmp_path) -> None:
     embedded = load_settings(home=tmp_path)
     endpoint = load_settings(home=tmp_path, lm={"provider": "openai", "api_base": "http://127.0.0.1:1/v1"})

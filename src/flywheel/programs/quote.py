@@ -119,4 +119,27 @@ def is_grounded_value(answer: str, question: str, passages: Sequence[str]) -> bo
     asked = set(_WORD.findall(question.lower()))
     numbers = {w for w in _WORD.findall(answer.lower()) if any(c.isdigit() for c in w)} - asked
     phrase = _normalized(answer)
-    return bool(numbers) and bool(phrase) and any(phrase in _normalized(p) for p in passages)
+    if not (numbers and phrase and any(phrase in _normalized(p) for p in passages)):
+        return False
+    if _LETTER.search(answer):
+        return True
+    # A bare number ("1.1", "4"): a value only where a passage states it, not where it labels a section
+    # or list item ("1.1 This task card covers…"), which small models copy as the answer.
+    return any(_states_number(answer.strip(" .:;,"), p) for p in passages)
+
+
+_LETTER = re.compile(r"[^\W\d_]")
+_LABEL_PREFIX = re.compile(r"(?:^|\n)[ \t#>*\-§]*$")
+
+
+def _states_number(number: str, passage: str) -> bool:
+    """Whether ``number`` occurs in ``passage`` other than as a label at the start of a line."""
+    for match in re.finditer(rf"(?<![\w.]){re.escape(number)}(?![\w]|\.\d)", passage):
+        is_label = _LABEL_PREFIX.search(passage[: match.start()]) and passage[match.end() : match.end() + 1] in (
+            " ",
+            "\t",
+            ".",
+        )
+        if not is_label:
+            return True
+    return False
