@@ -5,6 +5,7 @@ feedback still lands on the trace, and inline mode / a remote tracking URI start
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -144,6 +145,27 @@ def test_a_worker_whose_shared_child_never_answers_writes_traces_inline(monkeypa
     export = begin_trace_export(settings, tracing=True)
     assert export.pending
     assert export.result(timeout_s=0.5) == (settings, None)
+
+
+def test_a_worker_stops_waiting_when_the_shared_child_has_exited(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The parent's child died at start: a worker falls back to inline traces at once, not after the timeout."""
+    from flywheel.serve import trace_export
+
+    exited = subprocess.Popen([sys.executable, "-c", "pass"])
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])
+    exited.wait()
+    while trace_export.process_running(zombie.pid):  # exited, not reaped: a zombie, as the parent leaves it
+        time.sleep(0.05)
+    assert trace_export.process_running(os.getpid())
+    probes: list[str] = []
+    monkeypatch.setattr(trace_export, "_answers", lambda uri: probes.append(uri) or False)
+    settings = load_settings()
+    for pid in (exited.pid, zombie.pid):
+        monkeypatch.setenv(trace_export.SERVER_ENV, "http://127.0.0.1:9")
+        monkeypatch.setenv(trace_export.SERVER_PID_ENV, str(pid))
+        assert trace_export.begin_trace_export(settings, tracing=True).result(timeout_s=5) == (settings, None)
+    assert probes == []  # never probed: the process was already gone
+    zombie.wait()
 
 
 def test_the_export_process_is_started_without_waiting_for_it(monkeypatch: pytest.MonkeyPatch) -> None:

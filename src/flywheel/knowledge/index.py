@@ -191,8 +191,29 @@ class ChunkIndex:
         return value.decode() if value else None
 
     def record_embedder(self, name: str) -> None:
-        with self._write_lock, write_errors(self.uri):
-            self.table.update_field_metadata({"path": "vector", "metadata": {EMBEDDER_TAG: name}})
+        """Record ``name`` on the vector column. Another process recording at the same moment (the
+        processes of `flywheel serve --workers N` opening a new index) makes LanceDB refuse this commit
+        as an incompatible concurrent transaction: then the latest version is read, and an index that
+        already records ``name`` is what was wanted."""
+        with self._write_lock:
+            for _attempt in range(3):
+                try:
+                    with write_errors(self.uri):
+                        self.table.update_field_metadata({"path": "vector", "metadata": {EMBEDDER_TAG: name}})
+                    return
+                except StorageError as exc:
+                    if "Incompatible transaction" not in str(exc):
+                        raise
+                    self.table = self.db.open_table(TABLE)  # the version the other writer committed
+                    recorded = self.built_with()
+                    if recorded == name:
+                        return
+                    if recorded is not None:
+                        raise self._mismatch(recorded, name) from exc
+            raise StorageError(
+                f"Could not record the embedder on the index at {self.uri}: other writers kept changing it.",
+                hint="Retry; if it persists, stop the other processes writing this index.",
+            )
 
     def check_embedder(self, name: str) -> None:
         """Refuse to mix vectors of two embedders; record ``name`` on an index that has no record yet."""

@@ -54,7 +54,7 @@ def use_tracking(settings: Settings) -> Any:
                 # tables, so they take turns. The first experiment is created under the same lock.
                 with first_open_lock(uri, TRACKING_SCHEMA_LOCK):
                     if mlflow.get_experiment_by_name(settings.tracking.experiment) is None:
-                        mlflow.create_experiment(settings.tracking.experiment, artifact_location=settings.artifact_root)
+                        _create_experiment(mlflow, settings)
                 _READY.add(key)
             if key != _ACTIVE:
                 # set_experiment resets MLflow's tracer provider (3.17), which orphans the spans of
@@ -68,6 +68,19 @@ def use_tracking(settings: Settings) -> Any:
                 hint="Check tracking.uri / FLYWHEEL_TRACKING__URI and that FLYWHEEL_HOME is writable.",
             ) from exc
         return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def _create_experiment(mlflow: Any, settings: Settings) -> None:
+    """Create the experiment; one that another process created meanwhile is as good. Over an HTTP
+    tracking server (the trace export child that `flywheel serve --workers N` shares) there is no file
+    lock to take, and each worker creates the experiment on a new store at the same moment."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mlflow.create_experiment(settings.tracking.experiment, artifact_location=settings.artifact_root)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
 
 
 def log_run_results(

@@ -33,6 +33,7 @@ from flywheel.errors import StorageError
 
 log = logging.getLogger("flywheel.serve")
 SERVER_ENV = "_FLYWHEEL_TRACE_SERVER"  # the child's URL, for `--workers N` processes started by the parent
+SERVER_PID_ENV = "_FLYWHEEL_TRACE_SERVER_PID"  # and its pid: a worker stops waiting for a child that exited
 REMOTE_SCHEMES = ("http://", "https://", "databricks")
 
 
@@ -63,7 +64,8 @@ def begin_trace_export(settings: Settings, *, tracing: bool) -> TraceExport:
         return TraceExport(settings)
     shared = os.environ.get(SERVER_ENV)
     if shared:
-        return TraceExport(settings, uri=shared)
+        pid = os.environ.get(SERVER_PID_ENV, "")
+        return TraceExport(settings, uri=shared, pid=int(pid) if pid.isdigit() else None)
     try:
         server = TraceServer.spawn(settings)
     except StorageError as exc:
@@ -75,10 +77,13 @@ def begin_trace_export(settings: Settings, *, tracing: bool) -> TraceExport:
 class TraceExport:
     """Trace export being set up: the tracking URI to serve on once the export process answers."""
 
-    def __init__(self, settings: Settings, *, uri: str | None = None, server: TraceServer | None = None) -> None:
+    def __init__(
+        self, settings: Settings, *, uri: str | None = None, server: TraceServer | None = None, pid: int | None = None
+    ) -> None:
         self.settings = settings
         self.uri = uri
         self.server = server
+        self.pid = pid  # a shared child's process, when known
 
     @property
     def pending(self) -> bool:
@@ -94,8 +99,10 @@ class TraceExport:
         try:
             if self.server is not None:
                 self.server.wait_healthy(timeout_s)
-            elif not wait_healthy(self.uri, timeout_s):
-                raise StorageError(f"The trace export process at {self.uri} did not answer in {timeout_s:.0f} s.")
+            elif not wait_healthy(self.uri, timeout_s, alive=lambda: self.pid is None or process_running(self.pid)):
+                raise StorageError(
+                    f"The trace export process at {self.uri} exited or did not answer in {timeout_s:.0f} s."
+                )
         except StorageError as exc:
             log.warning("Traces are written inline: %s", exc)
             return self.settings, None
@@ -112,6 +119,23 @@ def wait_healthy(uri: str, timeout_s: float, *, alive: Callable[[], bool] = lamb
             return False
         time.sleep(0.1)
     return False
+
+
+def process_running(pid: int) -> bool:
+    """Whether process ``pid`` exists and has not exited (a zombie not yet reaped by its parent has)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc: whether it exists at all
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
 
 
 def _answers(uri: str) -> bool:
@@ -159,6 +183,7 @@ class TraceServer:
         ]  # fmt: skip
         env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # no job-runner processes
         env.pop(SERVER_ENV, None)
+        env.pop(SERVER_PID_ENV, None)
         try:
             with log_path.open("ab") as out:
                 # Its own process group: stopping it reaches the uvicorn process `mlflow server` starts.

@@ -14,7 +14,7 @@ import os
 from typing import Any
 
 from flywheel.config import Settings
-from flywheel.serve.trace_export import SERVER_ENV, begin_trace_export
+from flywheel.serve.trace_export import SERVER_ENV, SERVER_PID_ENV, begin_trace_export
 
 TRACING_ENV = "_FLYWHEEL_SERVE_TRACING"  # the parent's --tracing/--no-tracing, for the worker processes
 
@@ -37,6 +37,7 @@ def run_workers(settings: Settings, host: str, port: int, workers: int, *, traci
     trace_server = begin_trace_export(settings, tracing=tracing).server
     if trace_server is not None:
         os.environ[SERVER_ENV] = trace_server.uri
+        os.environ[SERVER_PID_ENV] = str(trace_server.process.pid)
     try:
         uvicorn.run(
             "flywheel.serve.workers:app_factory",
@@ -50,4 +51,5 @@ def run_workers(settings: Settings, host: str, port: int, workers: int, *, traci
     finally:
         if trace_server is not None:
             os.environ.pop(SERVER_ENV, None)
+            os.environ.pop(SERVER_PID_ENV, None)
             trace_server.stop()
