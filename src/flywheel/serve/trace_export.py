@@ -210,9 +210,6 @@ class TraceServer:
             )
         log.info("Traces are written by an MLflow tracking server process at %s (pid %s)", self.uri, self.process.pid)
 
-    def healthy(self) -> bool:
-        return _answers(self.uri)
-
     def stop(self, timeout_s: float = 30.0) -> None:
         """SIGTERM to the child's process group (requests in flight finish), SIGKILL after ``timeout_s``."""
         atexit.unregister(self.stop)
