@@ -51,6 +51,7 @@ from flywheel.programs.demos import (
 )
 from flywheel.programs.quote import best_sentence, is_grounded_value
 from flywheel.programs.spans import SpanRanker
+from flywheel.programs.values import asks_for_value, value_answer
 
 __all__ = [
     "NOT_FOUND",
@@ -116,6 +117,9 @@ class RAGConfig:
     # Quoted answers: the clause of the quoted sentence that the fitted span ranker prefers (which may be the
     # whole sentence) instead of the sentence; needs a ranker fitted by optimize (flywheel.programs.spans).
     quote_spans: bool = False
+    # Quoted answers to questions that ask for a quantity or date: the value phrase of the quoted sentence
+    # that the question asks for ("97 Nm") instead of the sentence (flywheel.programs.values).
+    value_answers: bool = True
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RAGConfig:
@@ -338,7 +342,12 @@ class RAGChatbot(dspy.Module):
             quoted = best_sentence(query, passages, Passage.body, self.embed)
             if quoted is not None:
                 text = quoted[0]
-                if self.config.quote_spans and self.span_ranker is not None:
+                value = (
+                    value_answer(query, text, answer) if self.config.value_answers and asks_for_value(query) else None
+                )
+                if value is not None:
+                    text = value
+                elif self.config.quote_spans and self.span_ranker is not None:
                     text = self.span_ranker.choose(query, text, self.embed)
                 return self._answered(text, [quoted[1]], passages, query, relevance, generated=answer)
         cited = cited_passages(reply.citations, passages) or grounding_passages(answer, passages, yes_no)
