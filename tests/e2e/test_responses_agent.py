@@ -47,3 +47,22 @@ def test_responses_agent_answers_as_the_custom_inputs_user(stub_lm: None, tmp_pa
     deltas = "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta")
     assert events[-1]["type"] == "response.output_item.done"
     assert deltas == events[-1]["item"]["content"][0]["text"]
+
+
+@pytest.mark.parametrize("form", ["pyfunc", "responses_agent"])
+def test_a_saved_model_is_code_and_state_without_a_pickle(stub_lm: None, tmp_path: Path, form: str) -> None:
+    """The model used to be a cloudpickled PythonModel instance (MLflow warned at every deploy)."""
+    from flywheel.registry.pyfunc import save_program_model
+
+    settings = load_settings()
+    kb = KnowledgeBase(settings)
+    kb.catalog.add_user("alice", ["mechanics"])
+    kb.ingest_files(kb.principal("alice"), [("oil.md", OIL)], groups=["mechanics"])
+    program = Assistant(settings, knowledge=kb).program("rag")
+    save = save_program_model if form == "pyfunc" else save_responses_agent
+    save(tmp_path / "model", "rag", program, settings)
+
+    files = [p.name for p in (tmp_path / "model").rglob("*") if p.is_file()]
+    assert not [f for f in files if f.endswith((".pkl", ".pickle", ".cloudpickle"))], files
+    assert "model_code_path" in (tmp_path / "model" / "MLmodel").read_text()
+    assert mlflow.pyfunc.load_model(str(tmp_path / "model")) is not None

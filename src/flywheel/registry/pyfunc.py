@@ -106,7 +106,7 @@ def save_program_model(
 
     mlflow.pyfunc.save_model(
         str(path),
-        python_model=ProgramModel(),
+        python_model=str(Path(__file__).with_name("pyfunc_code.py")),  # code, not a pickle
         artifacts={"program_state": str(state_path)},
         model_config=model_config,
         signature=_signature(kind),

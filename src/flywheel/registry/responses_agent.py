@@ -44,8 +44,8 @@ class ProgramResponsesAgent(ResponsesAgent):
         self.model.load_context(context)  # the same loader as the pyfunc model: settings, state, tracing
 
     def __getstate__(self) -> dict[str, Any]:
-        # MLflow validates the model by loading and calling it before pickling it: never pickle a loaded
-        # program (its stores, locks and LM clients); load_context builds it again where it is served.
+        # A loaded program (its stores, locks and LM clients) is never pickled with the agent; the logged
+        # model is code (responses_agent_code.py), and load_context builds the program where it is served.
         return {k: v for k, v in self.__dict__.items() if k != "model"}
 
     def _answer(self, request: ResponsesAgentRequest) -> dict[str, Any]:
@@ -106,7 +106,7 @@ def save_responses_agent(path: Path, name: str, program: Any, settings: Settings
     program.save(str(state_path))
     mlflow.pyfunc.save_model(
         str(path),
-        python_model=ProgramResponsesAgent(),
+        python_model=str(Path(__file__).with_name("responses_agent_code.py")),  # code, not a pickle
         artifacts={"program_state": str(state_path)},
         model_config={"program": name, "kind": "qa", "config": structural_config(name, settings, program)},
         pip_requirements=[f"flywheel=={__version__}", "dspy==3.4.1", f"mlflow=={mlflow.__version__}"],
