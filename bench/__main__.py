@@ -54,6 +54,7 @@ PLAN: dict[str, tuple[list[str] | None, list[str] | None, list[str], int]] = {
         900,
     ),
     "quality": (None, [], [], 1500),
+    "values": (None, [], [], 300),  # value answers vs quoted sentences, retrieval only (no LM, ~2 min)
     "classify": (None, None, ["--quick"], 900),
     "classify_scale": (None, None, [], 1500),  # Spark local[2] over 1M rows, killed once and resumed (~10 min)
     "optimize": (None, None, ["--quick"], 1200),
