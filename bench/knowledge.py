@@ -349,7 +349,8 @@ def record_scale(rows: list[list[object]], queries: int) -> None:
             "*warm*: two passes after it. The last two columns say where a query's time goes: the same query "
             "without the ACL prefilter, and with it but a single partition probed (the cost that does not grow "
             f"with the probes). Load average when the table was written: {os.getloadavg()[0]:.1f} on "
-            f"{os.cpu_count()} cores (other jobs shared the machine).\n\n" + table
+            f"{os.cpu_count()} cores (the benchmark's own search and index build included: well above "
+            f"{os.cpu_count()}, other jobs shared the machine).\n\n" + table
         ),
         "python -m bench.knowledge --only-scale",
     )
