@@ -83,6 +83,14 @@ def test_span_rows_score_the_quoted_sentences_spans_against_the_gold_answers() -
     assert len(rows.scores) == 1 and max(rows.scores[0]) > rows.scores[0][0]  # a clause beats the sentence
 
 
+def test_span_rows_leave_out_questions_that_value_answers_cover() -> None:
+    """The ranker only ever chooses for questions without a value answer: it is fitted on those alone."""
+    when = [dspy.Example(question="When was the trading post established?", principal=READER, answer=["1819"])]
+    assert span_rows(RAGChatbot(retriever, config=RAGConfig(answer_style="quote")), when).scores == []
+    without = RAGChatbot(retriever, config=RAGConfig(answer_style="quote", value_answers=False))
+    assert len(span_rows(without, when).scores) == 1
+
+
 def test_the_program_answers_with_the_rankers_span_and_saves_the_ranker() -> None:
     ranker = fit_span_ranker(_rows(MIN_ROWS))
     program = RAGChatbot(retriever, config=RAGConfig(answer_style="quote", quote_spans=True))

@@ -1,10 +1,12 @@
 """Fitting the RAG chatbot's answer-span ranker (:class:`flywheel.programs.spans.SpanRanker`) on labelled rows.
 
-For every training row whose gold answer is not yes/no, the program retrieves as the row's user, takes
-the sentence it would quote, and scores each candidate span of that sentence by its token F1 against the
-gold answers; a ridge regression over the spans' features learns the *expected* F1 of a span, so the
-ranker returns a clause only where a clause is likely to score better than the whole sentence (it
-learned to prefer the sentence where the gold answers are sentences). No LM call: retrieval and the
+For every training row whose gold answer is not yes/no (and that value answers do not cover: a
+question asking for a quantity or date whose quoted sentence holds a value phrase), the program
+retrieves as the row's user, takes the sentence it would quote, and scores each candidate span of
+that sentence by its token F1 against the gold answers; a ridge regression over the spans' features
+learns the *expected* F1 of a span, so the ranker returns a clause only where a clause is likely to
+score better than the whole sentence (it learned to prefer the sentence where the gold answers are
+sentences). No LM call: retrieval and the
 embedder only. The fitted weights are plain floats, stored with the program version.
 """
 
@@ -20,6 +22,7 @@ from flywheel.evaluate.metrics import gold_answers, normalize_answer, token_f1
 from flywheel.programs.quote import best_sentence
 from flywheel.programs.rag import Passage, RAGChatbot, is_yes_no_question
 from flywheel.programs.spans import SpanRanker, candidate_spans
+from flywheel.programs.values import asks_for_value, value_answer
 
 MIN_ROWS = 20
 # Ridge penalty on standardised features: chosen by article-grouped cross-validation on wiki_qa's training
@@ -55,6 +58,12 @@ def span_rows(program: RAGChatbot, examples: Sequence[dspy.Example]) -> SpanRows
         quoted = best_sentence(example.question, passages, Passage.body, program.embed)
         if quoted is None:
             continue
+        if (
+            program.config.value_answers
+            and asks_for_value(example.question)
+            and value_answer(example.question, quoted[0]) is not None
+        ):
+            continue  # the program answers it with the value phrase: no span is ever chosen for it
         spans, features = candidate_spans(example.question, quoted[0], program.embed)
         rows.features.append(features)
         rows.scores.append(np.array([token_f1({"answer": golds}, {"answer": s}) or 0.0 for s in spans]))
