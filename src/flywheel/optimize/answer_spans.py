@@ -6,8 +6,8 @@ retrieves as the row's user, takes the sentence it would quote, and scores each 
 that sentence by its token F1 against the gold answers; a ridge regression over the spans' features
 learns the *expected* F1 of a span, so the ranker returns a clause only where a clause is likely to
 score better than the whole sentence (it learned to prefer the sentence where the gold answers are
-sentences). No LM call: retrieval and the
-embedder only. The fitted weights are plain floats, stored with the program version.
+sentences). No LM call: retrieval and the embedder only. The fitted weights are plain floats, stored
+with the program version.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from flywheel.evaluate.metrics import gold_answers, normalize_answer, token_f1
 from flywheel.programs.quote import best_sentence
 from flywheel.programs.rag import Passage, RAGChatbot, is_yes_no_question
 from flywheel.programs.spans import SpanRanker, candidate_spans
-from flywheel.programs.values import asks_for_value, value_answer
 
 MIN_ROWS = 20
 # Ridge penalty on standardised features: chosen by article-grouped cross-validation on wiki_qa's training
@@ -58,11 +57,7 @@ def span_rows(program: RAGChatbot, examples: Sequence[dspy.Example]) -> SpanRows
         quoted = best_sentence(example.question, passages, Passage.body, program.embed)
         if quoted is None:
             continue
-        if (
-            program.config.value_answers
-            and asks_for_value(example.question)
-            and value_answer(example.question, quoted[0]) is not None
-        ):
+        if program.quoted_value(example.question, quoted[0]) is not None:
             continue  # the program answers it with the value phrase: no span is ever chosen for it
         spans, features = candidate_spans(example.question, quoted[0], program.embed)
         rows.features.append(features)

@@ -342,9 +342,7 @@ class RAGChatbot(dspy.Module):
             quoted = best_sentence(query, passages, Passage.body, self.embed)
             if quoted is not None:
                 text = quoted[0]
-                value = (
-                    value_answer(query, text, answer) if self.config.value_answers and asks_for_value(query) else None
-                )
+                value = self.quoted_value(query, text, answer)
                 if value is not None:
                     text = value
                 elif self.config.quote_spans and self.span_ranker is not None:
@@ -359,6 +357,13 @@ class RAGChatbot(dspy.Module):
             relevance,
             reasoning=getattr(reply, "reasoning", ""),
         )
+
+    def quoted_value(self, question: str, sentence: str, generated: str = "") -> str | None:
+        """The value phrase of the quoted ``sentence`` that answers ``question``, where this program gives
+        value answers and the question asks for a quantity or a date (flywheel.programs.values)."""
+        if not (self.config.value_answers and asks_for_value(question)):
+            return None
+        return value_answer(question, sentence, generated)
 
     @staticmethod
     def _refused(passages: Sequence[Passage], query: str, relevance: float | None) -> dspy.Prediction:

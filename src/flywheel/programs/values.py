@@ -5,9 +5,10 @@ sentence "Standard bolt: 92 Nm; new-standard bolt: 97 Nm." that holds it (answer
 0.3). When the embedded model's own phrase is not a value a passage holds (:func:`flywheel.programs.quote.
 is_grounded_value`), :func:`value_answer` picks the value phrase of the quoted sentence — a number or
 date with its unit words and qualifiers ("every 750 flight hours", "12.5 to 14.5 ohms", "up to 3 mm",
-"March 14, 1883") — that the question asks for: the one whose number the model's phrase names, else the
-one nearest the question's words in the sentence. Numbers the question itself contains are never
-answers. Nothing is generated: the value is verbatim text of the cited passage.
+"March 14, 1883") — that the question asks for: the one whose number the model's phrase names, else
+the one whose own segment of the sentence (its label in a list of values) holds most of the question's
+words, then the one nearest them. Numbers the question itself contains are never answers. Nothing is
+generated: the value is verbatim text of the cited passage.
 """
 
 from __future__ import annotations
@@ -40,7 +41,6 @@ _STOP_UNITS = frozenset(
         "its", "our", "there",
     }
 )  # fmt: skip
-_PER = frozenset({"per"})  # "0.25 US qt per flight hour"
 _DATE = rf"{_MONTH}\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{4}}|\d{{1,2}}\s+{_MONTH}\s+\d{{4}}|{_MONTH}\s+\d{{4}}"
 _VALUE_START = re.compile(rf"{_QUALIFIER}(?:{_DATE}|{_CURRENCY}{_NUMBER})", re.IGNORECASE)
 _RANGE_TAIL = re.compile(rf"\s*(?:to|and|-|–|—)\s*{_CURRENCY}{_NUMBER}")
@@ -111,7 +111,7 @@ def _units_end(sentence: str, cursor: int) -> int:
         if word.lower() in _STOP_UNITS or (len(word) > 2 and word[0].isupper() and word[1:].islower()):
             break
         cursor = unit.end()
-        if word.lower() not in _PER:
+        if word.lower() != "per":  # "0.25 US qt per flight hour": a unit only with what follows
             words += 1
             end = cursor
     return end
@@ -124,15 +124,11 @@ def _numbers(text: str) -> set[str]:
 def value_answer(question: str, sentence: str, generated: str = "") -> str | None:
     """The value phrase of ``sentence`` that answers ``question``, or None when it holds none.
 
-    Preference: a value whose number the model's ``generated`` phrase also names; then the value nearest
-    (in words) to the question's content words in the sentence; ties go to the earlier value.
+    Preference: a value whose number the model's ``generated`` phrase also names; then the question's words
+    in the value's own segment, then closeness to them anywhere in the sentence; ties go to the earlier value.
     """
     asked = _numbers(question)
-    candidates = [
-        (start, end)
-        for start, end in value_phrases(sentence)
-        if not _numbers(sentence[start:end]) or not _numbers(sentence[start:end]) <= asked
-    ]
+    candidates = [(start, end) for start, end in value_phrases(sentence) if not _numbers(sentence[start:end]) <= asked]
     if not candidates:
         return None
     named = _numbers(generated) - asked

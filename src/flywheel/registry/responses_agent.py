@@ -43,11 +43,6 @@ class ProgramResponsesAgent(ResponsesAgent):
         self.model = ProgramModel()
         self.model.load_context(context)  # the same loader as the pyfunc model: settings, state, tracing
 
-    def __getstate__(self) -> dict[str, Any]:
-        # A loaded program (its stores, locks and LM clients) is never pickled with the agent; the logged
-        # model is code (responses_agent_code.py), and load_context builds the program where it is served.
-        return {k: v for k, v in self.__dict__.items() if k != "model"}
-
     def _answer(self, request: ResponsesAgentRequest) -> dict[str, Any]:
         messages = []
         for item in request.input:
