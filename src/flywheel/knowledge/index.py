@@ -276,7 +276,11 @@ class ChunkIndex:
         """Create missing indexes; fold new rows into existing ones once enough have accumulated.
 
         Rows not yet indexed are still searched (exhaustively), so this is about speed, never about
-        what a query can find; rebuilding on every upload would make bulk imports quadratic.
+        what a query can find. New rows are folded in (``optimize``: the indexes extended, small
+        files compacted) once they reach a tenth of the indexed rows, so a bulk import optimizes a
+        logarithmic number of times, and a small knowledge base built by many small uploads does not
+        stay unindexed: the sample KB (36 uploads) had 429 of 437 rows outside its indexes, in 38
+        files, which made each hybrid search cost about 3x its CPU (:func:`needs_folding`).
         """
         rows = self.count()
         if rows == 0:
@@ -296,7 +300,7 @@ class ChunkIndex:
                 self.build_ann_index(rows)
             elif ("text",) in indexes:
                 stats = self.table.index_stats(indexes[("text",)].name)
-                if stats and stats.num_unindexed_rows >= max(1000, stats.num_indexed_rows // 10):
+                if stats and needs_folding(stats.num_indexed_rows, stats.num_unindexed_rows):
                     self.table.optimize()  # incremental: appends new rows to every index, compacts files
 
     def build_ann_index(self, rows: int | None = None) -> None:
@@ -423,6 +427,13 @@ class ChunkIndex:
             )
             for r in rows
         ]
+
+
+def needs_folding(indexed: int, unindexed: int) -> bool:
+    """Whether rows written since the indexes were last extended are worth folding in now: at least a
+    tenth of the indexed rows (geometric steps keep bulk imports linear). Before, the bar was at
+    least 1000 rows, which a small knowledge base never reaches."""
+    return unindexed > 0 and unindexed >= indexed // 10
 
 
 def _relevance(row: dict[str, Any]) -> float:
