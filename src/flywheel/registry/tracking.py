@@ -10,7 +10,7 @@ from typing import Any
 
 from flywheel.config import Settings
 from flywheel.errors import ConfigError, StorageError
-from flywheel.stores.database import first_open_lock
+from flywheel.stores.database import first_open_lock, use_write_ahead_log
 
 _LOCK = threading.Lock()
 _READY: set[tuple[str, str]] = set()
@@ -53,6 +53,7 @@ def use_tracking(settings: Settings) -> Any:
                 # doing so at once on a new database (`flywheel serve --workers N`) fail with duplicate
                 # tables, so they take turns. The first experiment is created under the same lock.
                 with first_open_lock(uri, TRACKING_SCHEMA_LOCK):
+                    use_write_ahead_log(uri)
                     if mlflow.get_experiment_by_name(settings.tracking.experiment) is None:
                         _create_experiment(mlflow, settings)
                 _READY.add(key)

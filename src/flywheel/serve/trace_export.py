@@ -30,6 +30,7 @@ from pathlib import Path
 
 from flywheel.config import Settings
 from flywheel.errors import StorageError
+from flywheel.stores.database import use_write_ahead_log
 
 log = logging.getLogger("flywheel.serve")
 SERVER_ENV = "_FLYWHEEL_TRACE_SERVER"  # the child's URL, for `--workers N` processes started by the parent
@@ -167,6 +168,7 @@ class TraceServer:
     def spawn(cls, settings: Settings) -> TraceServer:
         """Start the child; it answers once :meth:`wait_healthy` returns."""
         settings.ensure_dirs()
+        use_write_ahead_log(settings.tracking_uri)
         port = _free_port()
         uri = f"http://127.0.0.1:{port}"
         log_path = settings.home / "trace-server.log"

@@ -13,7 +13,9 @@ writers wait instead of failing.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import logging
 import os
 import threading
 from collections.abc import Iterator
@@ -29,6 +31,8 @@ from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
 from flywheel.errors import StorageError
+
+log = logging.getLogger("flywheel.stores")
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -139,6 +143,27 @@ def first_open_lock(url: str, postgres_key: int | None = None) -> Iterator[None]
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def use_write_ahead_log(url: str) -> bool:
+    """Put a SQLite database that Flywheel does not open itself (MLflow's tracking store) in WAL mode,
+    which the file keeps for every later connection; whether it is. Other backends: ``False``, nothing
+    done. In the default rollback-journal mode each commit creates, syncs and deletes a journal file:
+    the trace export process spent about 4 of its 25 ms of CPU per served request on that."""
+    parsed = make_url(url)
+    path = parsed.database if parsed.get_backend_name() == "sqlite" else None
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return False
+    import sqlite3
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with contextlib.closing(sqlite3.connect(path, timeout=10)) as connection:
+            mode = connection.execute("PRAGMA journal_mode=WAL").fetchone()
+    except sqlite3.Error as exc:  # locked by a writer for 10 s, unwritable: the store works as before
+        log.warning("The MLflow store %s stays in its journal mode: %s", path, exc)
+        return False
+    return bool(mode and str(mode[0]).lower() == "wal")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
