@@ -211,6 +211,8 @@ def serving_table(results: dict[int, dict[str, Measured]]) -> str:
         "retrieval ms/req",
         "overhead ms/req",
         "overhead F/L",
+        "CPU ms/req: service",
+        "CPU ms/req: trace export",
         "errors",
     ]
     rows = []
@@ -231,6 +233,8 @@ def serving_table(results: dict[int, dict[str, Measured]]) -> str:
                     ms(m.retrieval_s),
                     ms(m.overhead_s),
                     ratio,
+                    ms(m.cpu_s),
+                    ms(m.export_cpu_s) if name == "flywheel" else "",
                     r.errors,
                 ]
             )
@@ -283,7 +287,10 @@ def render(out: dict[str, Any], args: argparse.Namespace) -> str:
         "hybrid query with the same ACL filter, the prompt DSPy's JSONAdapter writes for Flywheel's unoptimized "
         f"program). Both send the LM the same messages: **{'yes' if out.get('same_prompt') else 'NO'}** "
         "(checked at the stub). Overhead = mean latency − LM time (at the LM) − retrieval time (inside the service);"
-        " the ratio F/L is Flywheel's overhead over LangChain's (goal ≤ 0.5).",
+        " the ratio F/L is Flywheel's overhead over LangChain's (goal ≤ 0.5). CPU ms/req: CPU time of the service's"
+        " process per answered request (all its threads: HTTP, framework, retrieval, trace serialization) and of"
+        " the MLflow tracking server child that stores Flywheel's traces (read after it has written the run's"
+        " backlog): on 2 cores shared with the load generator and the stub, throughput follows their sum.",
         f"### Serving with a stub LM ({STUB_LATENCY_MS:g} ms per completion)",
         serving_table(out["stub"]),
     ]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +40,8 @@ class Measured:
     lm_calls: float  # LM calls per request
     retrieval_s: float  # embedding + index search per request
     server_s: float  # the service's own request time (arrival → last byte)
+    cpu_s: float = float("nan")  # CPU of the service process per request (all its threads)
+    export_cpu_s: float = float("nan")  # CPU of its child processes (trace export) per request, backlog included
 
     @property
     def overhead_s(self) -> float:
@@ -88,10 +91,14 @@ async def measure(
 ) -> Measured:
     """A warmed-up load run with the LM's and the service's counters zeroed after the warm-up."""
 
+    cpu_before = (float("nan"), float("nan"))
+
     def reset() -> None:
+        nonlocal cpu_before
         lm.reset()
         if service is not None:
             service.reset()
+            cpu_before = service.cpu_seconds()
 
     result = await run_load(
         make,
@@ -107,10 +114,28 @@ async def measure(
     done = max(result.ok + result.errors, 1)
     if service is None:
         return Measured(result, lm_busy / max(lm_count, 1), 1.0, 0.0, lm_busy / max(lm_count, 1))
+    own_cpu = service.cpu_seconds()[0] - cpu_before[0]
+    export_cpu = settled_child_cpu(service) - cpu_before[1]
     stats = service.stats()
     retrieval = stats.get("retrieval", {}).get("busy_s", 0.0)
     server = stats.get("http", {}).get("busy_s", 0.0)
-    return Measured(result, lm_busy / done, lm_count / done, retrieval / done, server / done)
+    return Measured(
+        result, lm_busy / done, lm_count / done, retrieval / done, server / done, own_cpu / done, export_cpu / done
+    )
+
+
+def settled_child_cpu(service: services.Server, timeout_s: float = 60.0) -> float:
+    """CPU seconds of the service's child processes once they are idle (a trace export process still
+    writing the backlog of a load run keeps working after it): polled until a half second adds < 10 ms."""
+    deadline = time.monotonic() + timeout_s
+    last = service.cpu_seconds()[1]
+    while time.monotonic() < deadline and last == last:  # NaN: nothing to wait for
+        time.sleep(0.5)
+        now = service.cpu_seconds()[1]
+        if now - last < 0.01:
+            return now
+        last = now
+    return last
 
 
 def _counter(stats: dict[str, Any]) -> tuple[int, float]:
@@ -143,6 +168,8 @@ def combine(items: list[Measured]) -> Measured:
         avg(lambda m: m.lm_calls),
         avg(lambda m: m.retrieval_s),
         avg(lambda m: m.server_s),
+        avg(lambda m: m.cpu_s),
+        avg(lambda m: m.export_cpu_s),
     )
 
 

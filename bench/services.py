@@ -184,6 +184,15 @@ class Server:
         url = f"http://127.0.0.1:{self.stats_port}/reset" if self.stats_port else self.url + "/stats/reset"
         httpx.post(url, timeout=10)
 
+    def cpu_seconds(self) -> tuple[float, float]:
+        """CPU seconds used so far by this server's process (all its threads) and by the processes it
+        started (the trace export child); NaN where /proc cannot tell (not Linux, exited)."""
+        if self.proc is None:
+            return float("nan"), float("nan")
+        own = _cpu_of(self.proc.pid)
+        children = sum(_cpu_of(pid) for pid in _descendants(self.proc.pid))
+        return own, children
+
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
@@ -204,6 +213,26 @@ class Server:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _cpu_of(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` (its threads included), NaN when unreadable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def _descendants(pid: int) -> list[int]:
+    try:
+        children = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except (OSError, ValueError):
+        return []
+    return children + [grandchild for child in children for grandchild in _descendants(child)]
 
 
 def stub_lm(latency_ms: float) -> Server:
