@@ -242,9 +242,9 @@ def serving_table(results: dict[int, dict[str, Measured]]) -> str:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    from bench.langchain_rag import export_prompt
+    from bench.langchain_rag import export_prompts
 
-    export_prompt()
+    export_prompts()
     rows = services.questions()
     home = services.fresh_home()
     keys = services.create_keys(home, sorted({r["user"] for r in rows}))
@@ -310,7 +310,7 @@ def render(out: dict[str, Any], args: argparse.Namespace) -> str:
         "`flywheel deploy --program rag`, then `flywheel serve` + first answered request. Every Flywheel rep "
         "starts from an empty tracking store, so it really logs and registers the model. LangChain: "
         "`uvicorn bench.langchain_app:app` start + first answered request (nothing logged: the chain is code "
-        "plus `bench/langchain_prompt.json`). Stub LM; median of "
+        "plus `bench/langchain_prompt*.json`). Stub LM; median of "
         f"{len(deploy['langchain'])} interleaved reps.",
         markdown_table(
             ["deployment", "seconds", "ratio to LangChain (goal ≤ 1)"],

@@ -8,8 +8,10 @@ Built the way a LangChain user would build it, with the same parts as Flywheel's
   same hybrid (vector + BM25, score fusion) query through ``ChunkIndex.search``, ``k`` = 4. Retrieval
   is thus identical by construction: quality and overhead differences come from the rest;
 - **prompt**: a ``ChatPromptTemplate`` holding the exact system and user messages DSPy's
-  ``JSONAdapter`` sends for ``ChainOfThought(AnswerFromPassages)`` (exported once by
-  ``python -m bench.langchain_rag export-prompt`` into ``bench/langchain_prompt.json``; the serving
+  ``JSONAdapter`` sends for Flywheel's answer step, with or without its reasoning field as
+  Flywheel's default design has it for the configured LM (:func:`reasoning_for`: on for an
+  endpoint LM, off for the embedded one); exported by ``python -m bench.langchain_rag export-prompt``
+  into ``bench/langchain_prompt.json`` and ``bench/langchain_prompt_reasoning.json`` (the serving
   process does not import DSPy);
 - **LM**: ``langchain_openai.ChatOpenAI`` against the same OpenAI-compatible endpoint, with
   ``with_structured_output(..., method="json_schema")`` so the endpoint enforces the same JSON schema;
@@ -34,6 +36,7 @@ from pydantic import BaseModel, ConfigDict
 from flywheel.access import Principal
 
 PROMPT_FILE = Path(__file__).with_name("langchain_prompt.json")
+REASONING_PROMPT_FILE = Path(__file__).with_name("langchain_prompt_reasoning.json")
 NOT_FOUND = "I could not find the answer in the documents available to you."
 _SENTINELS = {"passages": "@@PASSAGES@@", "question": "@@QUESTION@@"}
 
@@ -45,6 +48,25 @@ class RAGAnswer(BaseModel):
 
     answer: str
     citations: list[int]
+
+
+class RAGReasonedAnswer(BaseModel):  # ChainOfThought's fields: reasoning first
+    model_config = ConfigDict(extra="forbid")
+
+    reasoning: str
+    answer: str
+    citations: list[int]
+
+
+def reasoning_for(settings: Any) -> bool:
+    """Whether Flywheel's default design for these settings reasons before answering: the rule of
+    ``flywheel.programs.rag.default_config`` (a unit test holds them equal), read without DSPy."""
+    choice = settings.programs.reasoning
+    return bool(settings.lm.reasons_well()) if choice == "auto" else choice == "on"
+
+
+def prompt_file(reasoning: bool) -> Path:
+    return REASONING_PROMPT_FILE if reasoning else PROMPT_FILE
 
 
 class LanceDBRetriever(BaseRetriever):
@@ -70,13 +92,19 @@ class LanceDBRetriever(BaseRetriever):
         ]
 
 
-def export_prompt(path: Path = PROMPT_FILE) -> Path:
+def export_prompts() -> list[Path]:
+    """Both templates: the answer step without and with its reasoning field."""
+    return [export_prompt(reasoning) for reasoning in (False, True)]
+
+
+def export_prompt(reasoning: bool = False, path: Path | None = None) -> Path:
     """Write the messages DSPy's JSONAdapter sends for Flywheel's answer step, as a template."""
     import dspy
 
-    from flywheel.programs.rag import RAGChatbot
+    from flywheel.programs.rag import RAGChatbot, RAGConfig
 
-    signature = RAGChatbot().answer_predictor(yes_no=False).signature
+    path = path or prompt_file(reasoning)
+    signature = RAGChatbot(config=RAGConfig(reasoning=reasoning)).answer_predictor(yes_no=False).signature
     inputs = {
         "passages": _SENTINELS["passages"],
         "history": dspy.History(messages=[]),
@@ -93,9 +121,10 @@ def export_prompt(path: Path = PROMPT_FILE) -> Path:
     return path
 
 
-def load_prompt(path: Path = PROMPT_FILE) -> ChatPromptTemplate:
+def load_prompt(reasoning: bool = False) -> ChatPromptTemplate:
+    path = prompt_file(reasoning)
     if not path.exists():
-        export_prompt(path)
+        export_prompt(reasoning)
     messages = json.loads(path.read_text())["messages"]
     return ChatPromptTemplate.from_messages([(role, text) for role, text in messages])
 
@@ -107,7 +136,7 @@ def format_passages(docs: list[Document]) -> str:
 
 def _finish(state: dict[str, Any]) -> dict[str, Any]:
     docs: list[Document] = state["docs"]
-    reply: RAGAnswer = state["reply"]
+    reply: RAGAnswer | RAGReasonedAnswer = state["reply"]
     cited: list[Document] = []
     for number in reply.citations or []:
         if 1 <= int(number) <= len(docs) and docs[int(number) - 1] not in cited:
@@ -125,10 +154,13 @@ def _not_found(state: dict[str, Any]) -> dict[str, Any]:
     return {"answer": NOT_FOUND, "citations": [], "passages": [], "found": False}
 
 
-def build_chain(retriever: LanceDBRetriever, llm: Any, prompt: ChatPromptTemplate | None = None) -> Runnable:
+def build_chain(
+    retriever: LanceDBRetriever, llm: Any, prompt: ChatPromptTemplate | None = None, *, reasoning: bool = False
+) -> Runnable:
     """The LCEL chain: ``{"question", "principal"}`` → ``{"answer", "citations", "passages", "found"}``."""
-    prompt = prompt or load_prompt()
-    structured = llm.with_structured_output(RAGAnswer, method="json_schema", strict=True)
+    prompt = prompt or load_prompt(reasoning)
+    answer_type = RAGReasonedAnswer if reasoning else RAGAnswer
+    structured = llm.with_structured_output(answer_type, method="json_schema", strict=True)
     answer = RunnablePassthrough.assign(
         reply=RunnableLambda(lambda s: {"passages": format_passages(s["docs"]), "question": s["question"]})
         | prompt
@@ -164,11 +196,11 @@ def build_from_settings(settings: Any) -> Runnable:
     embedder = get_embedder(settings.embedder)
     index = ChunkIndex(settings.index_uri, embedder.dimensions, ann_min_rows=settings.knowledge.ann_min_rows)
     retriever = LanceDBRetriever(index=index, embedder=embedder, k=settings.programs.retrieval_k)
-    return build_chain(retriever, chat_model(settings))
+    return build_chain(retriever, chat_model(settings), reasoning=reasoning_for(settings))
 
 
 if __name__ == "__main__":
     if sys.argv[1:] == ["export-prompt"]:
-        print(export_prompt())
+        print(*export_prompts(), sep="\n")
     else:
         raise SystemExit("usage: python -m bench.langchain_rag export-prompt")
