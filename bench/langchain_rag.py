@@ -9,8 +9,8 @@ Built the way a LangChain user would build it, with the same parts as Flywheel's
   is thus identical by construction: quality and overhead differences come from the rest;
 - **prompt**: a ``ChatPromptTemplate`` holding the exact system and user messages DSPy's
   ``JSONAdapter`` sends for Flywheel's answer step, with or without its reasoning field as
-  Flywheel's default design has it for the configured LM (:func:`reasoning_for`: on for an
-  endpoint LM, off for the embedded one); exported by ``python -m bench.langchain_rag export-prompt``
+  Flywheel's default design has it for the configured LM (``Settings.reasons_by_default``: on
+  for an endpoint LM, off for the embedded one); exported by ``python -m bench.langchain_rag export-prompt``
   into ``bench/langchain_prompt.json`` and ``bench/langchain_prompt_reasoning.json`` (the serving
   process does not import DSPy);
 - **LM**: ``langchain_openai.ChatOpenAI`` against the same OpenAI-compatible endpoint, with
@@ -56,13 +56,6 @@ class RAGReasonedAnswer(BaseModel):  # ChainOfThought's fields: reasoning first
     reasoning: str
     answer: str
     citations: list[int]
-
-
-def reasoning_for(settings: Any) -> bool:
-    """Whether Flywheel's default design for these settings reasons before answering: the rule of
-    ``flywheel.programs.rag.default_config`` (a unit test holds them equal), read without DSPy."""
-    choice = settings.programs.reasoning
-    return bool(settings.lm.reasons_well()) if choice == "auto" else choice == "on"
 
 
 def prompt_file(reasoning: bool) -> Path:
@@ -196,7 +189,7 @@ def build_from_settings(settings: Any) -> Runnable:
     embedder = get_embedder(settings.embedder)
     index = ChunkIndex(settings.index_uri, embedder.dimensions, ann_min_rows=settings.knowledge.ann_min_rows)
     retriever = LanceDBRetriever(index=index, embedder=embedder, k=settings.programs.retrieval_k)
-    return build_chain(retriever, chat_model(settings), reasoning=reasoning_for(settings))
+    return build_chain(retriever, chat_model(settings), reasoning=settings.reasons_by_default())
 
 
 if __name__ == "__main__":

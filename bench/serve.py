@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -129,7 +130,7 @@ def settled_child_cpu(service: services.Server, timeout_s: float = 60.0) -> floa
     writing the backlog of a load run keeps working after it): polled until a half second adds < 10 ms."""
     deadline = time.monotonic() + timeout_s
     last = service.cpu_seconds()[1]
-    while time.monotonic() < deadline and last == last:  # NaN: nothing to wait for
+    while time.monotonic() < deadline and not math.isnan(last):  # NaN: no /proc, nothing to wait for
         time.sleep(0.5)
         now = service.cpu_seconds()[1]
         if now - last < 0.01:

@@ -341,6 +341,12 @@ class Settings(BaseSettings):
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
         return tuple(sources)
 
+    def reasons_by_default(self) -> bool:
+        """Whether programs add a reasoning step before answering (``programs.reasoning``; ``auto``: when
+        the LM reasons well, i.e. an endpoint LM, not the embedded one)."""
+        choice = self.programs.reasoning
+        return self.lm.reasons_well() if choice == "auto" else choice == "on"
+
     @cached_property
     def dspy_cache_dir(self) -> Path:
         return self.home / "dspy_cache"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import dspy
 import pytest
-from bench.langchain_rag import RAGAnswer, RAGReasonedAnswer, export_prompt, reasoning_for
+from bench.langchain_rag import RAGAnswer, RAGReasonedAnswer, export_prompt
 from langchain_core.prompts import ChatPromptTemplate
 
 from flywheel.config import load_settings
@@ -19,13 +19,15 @@ ENDPOINT = {"provider": "openai", "api_base": "http://127.0.0.1:9/v1", "model": 
 
 
 @pytest.mark.parametrize(
-    ("lm", "programs"),
-    [({}, {}), (ENDPOINT, {}), (ENDPOINT, {"reasoning": "off"}), ({}, {"reasoning": "on"})],
+    ("lm", "programs", "reasons"),
+    [({}, {}, False), (ENDPOINT, {}, True), (ENDPOINT, {"reasoning": "off"}, False), ({}, {"reasoning": "on"}, True)],
 )
-def test_the_baseline_reasons_when_flywheels_default_design_does(tmp_path: Path, lm: dict, programs: dict) -> None:
+def test_the_baseline_reasons_when_flywheels_default_design_does(
+    tmp_path: Path, lm: dict, programs: dict, reasons: bool
+) -> None:
     settings = load_settings(lm=lm, programs=programs)
-    reasoning = reasoning_for(settings)
-    assert reasoning == default_config(settings).reasoning
+    reasoning = default_config(settings).reasoning
+    assert reasoning == settings.reasons_by_default() == reasons  # the LangChain app reads reasons_by_default()
 
     served = RAGChatbot(config=default_config(settings)).answer_predictor(yes_no=False).signature
     values = {"passages": "[1] (manual.txt) Torque the bolts to 97 Nm.", "question": "What torque?"}

@@ -158,8 +158,7 @@ def knowledge_embedder(kb: Any) -> Embed | None:
 
 def default_config(settings: Any) -> RAGConfig:
     """The design a new user gets for the configured LM (before any optimization)."""
-    choice = settings.programs.reasoning
-    reasoning = settings.lm.reasons_well() if choice == "auto" else choice == "on"
+    reasoning = settings.reasons_by_default()
     style = settings.programs.answer_style
     if style == "auto":  # a model too small to reason is also too small to phrase answers: it quotes
         style = "generate" if settings.lm.reasons_well() else "quote"

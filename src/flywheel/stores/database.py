@@ -131,8 +131,8 @@ def first_open_lock(url: str, postgres_key: int | None = None) -> Iterator[None]
         finally:
             engine.dispose()
         return
-    path = parsed.database if parsed.get_backend_name() == "sqlite" else None
-    if not path or path == ":memory:" or path.startswith("file:"):
+    path = sqlite_file(url)
+    if path is None:
         yield
         return
     lock_path = Path(path).with_name(Path(path).name + ".migrate-lock")
@@ -145,14 +145,20 @@ def first_open_lock(url: str, postgres_key: int | None = None) -> Iterator[None]
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def sqlite_file(url: str) -> str | None:
+    """The file of a SQLite URL (``None``: another backend, an in-memory or ``file:`` URI database)."""
+    parsed = make_url(url)
+    path = parsed.database if parsed.get_backend_name() == "sqlite" else None
+    return None if not path or path == ":memory:" or path.startswith("file:") else path
+
+
 def use_write_ahead_log(url: str) -> bool:
     """Put a SQLite database that Flywheel does not open itself (MLflow's tracking store) in WAL mode,
     which the file keeps for every later connection; whether it is. Other backends: ``False``, nothing
     done. In the default rollback-journal mode each commit creates, syncs and deletes a journal file:
     the trace export process spent about 4 of its 25 ms of CPU per served request on that."""
-    parsed = make_url(url)
-    path = parsed.database if parsed.get_backend_name() == "sqlite" else None
-    if not path or path == ":memory:" or path.startswith("file:"):
+    path = sqlite_file(url)
+    if path is None:
         return False
     import sqlite3
 
