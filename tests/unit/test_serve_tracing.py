@@ -130,3 +130,43 @@ def test_a_registry_lookup_during_a_call_keeps_its_trace_whole() -> None:
     _, trace_id = tracer.run("flywheel.rag", {"question": "q7", "user": "alice"}, call_with_refresh)
     tracer.flush()
     assert stored_traces(settings)[trace_id] == ["flywheel.rag", "lm", "outer", "retrieve"]
+
+
+def test_each_trace_info_is_stored_before_its_spans(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MLflow's exporter logs a batch's spans, then each trace's info: the store then creates every trace
+    row from its spans and takes its slow conflict path for the info (12.5 vs 4.8 ms of CPU per trace).
+    The serving exporter sends the info first; the stored trace is as complete as before."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    order: list[tuple[str, str]] = []
+    start_trace, log_spans = SqlAlchemyStore.start_trace, SqlAlchemyStore.log_spans
+
+    def recorded_start_trace(self: SqlAlchemyStore, trace_info: object) -> object:
+        order.append(("info", trace_info.trace_id))  # type: ignore[attr-defined]
+        return start_trace(self, trace_info)
+
+    def recorded_log_spans(self: SqlAlchemyStore, location: str, spans: list[object], **kwargs: object) -> object:
+        order.extend(("spans", trace_id) for trace_id in dict.fromkeys(s.trace_id for s in spans))  # type: ignore[attr-defined]
+        return log_spans(self, location, spans, **kwargs)
+
+    monkeypatch.setattr(SqlAlchemyStore, "start_trace", recorded_start_trace)
+    monkeypatch.setattr(SqlAlchemyStore, "log_spans", recorded_log_spans)
+    monkeypatch.setenv("MLFLOW_ASYNC_TRACE_LOGGING_MAX_INTERVAL_MILLIS", "2000")  # whole traces in a batch
+    settings = load_settings()
+    tracer = Tracer(settings)
+    ids = run_concurrently(tracer)
+    tracer.flush()
+
+    assert {trace_id for kind, trace_id in order if kind == "info"} == set(ids)
+    first = {}
+    for position, (kind, trace_id) in enumerate(order):
+        first.setdefault((kind, trace_id), position)
+    infos_first = sum(first[("info", t)] < first[("spans", t)] for t in ids)
+    assert infos_first >= CALLS - 2  # a trace whose spans straddle two batches may still go spans-first
+
+    trace = MlflowClient(tracking_uri=settings.tracking_uri).get_trace(ids[5])
+    assert sorted(s.name for s in trace.data.spans) == ["flywheel.rag", "lm", "retrieve"]
+    assert trace.info.state.value == "OK" and trace.info.tags["mlflow.traceName"] == "flywheel.rag"
+    assert '"q5"' in trace.info.request_preview and "answer 5" in trace.info.response_preview
+    assert trace.info.trace_metadata["mlflow.trace.infoFinalized"] == "true"
+    assert trace.info.trace_metadata["mlflow.trace_schema.version"] == "3"

@@ -38,6 +38,7 @@ from flywheel.answers import Answer
 from flywheel.config import Settings
 from flywheel.registry.assessments import log_user_feedback
 from flywheel.registry.tracking import use_tracking
+from flywheel.serve.trace_exporter import export_trace_info_first
 
 log = logging.getLogger("flywheel.serve")
 T = TypeVar("T")
@@ -84,6 +85,7 @@ class Tracer:
         # half in a 200-trace test, and the writer shares the GIL with the request threads.
         os.environ.setdefault("MLFLOW_ASYNC_TRACE_LOGGING_MAX_SPAN_BATCH_SIZE", "256")
         os.environ.setdefault("MLFLOW_ASYNC_TRACE_LOGGING_MAX_INTERVAL_MILLIS", "1000")
+        export_trace_info_first()
         use_tracking(settings)  # tracking URI and experiment under FLYWHEEL_HOME
         mlflow.tracing.reset()  # an exporter built earlier in this process would keep exporting synchronously
         try:

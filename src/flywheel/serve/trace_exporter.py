@@ -1,0 +1,58 @@
+"""The serving process's span exporter: MLflow's, sending each finished trace's info before its spans.
+
+MLflow's exporter gets finished spans in batches (up to ``MLFLOW_ASYNC_TRACE_LOGGING_MAX_SPAN_BATCH_SIZE``,
+from OpenTelemetry's batch span processor) and queues one ``log_spans`` for the batch, then one
+``start_trace`` per root span in it. The tracking store's ``log_spans`` creates the row of a trace it does
+not know yet, so every ``start_trace`` that follows takes the store's conflict path (roll back, re-read the
+trace, merge its tags and metadata row by row). Measured on MLflow 3.17's SQLite store (WAL), per served
+trace of 4 spans: 2.6 ms of CPU for the spans + **12.5 ms** for the trace info in MLflow's order, against
+**4.8 ms** for the info + 1.5 ms for the spans in this order — the same rows either way (the tests read
+traces back through ``mlflow.get_trace``). In ``flywheel serve`` that work runs in the trace export child
+(:mod:`flywheel.serve.trace_export`), on the machine's other core.
+
+A trace whose spans straddle two batches still has its early spans logged first (then MLflow's conflict
+path does the merge, as before): correct, only slower.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+MARK = "exports_trace_info_first"
+
+
+def export_trace_info_first() -> None:
+    """Make every MLflow span exporter built from now on in this process (MLflow rebuilds its tracer
+    provider on ``set_experiment`` and ``mlflow.tracing.reset``) queue trace infos before spans."""
+    from mlflow.tracing.export import mlflow_v3
+
+    if not getattr(mlflow_v3.MlflowV3SpanExporter, MARK, False):
+        # provider._get_mlflow_span_processor looks the class up in this module when it builds one.
+        mlflow_v3.MlflowV3SpanExporter = trace_info_first(mlflow_v3.MlflowV3SpanExporter)
+
+
+def trace_info_first(base: type) -> type:
+    """A subclass of MLflow's ``MlflowV3SpanExporter`` (``base``) whose ``export`` queues the batch's
+    trace infos (``start_trace``) before the batch's spans (``log_spans``)."""
+    from mlflow.tracing.export.async_export_queue import Task
+    from mlflow.utils.uri import is_databricks_uri
+
+    class TraceInfoFirstExporter(base):  # type: ignore[misc]
+        exports_trace_info_first = True
+
+        def export(self, spans: Any) -> None:
+            if not self._store_supports_log_spans or is_databricks_uri(self._client.tracking_uri):
+                super().export(spans)
+                return
+            # Collected while the roots' traces are still in MLflow's trace manager (exporting a
+            # trace takes it out of there), queued after the trace infos.
+            by_experiment = self._collect_mlflow_spans_for_export(spans)
+            self._export_traces(spans)
+            for (experiment_id, workspace), batch in by_experiment.items():
+                if self._should_log_async():
+                    task = Task(self._log_spans, (experiment_id, batch, workspace), "Failed to log spans.")
+                    self._async_queue.put(task=task)
+                else:
+                    self._log_spans(experiment_id, batch, workspace=workspace)
+
+    return TraceInfoFirstExporter
