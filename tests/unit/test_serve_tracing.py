@@ -170,3 +170,6 @@ def test_each_trace_info_is_stored_before_its_spans(monkeypatch: pytest.MonkeyPa
     assert '"q5"' in trace.info.request_preview and "answer 5" in trace.info.response_preview
     assert trace.info.trace_metadata["mlflow.trace.infoFinalized"] == "true"
     assert trace.info.trace_metadata["mlflow.trace_schema.version"] == "3"
+    assert trace.info.tags["mlflow.trace.spansLocation"] == "TRACKING_STORE"
+    written = [p for p in settings.home.rglob("*") if p.is_file() and "traces" in p.parts]
+    assert written == []  # the spans are in the store only: no trace data file per trace as well

@@ -10,6 +10,10 @@ trace of 4 spans: 2.6 ms of CPU for the spans + **12.5 ms** for the trace info i
 traces back through ``mlflow.get_trace``). In ``flywheel serve`` that work runs in the trace export child
 (:mod:`flywheel.serve.trace_export`), on the machine's other core.
 
+The trace info then reaches the store before the store knows its spans are there: MLflow's exporter
+would take that for a store without span logging and also write every trace's spans to an artifact
+file (a file per trace, in the serving process); this one does not (``log_spans`` tags the trace).
+
 A trace whose spans straddle two batches still has its early spans logged first (then MLflow's conflict
 path does the merge, as before): correct, only slower.
 """
@@ -54,5 +58,11 @@ def trace_info_first(base: type) -> type:
                     self._async_queue.put(task=task)
                 else:
                     self._log_spans(experiment_id, batch, workspace=workspace)
+
+        def _should_log_spans_to_artifacts(self, trace_info: Any) -> bool:
+            # MLflow uploads a trace's spans as an artifact file when the store's answer to start_trace
+            # does not say they are in the tracking store — which it says once log_spans has run, and
+            # here that comes right after. Only a store without span logging needs the file.
+            return not self._store_supports_log_spans and super()._should_log_spans_to_artifacts(trace_info)
 
     return TraceInfoFirstExporter
