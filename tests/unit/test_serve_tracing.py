@@ -173,3 +173,24 @@ def test_each_trace_info_is_stored_before_its_spans(monkeypatch: pytest.MonkeyPa
     assert trace.info.tags["mlflow.trace.spansLocation"] == "TRACKING_STORE"
     written = [p for p in settings.home.rglob("*") if p.is_file() and "traces" in p.parts]
     assert written == []  # the spans are in the store only: no trace data file per trace as well
+
+
+def test_imports_of_absent_packages_fail_at_once_and_installed_ones_are_untouched(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import importlib
+    import sys
+
+    from flywheel.serve.trace_exporter import skip_absent_imports
+
+    monkeypatch.delitem(sys.modules, "no_such_package_flywheel", raising=False)
+    monkeypatch.delitem(sys.modules, "colorsys", raising=False)
+    marked = skip_absent_imports(("no_such_package_flywheel", "colorsys"))
+    try:
+        assert marked == ["no_such_package_flywheel"]
+        assert "colorsys" not in sys.modules  # installed: left to the normal import
+        with pytest.raises(ModuleNotFoundError):
+            importlib.import_module("no_such_package_flywheel.sub")
+        assert importlib.import_module("colorsys").rgb_to_hsv(0, 0, 0) == (0, 0, 0)
+    finally:
+        sys.modules.pop("no_such_package_flywheel", None)
