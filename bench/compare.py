@@ -289,7 +289,7 @@ def render(out: dict[str, Any], args: argparse.Namespace) -> str:
         "(checked at the stub). Overhead = mean latency − LM time (at the LM) − retrieval time (inside the service);"
         " the ratio F/L is Flywheel's overhead over LangChain's (goal ≤ 0.5). CPU ms/req: CPU time of the service's"
         " process per answered request (all its threads: HTTP, framework, retrieval, trace serialization) and of"
-        " the MLflow tracking server child that stores Flywheel's traces (read after it has written the run's"
+        " the trace sink child that writes Flywheel's traces into the MLflow store (read after it has written the run's"
         " backlog): on 2 cores shared with the load generator and the stub, throughput follows their sum.",
         f"### Serving with a stub LM ({STUB_LATENCY_MS:g} ms per completion)",
         serving_table(out["stub"]),

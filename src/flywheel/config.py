@@ -229,10 +229,16 @@ class ServeSettings(BaseModel):
     )
     trace_export: Literal["process", "inline"] = Field(
         "process",
-        description="Where traces are written: 'process' = a child MLflow tracking server started by "
-        "`flywheel serve` owns the local tracking store (one for all --workers; the serving processes only "
-        "send spans over HTTP); 'inline' = the serving process writes the store itself. A remote "
+        description="Where traces are written: 'process' = a child trace sink started by `flywheel serve` "
+        "writes them into the local tracking store (one for all --workers; the serving processes only "
+        "post trace infos and spans over loopback HTTP); 'inline' = the serving process writes the store "
+        "itself. A remote "
         "tracking.uri (http/https/databricks) is always written directly.",
+    )
+    trace_sink: str = Field(
+        "",
+        description="URL of the trace sink the serving process posts its traces to (set by `flywheel serve` "
+        "for the child it starts with trace_export = 'process'; empty: MLflow writes them to tracking.uri).",
     )
     breaker_failures: int = Field(
         5,

@@ -1,4 +1,4 @@
-"""Trace writing out of the serving process (serve/trace_export.py), against a real child ``mlflow server``
+"""Trace writing out of the serving process (serve/trace_export.py), against a real child trace sink
 over a SQLite store in a temp FLYWHEEL_HOME: every trace of a concurrent load reaches the store whole
 through it, a graceful stop of the service loses none of them (the app flushes, then stops the child),
 feedback still lands on the trace, and inline mode / a remote tracking URI start no child."""
@@ -22,7 +22,7 @@ from mlflow import MlflowClient
 
 from flywheel.config import load_settings
 from flywheel.registry.assessments import RATING
-from flywheel.serve.trace_export import TraceServer, serving_settings, wants_child, with_tracking_uri
+from flywheel.serve.trace_export import TraceServer, serving_settings, wants_child, with_trace_sink
 from flywheel.serve.tracing import Tracer
 from tests.unit.test_serve_tracing import (  # noqa: F401  (autouse: a fresh exporter per test)
     CALLS,
@@ -32,18 +32,25 @@ from tests.unit.test_serve_tracing import (  # noqa: F401  (autouse: a fresh exp
 )
 
 
-def test_traces_of_a_concurrent_load_reach_the_store_through_the_export_process() -> None:
+def test_traces_of_a_concurrent_load_reach_the_store_through_the_export_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
     settings = load_settings()
     server = TraceServer.start(settings)
+    written_here: list[str] = []
+    for method in ("start_trace", "log_spans"):
+        monkeypatch.setattr(SqlAlchemyStore, method, lambda *args, m=method, **kw: written_here.append(m))
     try:
-        served = with_tracking_uri(settings, server.uri)
-        tracer = Tracer(served)
-        assert tracer.enabled and mlflow.get_tracking_uri() == server.uri
+        tracer = Tracer(with_trace_sink(settings, server.uri))
+        assert tracer.enabled and mlflow.get_tracking_uri() == settings.tracking_uri
         ids = run_concurrently(tracer)
-        tracer.flush()
-        assert "POST /v1/traces" in server.log_path.read_text()  # spans went to the child, over OTLP
+        tracer.flush()  # returns once the sink has stored every post
+        assert written_here == []  # the child wrote them all
     finally:
         server.stop()
+        monkeypatch.undo()
     assert server.process.returncode is not None  # stopped, with its whole process group
     stored = stored_traces(settings)  # read from the SQLite file itself, not through the server
     assert len(set(ids)) == CALLS and set(ids) == set(stored)
@@ -62,7 +69,8 @@ def test_a_served_app_starts_the_child_and_its_shutdown_loses_no_trace_nor_feedb
 
     traced = create_app(settings, assistant=Assistant(settings, knowledge=kb), lm=app.state.flywheel.lm)
     service = traced.state.flywheel
-    assert service.settings.tracking_uri.startswith("http://127.0.0.1:")  # the child, not the SQLite file
+    assert service.settings.serve.trace_sink.startswith("http://127.0.0.1:")  # traces go to the child
+    assert service.settings.tracking_uri == settings.tracking_uri  # the rest of MLflow to the store
 
     def ask(client: TestClient) -> str:
         response = client.post(
@@ -108,7 +116,7 @@ def test_inline_mode_a_remote_store_and_no_tracing_start_no_child(overrides: dic
 
 @pytest.fixture
 def health_server() -> Iterator[str]:
-    """A loopback HTTP server that answers ``/health`` as MLflow's does."""
+    """A loopback HTTP server that answers ``/health`` as the trace sink does."""
 
     class Health(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -134,7 +142,7 @@ def test_workers_share_the_parents_child(monkeypatch: pytest.MonkeyPatch, health
 
     monkeypatch.setenv(SERVER_ENV, health_server)
     settings, server = serving_settings(load_settings(), tracing=True)
-    assert server is None and settings.tracking_uri == health_server
+    assert server is None and settings.serve.trace_sink == health_server
 
 
 def test_a_worker_whose_shared_child_never_answers_writes_traces_inline(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -185,7 +193,7 @@ def test_the_export_process_is_started_without_waiting_for_it(monkeypatch: pytes
     assert events == ["spawned"] and export.pending
     settings, server = export.result()
     assert events == ["spawned", "waited"]
-    assert isinstance(server, Child) and settings.tracking_uri == Child.uri
+    assert isinstance(server, Child) and settings.serve.trace_sink == Child.uri
 
 
 def test_create_app_imports_the_serving_path_while_the_child_starts(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -209,7 +217,7 @@ def test_create_app_imports_the_serving_path_while_the_child_starts(monkeypatch:
 
 
 def test_the_child_does_not_outlive_a_killed_service(flywheel_home: Path) -> None:
-    """`flywheel serve` SIGKILLed (no shutdown ran): the watchdog stops the tracking server's group."""
+    """`flywheel serve` SIGKILLed (no shutdown ran): the watchdog stops the trace sink's group."""
     script = (
         "import time\n"
         "from flywheel.config import load_settings\n"

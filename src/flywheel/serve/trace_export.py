@@ -1,13 +1,14 @@
-"""Trace export out of the serving process: a child MLflow tracking server owns the local tracking store.
+"""Trace export out of the serving process: a child process writes the traces into the tracking store.
 
 With ``serve.trace_export = "process"`` (the default) and a local tracking store (``sqlite:///…``, or any
-SQLAlchemy URL), ``flywheel serve`` starts one ``mlflow server`` child on a free loopback port and the
-serving processes use it as their tracking URI: their trace writer thread only serializes finished spans
-(OTLP protobuf, in batches) and the trace info, and posts them; the SQLAlchemy work of storing them
-runs in the child, which no longer takes the GIL from request threads. One child serves all
-``--workers`` processes (its URL reaches them in :data:`SERVER_ENV`). Stopping: the serving processes
-flush their queues first (the app's shutdown), then the child gets SIGTERM (uvicorn finishes the
-requests in flight) — so no queued trace is lost.
+SQLAlchemy URL), ``flywheel serve`` starts one trace sink child (:mod:`flywheel.serve.trace_sink`) on a
+free loopback port; the serving processes' trace writer thread only serializes trace infos and batches
+of finished spans and posts them there (``serve.trace_sink``); the SQLAlchemy work of storing them runs
+in the child, which does not take the GIL from request threads. Everything else MLflow does in a serving
+process (registry lookups, feedback assessments) still goes to the tracking store itself. One child
+serves all ``--workers`` processes (its URL reaches them in :data:`SERVER_ENV`). Stopping: the serving
+processes flush their queues first (the app's shutdown; a post is answered once stored), then the child
+gets SIGTERM (it finishes the posts in flight) — so no queued trace is lost.
 
 A remote ``tracking.uri`` (http/https/databricks) already writes over HTTP: no child. ``"inline"``
 keeps the older in-process writer.
@@ -30,7 +31,8 @@ from pathlib import Path
 
 from flywheel.config import Settings
 from flywheel.errors import StorageError
-from flywheel.stores.database import use_write_ahead_log
+from flywheel.serve.trace_sink import STORE_ENV
+from flywheel.stores.database import safe_url, use_write_ahead_log
 
 log = logging.getLogger("flywheel.serve")
 SERVER_ENV = "_FLYWHEEL_TRACE_SERVER"  # the child's URL, for `--workers N` processes started by the parent
@@ -43,12 +45,9 @@ def wants_child(settings: Settings, *, tracing: bool) -> bool:
     return tracing and settings.serve.trace_export == "process" and not settings.tracking_uri.startswith(REMOTE_SCHEMES)
 
 
-def with_tracking_uri(settings: Settings, uri: str) -> Settings:
-    """The same settings with MLflow reached at ``uri`` (artifacts stay where they were)."""
-    tracking = settings.tracking.model_copy(update={"uri": uri, "artifact_root": settings.artifact_root})
-    copy = settings.model_copy(update={"tracking": tracking})
-    copy.__dict__.pop("tracking_uri", None)  # a cached_property: model_copy copied the old value
-    return copy
+def with_trace_sink(settings: Settings, url: str) -> Settings:
+    """The same settings with traces posted to the trace sink at ``url``."""
+    return settings.model_copy(update={"serve": settings.serve.model_copy(update={"trace_sink": url})})
 
 
 def serving_settings(settings: Settings, *, tracing: bool) -> tuple[Settings, TraceServer | None]:
@@ -107,11 +106,11 @@ class TraceExport:
         except StorageError as exc:
             log.warning("Traces are written inline: %s", exc)
             return self.settings, None
-        return with_tracking_uri(self.settings, self.uri), self.server
+        return with_trace_sink(self.settings, self.uri), self.server
 
 
 def wait_healthy(uri: str, timeout_s: float, *, alive: Callable[[], bool] = lambda: True) -> bool:
-    """Whether the MLflow server at ``uri`` answers ``/health`` within ``timeout_s`` (while ``alive()``)."""
+    """Whether the trace sink at ``uri`` answers ``/health`` within ``timeout_s`` (while ``alive()``)."""
     deadline = time.monotonic() + timeout_s
     while alive():
         if _answers(uri):
@@ -148,7 +147,8 @@ def _answers(uri: str) -> bool:
 
 
 class TraceServer:
-    """A child ``mlflow server`` over the settings' tracking store, on a free loopback port."""
+    """A child trace sink (:mod:`flywheel.serve.trace_sink`) over the settings' tracking store, on a free
+    loopback port."""
 
     def __init__(self, process: subprocess.Popen[bytes], uri: str, log_path: Path) -> None:
         self.process = process
@@ -171,24 +171,20 @@ class TraceServer:
         use_write_ahead_log(settings.tracking_uri)
         port = _free_port()
         uri = f"http://127.0.0.1:{port}"
-        log_path = settings.home / "trace-server.log"
+        log_path = settings.home / "trace-sink.log"
         command = [
-            # A watchdog first: it stops the server's process group when this process dies without
-            # stopping it (SIGKILL, a crash), so no orphaned server outlives the service.
+            # A watchdog first: it stops the sink's process group when this process dies without
+            # stopping it (SIGKILL, a crash), so no orphaned sink outlives the service.
             sys.executable, "-m", "flywheel.serve.trace_export", str(os.getpid()), "--",
-            sys.executable, "-m", "mlflow", "server",
-            "--backend-store-uri", settings.tracking_uri,
-            "--default-artifact-root", settings.artifact_root,
-            "--no-serve-artifacts",  # artifacts stay in artifact_root, read and written by the callers
-            "--host", "127.0.0.1", "--port", str(port),
-            "--workers", "1",
+            sys.executable, "-m", "flywheel.serve.trace_sink",
+            "--artifact-root", settings.artifact_root, "--port", str(port),
         ]  # fmt: skip
-        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # no job-runner processes
+        env = {**os.environ, STORE_ENV: settings.tracking_uri}  # not in argv: it may hold a password
         env.pop(SERVER_ENV, None)
         env.pop(SERVER_PID_ENV, None)
         try:
             with log_path.open("ab") as out:
-                # Its own process group: stopping it reaches the uvicorn process `mlflow server` starts.
+                # Its own process group: stopping it reaches the sink behind the watchdog.
                 process = subprocess.Popen(
                     command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
                 )
@@ -204,16 +200,16 @@ class TraceServer:
         if not wait_healthy(self.uri, timeout_s, alive=lambda: self.process.poll() is None):
             self.stop()
             raise StorageError(
-                f"The trace export process (mlflow server over {self.tracking_uri}) did not start: "
+                f"The trace export process (trace sink over {safe_url(self.tracking_uri)}) did not start: "
                 f"{_tail(self.log_path)}",
                 hint="See that log; or write traces in the serving process with serve.trace_export = "
                 "'inline' (FLYWHEEL_SERVE__TRACE_EXPORT=inline), or point tracking.uri at a running "
                 "MLflow server.",
             )
-        log.info("Traces are written by an MLflow tracking server process at %s (pid %s)", self.uri, self.process.pid)
+        log.info("Traces are written by a trace sink process at %s (pid %s)", self.uri, self.process.pid)
 
     def stop(self, timeout_s: float = 30.0) -> None:
-        """SIGTERM to the child's process group (requests in flight finish), SIGKILL after ``timeout_s``."""
+        """SIGTERM to the child's process group (posts in flight are stored), SIGKILL after ``timeout_s``."""
         atexit.unregister(self.stop)
         if not _group_alive(self.process.pid):
             self.process.poll()

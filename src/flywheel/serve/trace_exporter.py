@@ -25,6 +25,7 @@ import sys
 from typing import Any
 
 MARK = "exports_trace_info_first"
+_SINK: dict[str, str | None] = {"url": None}  # the trace sink the exporters built from now on post to
 # Optional packages MLflow tries to import on every traced call or tracking-server request, to
 # recognise objects or environments it special-cases: llama_index (TraceJSONEncoder, for each value
 # JSON cannot encode itself), dbruntime (each HTTP request's headers), IPython (each exported trace).
@@ -41,14 +42,27 @@ def export_trace_info_first() -> None:
         mlflow_v3.MlflowV3SpanExporter = trace_info_first(mlflow_v3.MlflowV3SpanExporter)
 
 
+def use_trace_sink(url: str | None) -> None:
+    """Make the exporters built from now on post their writes to the trace sink at ``url``
+    (:mod:`flywheel.serve.trace_sink`); ``None``: write with MLflow's tracking client, as MLflow does."""
+    _SINK["url"] = url or None
+
+
 def trace_info_first(base: type) -> type:
     """A subclass of MLflow's ``MlflowV3SpanExporter`` (``base``) whose ``export`` queues the batch's
     trace infos (``start_trace``) before the batch's spans (``log_spans``)."""
     from mlflow.tracing.export.async_export_queue import Task
     from mlflow.utils.uri import is_databricks_uri
 
+    from flywheel.serve.trace_sink import TraceSinkClient
+
     class TraceInfoFirstExporter(base):  # type: ignore[misc]
         exports_trace_info_first = True
+
+        def __init__(self, tracking_uri: str | None = None) -> None:
+            super().__init__(tracking_uri)
+            if _SINK["url"]:
+                self._client: Any = TraceSinkClient(_SINK["url"], self._client)
 
         def export(self, spans: Any) -> None:
             if not self._store_supports_log_spans or is_databricks_uri(self._client.tracking_uri):

@@ -38,7 +38,7 @@ from flywheel.answers import Answer
 from flywheel.config import Settings
 from flywheel.registry.assessments import log_user_feedback
 from flywheel.registry.tracking import use_tracking
-from flywheel.serve.trace_exporter import export_trace_info_first, skip_absent_imports
+from flywheel.serve.trace_exporter import export_trace_info_first, skip_absent_imports, use_trace_sink
 
 log = logging.getLogger("flywheel.serve")
 T = TypeVar("T")
@@ -86,6 +86,7 @@ class Tracer:
         os.environ.setdefault("MLFLOW_ASYNC_TRACE_LOGGING_MAX_SPAN_BATCH_SIZE", "256")
         os.environ.setdefault("MLFLOW_ASYNC_TRACE_LOGGING_MAX_INTERVAL_MILLIS", "1000")
         export_trace_info_first()
+        use_trace_sink(settings.serve.trace_sink)
         skip_absent_imports()
         use_tracking(settings)  # tracking URI and experiment under FLYWHEEL_HOME
         mlflow.tracing.reset()  # an exporter built earlier in this process would keep exporting synchronously

@@ -92,7 +92,7 @@ def _open(url: str, what: str) -> Database:
             upgrade(engine)
     except SQLAlchemyError as exc:
         raise StorageError(
-            f"Cannot open {what} in {_safe(url)}: {exc.__class__.__name__}: {exc}",
+            f"Cannot open {what} in {safe_url(url)}: {exc.__class__.__name__}: {exc}",
             hint="Check FLYWHEEL_KNOWLEDGE__CATALOG_URL, that the database server is running "
             "and that its directory is writable.",
         ) from exc
@@ -180,6 +180,6 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _safe(url: str) -> str:
+def safe_url(url: str) -> str:
     """The URL without its password, for messages."""
     return make_url(url).render_as_string(hide_password=True)
