@@ -194,3 +194,31 @@ def test_imports_of_absent_packages_fail_at_once_and_installed_ones_are_untouche
         assert importlib.import_module("colorsys").rgb_to_hsv(0, 0, 0) == (0, 0, 0)
     finally:
         sys.modules.pop("no_such_package_flywheel", None)
+
+
+def test_a_served_chain_of_thought_records_its_predict_step_once() -> None:
+    """ChainOfThought only calls its Predict with the same inputs: its span would repeat the Predict span
+    (passages included), so serving leaves it out and the Predict span hangs from the enclosing module."""
+    import dspy
+    from dspy.utils import DummyLM
+
+    class Answer(dspy.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.respond = dspy.ChainOfThought("context, question -> answer")
+
+        def forward(self, question: str) -> dspy.Prediction:
+            return self.respond(context="Oil is checked daily.", question=question)
+
+    settings = load_settings()
+    tracer = Tracer(settings)
+    lm = DummyLM([{"reasoning": "The context says so.", "answer": "daily"}], adapter=dspy.JSONAdapter())
+    with dspy.context(lm=lm, adapter=dspy.JSONAdapter()):
+        prediction, trace_id = tracer.run("flywheel.rag", {"question": "q"}, lambda: Answer()(question="When?"))
+    tracer.flush()
+    assert prediction.answer == "daily"
+    spans = {s.name: s for s in MlflowClient(tracking_uri=settings.tracking_uri).get_trace(trace_id).data.spans}
+    assert "ChainOfThought.forward" not in spans
+    assert spans["Predict.forward"].parent_id == spans["Answer.forward"].span_id
+    assert spans["Predict.forward"].inputs["context"] == "Oil is checked daily."
+    assert spans["Predict.forward"].outputs["reasoning"] == "The context says so."

@@ -156,12 +156,31 @@ def _drop_adapter_spans() -> None:
     trace already holds: format's output is the LM span's input messages (its inputs are the module's
     inputs and demos, also in those messages), parse's input is the LM span's output and its output the
     ``Predict`` span's outputs. They were 3 of 8 spans and about half the bytes of a served RAG trace
-    (two 8 KB prompt copies), all written by the export path. Evaluations and optimization keep them
+    (two 8 KB prompt copies), all written by the export path. Nor the ``ChainOfThought.forward`` span:
+    the module only calls its ``Predict`` with the same inputs and returns its outputs, so the
+    ``Predict.forward`` span beneath it (which then hangs from the enclosing span) holds the same —
+    with the passages, the largest inputs of the trace. Evaluations and optimization keep all of them
     (:func:`flywheel.registry.tracking.dspy_autologging`)."""
     import dspy
     from mlflow.dspy.callback import MlflowCallback
 
     class ServingCallback(MlflowCallback):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self._unrecorded: set[str] = set()  # call ids of modules whose span is left out
+
+        def on_module_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
+            if type(instance) is dspy.ChainOfThought:
+                self._unrecorded.add(call_id)
+                return
+            super().on_module_start(call_id, instance, inputs)
+
+        def on_module_end(self, call_id: str, outputs: Any | None, exception: Exception | None = None) -> None:
+            if call_id in self._unrecorded:
+                self._unrecorded.discard(call_id)
+                return
+            super().on_module_end(call_id, outputs, exception)
+
         def on_adapter_format_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
             pass
 
