@@ -10,14 +10,15 @@ way.
 Export is off the request path: MLflow's asynchronous queue with **one** writer thread, fed in
 batches of spans. Where the writer writes depends on ``serve.trace_export``:
 
-- ``"process"`` (default for ``flywheel serve`` over a local store): the tracking URI this tracer gets
-  is a child MLflow tracking server (:mod:`flywheel.serve.trace_export`) that owns the store; the
-  writer thread only serializes spans (OTLP protobuf, a batch per request) and trace infos and posts
-  them over loopback HTTP. Storing a trace (SQLAlchemy + SQLite) cost about as much CPU as a
+- ``"process"`` (default for ``flywheel serve`` over a local store): ``serve.trace_sink`` names a child
+  trace sink (:mod:`flywheel.serve.trace_sink`, started by :mod:`flywheel.serve.trace_export`) that
+  writes the store; the writer thread only serializes trace infos and batches of spans (JSON) and
+  posts them over loopback HTTP. Storing a trace (SQLAlchemy + SQLite) cost about as much CPU as a
   retrieval and, in this process, took the GIL from the request threads.
 - ``"inline"``: the writer thread writes the store itself (one SQLite transaction per batch).
 
-A single writer keeps each trace's writes in order (its spans, then its trace info). If it falls
+A single writer keeps each trace's writes in order: its info, then its spans
+(:mod:`flywheel.serve.trace_exporter`). If it falls
 behind for long (the queue holds ``MLFLOW_ASYNC_TRACE_LOGGING_MAX_QUEUE_SIZE`` tasks, 8000 here)
 MLflow drops traces with a warning: lower ``serve.trace_sample`` for sustained loads above the
 writer's pace (docs/benchmarks.md). :meth:`Tracer.flush` (the app's shutdown) waits for the queue,
