@@ -20,7 +20,7 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.unit.serve_helpers import make_env, serving
+from tests.unit.serve_helpers import make_env, make_settings, serving
 
 
 @dataclass
@@ -33,7 +33,9 @@ class Served:
 
 @pytest.fixture
 def served() -> Iterator[Served]:
-    app, _settings, kb, keys = make_env()
+    # These tests check tools and access, not timeouts: the helpers' 1 s request limit made a search on
+    # a busy 2-core CI machine fail once ("did not finish within 1 s").
+    app, _settings, kb, keys = make_env(make_settings(serve={"request_timeout_s": 10}))
     with serving(app) as url:
         yield Served(url, keys, kb, app)
 
