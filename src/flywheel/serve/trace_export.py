@@ -32,7 +32,7 @@ from pathlib import Path
 from flywheel.config import Settings
 from flywheel.errors import StorageError
 from flywheel.serve.trace_sink import STORE_ENV
-from flywheel.stores.database import safe_url, use_write_ahead_log
+from flywheel.stores.database import safe_url
 
 log = logging.getLogger("flywheel.serve")
 SERVER_ENV = "_FLYWHEEL_TRACE_SERVER"  # the child's URL, for `--workers N` processes started by the parent
@@ -167,8 +167,7 @@ class TraceServer:
     @classmethod
     def spawn(cls, settings: Settings) -> TraceServer:
         """Start the child; it answers once :meth:`wait_healthy` returns."""
-        settings.ensure_dirs()
-        use_write_ahead_log(settings.tracking_uri)
+        settings.ensure_dirs()  # the sink puts a SQLite store in WAL mode itself (TraceSink)
         port = _free_port()
         uri = f"http://127.0.0.1:{port}"
         log_path = settings.home / "trace-sink.log"
