@@ -4,9 +4,13 @@ Built the way a LangChain user would build it, with the same parts as Flywheel's
 ``RAGChatbot`` (first turn, which is what the benchmarks send):
 
 - **retrieval**: a LangChain ``BaseRetriever`` over the *same* LanceDB table (``chunks``) with the
-  *same* MiniLM embedder and the *same* ACL predicate inside the query (``AclFilter``), doing the
-  same hybrid (vector + BM25, score fusion) query through ``ChunkIndex.search``, ``k`` = 4. Retrieval
-  is thus identical by construction: quality and overhead differences come from the rest;
+  *same* ACL predicate inside the query (``AclFilter``), doing the same hybrid (vector + BM25, score
+  fusion) query through ``ChunkIndex.search``, ``k`` = 4. The query is embedded the way a LangChain
+  user embeds with these weights: ``HuggingFaceEmbeddings`` (sentence-transformers on torch) over the
+  same packaged MiniLM, whose vectors equal Flywheel's to ~1e-7 (Flywheel runs them on ONNX Runtime
+  and encodes concurrent queries together; until 2026-12-07 this chain borrowed Flywheel's embedder,
+  and with it both). Retrieved passages are thus the same: quality and overhead differences come
+  from the rest;
 - **prompt**: a ``ChatPromptTemplate`` holding the exact system and user messages DSPy's
   ``JSONAdapter`` sends for Flywheel's answer step, with or without its reasoning field as
   Flywheel's default design has it for the configured LM (``Settings.reasons_by_default``: on
@@ -66,7 +70,7 @@ class LanceDBRetriever(BaseRetriever):
     """Hybrid search over the Flywheel LanceDB table, restricted to the caller's groups inside the query."""
 
     index: Any  # flywheel.knowledge.index.ChunkIndex (the same table Flywheel reads)
-    embedder: Any  # the same MiniLM embedder
+    embedder: Any  # a LangChain Embeddings over the same MiniLM weights
     k: int = 4
 
     def _get_relevant_documents(
@@ -74,7 +78,7 @@ class LanceDBRetriever(BaseRetriever):
     ) -> list[Document]:
         if principal is None:
             raise ValueError("LanceDBRetriever needs principal=... (the ACL is part of every query)")
-        vector = self.embedder.embed([query])[0]
+        vector = self.embedder.embed_query(query)
         hits = self.index.search(principal, vector=vector, text=query, k=self.k, mode="hybrid")
         return [
             Document(
@@ -183,11 +187,18 @@ def chat_model(settings: Any) -> Any:
 
 def build_from_settings(settings: Any) -> Runnable:
     """The chain over FLYWHEEL_HOME's index, with the LM Flywheel is configured to use."""
-    from flywheel.knowledge.embed import get_embedder
+    from langchain_huggingface import HuggingFaceEmbeddings
+
+    from flywheel.knowledge.embed import packaged_embedder_dir
     from flywheel.knowledge.index import ChunkIndex
 
-    embedder = get_embedder(settings.embedder)
-    index = ChunkIndex(settings.index_uri, embedder.dimensions, ann_min_rows=settings.knowledge.ann_min_rows)
+    embedder = HuggingFaceEmbeddings(
+        model_name=str(packaged_embedder_dir()),
+        model_kwargs={"device": "cpu"},
+        encode_kwargs={"normalize_embeddings": True},
+    )
+    dimensions = len(embedder.embed_query("dimensions"))
+    index = ChunkIndex(settings.index_uri, dimensions, ann_min_rows=settings.knowledge.ann_min_rows)
     retriever = LanceDBRetriever(index=index, embedder=embedder, k=settings.programs.retrieval_k)
     return build_chain(retriever, chat_model(settings), reasoning=settings.reasons_by_default())
 

@@ -48,5 +48,8 @@ fi
 # The embedded model must decode a real prompt (a crash here means llama.cpp was built for another CPU).
 .venv/bin/python -m flywheel.lm.selftest \
   || { echo "The embedded LM does not run on this machine: rm -rf \"$wheels\" and rerun, or set LLAMA_CMAKE_ARGS." >&2; exit 1; }
+# The embedder's ONNX graph, exported from the packaged weights once (else the first search does it).
+.venv/bin/python -m flywheel.knowledge.minilm \
+  || echo "Could not export the embedder to ONNX: Flywheel will embed with torch (slower)." >&2
 printf '%s\n%s\n' "$want" "$extras" > "$stamp"
 echo "Flywheel installed in .venv (activate with: source .venv/bin/activate)."

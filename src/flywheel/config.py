@@ -124,6 +124,11 @@ class EmbedderSettings(BaseModel):
     timeout_s: float = Field(60.0, gt=0)
     batch_size: int = Field(64, ge=1, le=4096)
     dimensions: int | None = Field(None, ge=1, description="Vector size; detected when not given.")
+    runtime: Literal["onnx", "torch"] = Field(
+        "onnx",
+        description="Engine of the local all-MiniLM-L6-v2: ONNX Runtime (about half torch's CPU per search "
+        "query; same vectors to ~1e-7) or torch (sentence-transformers).",
+    )
 
     def api_key(self) -> str | None:
         """Read the key from the environment at call time."""

@@ -65,13 +65,13 @@ def test_concurrent_queries_are_encoded_together_with_the_same_vectors() -> None
     queries = [f"how often is the oil filter of engine {n} inspected" for n in range(8)] + ["refund policy"]
     alone = [embedder.embed([q])[0] for q in queries]
     calls: list[int] = []
-    encode = embedder.model.encode
+    encode = embedder.engine.encode
 
-    def counting_encode(texts: list[str], **kwargs: object) -> np.ndarray:
+    def counting_encode(texts: list[str], batch_size: int) -> np.ndarray:
         calls.append(len(texts))
-        return encode(texts, **kwargs)
+        return encode(texts, batch_size)
 
-    embedder.model.encode = counting_encode  # type: ignore[method-assign]
+    embedder.engine.encode = counting_encode  # type: ignore[method-assign]
     with embedder._lock:  # the model is busy: every query below has to wait
         pool = ThreadPoolExecutor(len(queries))
         futures = [pool.submit(embedder.embed, [q]) for q in queries]
@@ -92,10 +92,10 @@ def test_a_failed_forward_pass_reaches_every_waiting_caller() -> None:
     embedder = LocalEmbedder()
     embedder.embed(["load the model"])
 
-    def broken(texts: list[str], **kwargs: object) -> np.ndarray:
+    def broken(texts: list[str], batch_size: int) -> np.ndarray:
         raise RuntimeError("out of memory")
 
-    embedder.model.encode = broken  # type: ignore[method-assign]
+    embedder.engine.encode = broken  # type: ignore[method-assign]
     with embedder._lock:
         pool = ThreadPoolExecutor(3)
         futures = [pool.submit(embedder.embed, [f"q{n}"]) for n in range(3)]

@@ -211,7 +211,7 @@ def test_create_app_imports_the_serving_path_while_the_child_starts(monkeypatch:
             return settings, None
 
     monkeypatch.setattr(app_module, "begin_trace_export", lambda s, tracing: events.append("spawned") or Export())
-    monkeypatch.setattr(app_module, "import_serving_path", lambda: events.append("imported"))
+    monkeypatch.setattr(app_module, "import_serving_path", lambda *_: events.append("imported"))
     app_module.create_app(settings, assistant=base.state.flywheel.assistant, lm=base.state.flywheel.lm, tracing=False)
     assert events == ["spawned", "imported", "waited"]
 

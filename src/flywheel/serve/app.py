@@ -169,16 +169,18 @@ def _load_retrieval(assistant: Any) -> None:
             warm()  # the ANN index's partitions into the cache: no slow first searches
 
 
-SERVING_IMPORTS = ("dspy", "mlflow", "mlflow.dspy", "flywheel.registry.pyfunc", "lancedb", "sentence_transformers")
+SERVING_IMPORTS = ("dspy", "mlflow", "mlflow.dspy", "flywheel.registry.pyfunc", "lancedb")
+EMBEDDER_IMPORTS = {"onnx": ("onnxruntime", "tokenizers"), "torch": ("sentence_transformers",)}
 
 
-def import_serving_path() -> None:
+def import_serving_path(runtime: str = "onnx") -> None:
     """Import the modules a service loads before its first answer (DSPy, MLflow's DSPy flavour and
-    pyfunc, LanceDB, the embedder's torch): done while the trace export process starts, they no longer
-    follow its start (about a third of ``flywheel serve``'s start-up on 2 cores)."""
+    pyfunc, LanceDB, the embedder's engine for ``embedder.runtime``): done while the trace export
+    process starts, they no longer follow its start (about a third of ``flywheel serve``'s start-up on
+    2 cores). The ONNX engine needs no torch, whose import alone took seconds."""
     import importlib
 
-    for module in SERVING_IMPORTS:
+    for module in (*SERVING_IMPORTS, *EMBEDDER_IMPORTS.get(runtime, ())):
         with contextlib.suppress(ImportError):  # optional ones (an endpoint embedder needs no torch)
             importlib.import_module(module)
 
@@ -285,7 +287,8 @@ def create_app(
 
     export = begin_trace_export(settings, tracing=tracing)  # trace writing out of this process
     if export.pending:
-        import_serving_path()  # while the export process starts: seconds of imports on either side
+        # while the export process starts: seconds of imports on either side
+        import_serving_path(settings.embedder.runtime)
     settings, trace_server = export.result()
     service = build_service(
         settings, assistant=assistant, lm=lm, registry=registry, tracing=tracing, use_registry=use_registry
