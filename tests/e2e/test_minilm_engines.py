@@ -98,3 +98,17 @@ def test_searching_with_the_onnx_engine_never_imports_torch() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_onnx_runs_with_the_threads_the_budget_leaves(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Like torch's threads, ONNX Runtime's follow the budget at each run: one while an embedded LM
+    context holds the other core, all of them once it is freed (the same vectors either way)."""
+    engine = minilm.OnnxMiniLM(packaged_embedder_dir())
+    budget = {"threads": 2}
+    monkeypatch.setattr(minilm, "torch_threads", lambda: budget["threads"])
+    wide = engine.encode(TEXTS, 4)
+    budget["threads"] = 1
+    narrow = engine.encode(TEXTS, 4)
+    assert {1, 2} <= set(engine._sessions)
+    assert engine._sessions[1].get_session_options().intra_op_num_threads == 1
+    assert np.allclose(wide, narrow, atol=1e-6)

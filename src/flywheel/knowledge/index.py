@@ -1,8 +1,8 @@
 """The chunk index: LanceDB with vectors, a full-text index and the ACL column.
 
 Every read goes through :meth:`ChunkIndex.search`, which requires a principal and puts the ACL
-predicate inside each LanceDB query (``prefilter=True``): vector and BM25 candidates are drawn
-only from rows the principal may read, then fused by their normalised scores. A document's chunks are
+predicate inside each LanceDB query (a prefilter, :mod:`.queries`): vector and BM25 candidates are
+drawn only from rows the principal may read, then fused by their normalised scores. A document's chunks are
 replaced in one LanceDB commit (``merge_insert`` that inserts the new version's rows and deletes
 the old ones), so a concurrent reader sees the old version or the new one, never a mix or nothing.
 """
@@ -24,6 +24,7 @@ from flywheel.errors import EmbedderMismatchError, InvalidInputError, StorageErr
 from flywheel.knowledge.ann import AnnSearch, partitions_for
 from flywheel.knowledge.embed import E5_MULTILINGUAL, USE_MULTILINGUAL
 from flywheel.knowledge.language import has_cjk, segment
+from flywheel.knowledge.queries import TextQuery, VectorQuery, run_queries
 from flywheel.storage import write_errors
 
 if TYPE_CHECKING:
@@ -376,46 +377,39 @@ class ChunkIndex:
         if not isinstance(principal, Principal):
             raise TypeError("search requires a Principal")
         where = AclFilter.combine(AclFilter.for_principal(principal), metadata.sql() if metadata else None)
-        ranked: dict[str, list[dict[str, Any]]] = {}
         pool = max(candidates, k)
+        queries: dict[str, list[VectorQuery | TextQuery]] = {}
         if mode in ("hybrid", "vector"):
             if vector is None:
                 raise ValueError("vector search needs a query vector")
-            query = self.table.search(np.asarray(vector, dtype=np.float32), vector_column_name="vector")
-            query = query.distance_type("cosine").where(where, prefilter=True).limit(pool)
-            query = query.select([*self.result_columns, "_distance"])
             if exact:
-                query = query.bypass_vector_index()
+                queries["vector"] = [VectorQuery(vector, pool, exact=True)]
             else:
                 ann = self.ann
-                query = query.nprobes(ann.nprobes).refine_factor(ann.refine_factor).ef(ann.ef_for(pool))
-            ranked["vector"] = query.to_list()
+                queries["vector"] = [VectorQuery(vector, pool, False, ann.nprobes, ann.refine_factor, ann.ef_for(pool))]
         if mode in ("hybrid", "text") and text and text.strip():
-            ranked["text"] = self.keyword_search(text, where, pool)
+            queries["text"] = self._keyword_queries(text, pool)
+        ranked = run_queries(self.table, where, self.result_columns, queries)
+        if len(queries.get("text", ())) > 1:
+            ranked["text"] = _best_per_chunk(ranked["text"], pool)
         return fuse(ranked, k, fusion=fusion)
 
     def keyword_search(self, text: str, where: str, limit: int) -> list[dict[str, Any]]:
-        """BM25 over the chunk text; a query with CJK characters is word-split like CJK chunks were
-        (``segment``) and also searched in their segmented copy, the two lists merged by score."""
-        if not has_cjk(text):
-            return self._bm25("text", text, where, limit)
-        words = segment(text)
-        rows = self._bm25("text", words, where, limit)
-        if self.has_segmented_text:
-            rows += self._bm25(SEGMENTED, words, where, limit)
-        best: dict[str, dict[str, Any]] = {}
-        for row in rows:
-            if row["chunk_id"] not in best or row["_score"] > best[row["chunk_id"]]["_score"]:
-                best[row["chunk_id"]] = row
-        return sorted(best.values(), key=lambda row: -row["_score"])[:limit]
+        """BM25 over the chunk text (rows filtered by ``where`` inside the query)."""
+        queries = self._keyword_queries(text, limit)
+        rows = run_queries(self.table, where, self.result_columns, {"text": queries})["text"]
+        return _best_per_chunk(rows, limit) if len(queries) > 1 else rows
 
-    def _bm25(self, column: str, text: str, where: str, limit: int) -> list[dict[str, Any]]:
-        query = self.table.search(text, query_type="fts", fts_columns=column).where(where, prefilter=True)
-        query = query.select([*self.result_columns, "_score"])
-        try:
-            return query.limit(limit).to_list()
-        except (ValueError, RuntimeError):  # a query with only stop words or odd syntax
-            return []
+    def _keyword_queries(self, text: str, limit: int) -> list[VectorQuery | TextQuery]:
+        """A query with CJK characters is word-split like CJK chunks were (``segment``) and also
+        searched in their segmented copy; the two lists are merged by score (:func:`_best_per_chunk`)."""
+        if not has_cjk(text):
+            return [TextQuery(text, "text", limit)]
+        words = segment(text)
+        queries: list[VectorQuery | TextQuery] = [TextQuery(words, "text", limit)]
+        if self.has_segmented_text:
+            queries.append(TextQuery(words, SEGMENTED, limit))
+        return queries
 
     def read_document(self, principal: Principal, doc_id: str, *, limit: int = 5000) -> list[Hit]:
         """A document's chunks in reading order, only if the principal may read them (ACL in the query)."""
@@ -440,6 +434,15 @@ class ChunkIndex:
             )
             for r in rows
         ]
+
+
+def _best_per_chunk(rows: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
+    """Each chunk once, with its best BM25 score, best first."""
+    best: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        if row["chunk_id"] not in best or row["_score"] > best[row["chunk_id"]]["_score"]:
+            best[row["chunk_id"]] = row
+    return sorted(best.values(), key=lambda row: -row["_score"])[:limit]
 
 
 def needs_folding(indexed: int, unindexed: int) -> bool:

@@ -153,39 +153,53 @@ def _trace_to_onnx(model_dir: Path, path: Path) -> None:
 
 
 class OnnxMiniLM:
-    """MiniLM on ONNX Runtime: one session, ``threads`` intra-op threads (what the thread budget
-    leaves when it is created), which sleep rather than spin between runs on machines of two cores
-    or fewer (as torch's do, :func:`flywheel.threads.openmp_wait_policy`)."""
+    """MiniLM on ONNX Runtime. Intra-op threads follow the thread budget as torch's do: a run uses a
+    session with the threads the budget leaves at that moment (a session per thread count, made on
+    first need: one while the embedded LM holds a core, all cores while it does not), and its threads
+    sleep rather than spin between runs on machines of two cores or fewer
+    (:func:`flywheel.threads.openmp_wait_policy`)."""
 
     runtime = "onnx"
 
     def __init__(self, model_dir: Path, threads: int | None = None, cache_dir: Path | None = None) -> None:
-        import onnxruntime as ort
+        import onnxruntime
 
-        path = export_path(model_dir, cache_dir)
-        if not path.is_file():
-            export_onnx(model_dir, path)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or torch_threads()
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        if cores() <= 2:
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self._ort = onnxruntime
+        self.path = export_path(model_dir, cache_dir)
+        if not self.path.is_file():
+            export_onnx(model_dir, self.path)
+        self.threads = threads
+        self._sessions: dict[int, Any] = {}
+        self._sessions_lock = threading.Lock()
+        self.session(threads or torch_threads())  # a corrupt or unreadable file fails here, not mid-request
         self.tokenizer = load_tokenizer(model_dir)
         self.dimensions = dimensions(model_dir)
-        self.path = path
+
+    def session(self, threads: int) -> Any:
+        with self._sessions_lock:
+            if threads not in self._sessions:
+                options = self._ort.SessionOptions()
+                options.intra_op_num_threads = threads
+                options.inter_op_num_threads = 1
+                options.log_severity_level = 3
+                if cores() <= 2:
+                    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+                self._sessions[threads] = self._ort.InferenceSession(
+                    str(self.path), options, providers=["CPUExecutionProvider"]
+                )
+            return self._sessions[threads]
 
     def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimensions), dtype=np.float32)
         # longest first, as sentence-transformers does: the texts of a batch pad to similar lengths
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        session = self.session(self.threads or torch_threads())
         parts = []
         for start in range(0, len(order), batch_size):
             batch = self.tokenizer.encode_batch([texts[i] for i in order[start : start + batch_size]])
             feeds = {name: np.asarray([getattr(e, _FIELDS[name]) for e in batch], dtype=np.int64) for name in _INPUTS}
-            parts.append(self.session.run(None, feeds)[0])
+            parts.append(session.run(None, feeds)[0])
         in_order = np.concatenate(parts).astype(np.float32, copy=False)
         vectors = np.empty_like(in_order)
         vectors[order] = in_order  # back to the callers' order
