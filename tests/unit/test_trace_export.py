@@ -60,6 +60,38 @@ def test_traces_of_a_concurrent_load_reach_the_store_through_the_export_process(
     assert root.inputs == {"question": "q5", "user": "alice"} and root.outputs["answer"] == "answer 5"
 
 
+def test_writes_queued_behind_a_slow_post_go_in_one_post_and_all_are_stored() -> None:
+    """While the sink stores one post, the serving process queues what its export thread hands it;
+    the next post carries all of it (the sink writes their spans in one store session). Nothing is
+    lost, and flush returns once everything queued is stored."""
+    from flywheel.serve.trace_sink import TraceSink, serve
+
+    settings = load_settings()
+    sink = TraceSink(settings.tracking_uri, settings.artifact_root)
+    posts: list[int] = []
+    write = sink.write
+
+    def counting(message: dict) -> None:
+        posts.append(len(message["infos"]))
+        write(message)
+
+    sink.write = counting  # type: ignore[method-assign]
+    server = serve(sink, 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        tracer = Tracer(with_trace_sink(settings, f"http://127.0.0.1:{server.server_address[1]}"))
+        with sink._lock:  # the sink is busy: every write of the load below waits in the client's queue
+            ids = run_concurrently(tracer)
+            time.sleep(0.5)
+        tracer.flush()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert sum(posts) == CALLS and len(posts) < CALLS // 2  # infos of many traces per post
+    stored = stored_traces(settings)
+    assert set(ids) == set(stored) and all(names == ["flywheel.rag", "lm", "retrieve"] for names in stored.values())
+
+
 def test_a_served_app_starts_the_child_and_its_shutdown_loses_no_trace_nor_feedback() -> None:
     from flywheel.assistant import Assistant
     from tests.unit.serve_helpers import make_env, make_settings

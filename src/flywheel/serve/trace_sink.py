@@ -7,15 +7,18 @@ two writes at the end of the export path — ``start_trace`` (a trace's info) an
 finished spans) — are posted here, as JSON (MLflow's own ``to_dict`` forms), instead of going to the
 store in the serving process (the GIL it would take from requests) or through ``mlflow server`` (whose HTTP
 stack — uvicorn, the WSGI bridge, Flask, protobuf and per-request handler checks — cost about twice the
-store's own work per trace: 19 ms of CPU per served trace against 6–7 ms here).
+store's own work per trace: 19 ms of CPU per served trace against 6–7 ms here). A serving process
+batches its writes (:class:`TraceSinkClient`): what queued while its previous post was being stored goes
+in one post, whose spans are written in one store session.
 
 The sink calls MLflow's own SQL store (``SqlAlchemyStore.start_trace`` / ``log_spans``), so what is
 stored, and how it is read back (``mlflow.get_trace``, the MLflow UI), is exactly MLflow's. A post is
 answered once its rows are committed: when a serving process's export queue is empty (its shutdown waits
 for that), every trace it finished is in the store. Stopping (SIGTERM) finishes the posts in flight.
 
-Endpoints (loopback only): ``GET /health``; ``POST /traces`` with ``{"infos": [TraceInfo dict, …]}`` or
-``{"experiment_id": "…", "spans": [Span dict, …]}``.
+Endpoints (loopback only): ``GET /health``; ``POST /traces`` with ``{"infos": [TraceInfo dict, …],
+"span_batches": [{"experiment_id": "…", "spans": [Span dict, …]}, …]}`` (:func:`batch_message`: a
+serving process posts what its export queued while its previous post was being stored).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import signal
 import sys
 import threading
 import urllib.parse
+import weakref
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -43,46 +47,109 @@ STORE_ENV = "_FLYWHEEL_TRACE_SINK_STORE"
 
 class TraceSinkClient:
     """Stands in for MLflow's ``TracingClient`` inside its span exporter: the two writes go to the sink,
-    everything else (prompt links, reads) to the tracking client it wraps. Calls come from MLflow's one
-    export writer thread; a lock keeps the one connection safe for others all the same."""
+    everything else (prompt links, reads) to the tracking client it wraps.
+
+    MLflow's export thread hands it one write at a time; the writes are queued here and one sender
+    thread posts them: whatever queued while a post was in flight goes in the next post. Under load one
+    post then carries many traces, which the sink writes with one ``log_spans`` (MLflow's store takes
+    the spans of many traces in one session) instead of a post and a store session per write.
+    :meth:`flush` (the service's shutdown, after MLflow's own queue) waits until the queue is posted;
+    a full queue makes MLflow's export thread wait, so MLflow's bounded queue applies as before."""
+
+    max_queued = 2000  # writes waiting to be posted
 
     def __init__(self, url: str, client: Any) -> None:
         parsed = urllib.parse.urlsplit(url)
         self.host, self.port = parsed.hostname or "127.0.0.1", parsed.port or 80
         self._client = client
-        self._lock = threading.Lock()
         self._connection: http.client.HTTPConnection | None = None
+        self._queue: list[dict[str, Any]] = []
+        self._posting = False
+        self._changed = threading.Condition()
+        self._sender: threading.Thread | None = None
+        _CLIENTS.add(self)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
 
     def start_trace(self, trace_info: Any) -> Any:
-        self._post({"infos": [trace_info.to_dict()]})
+        self._enqueue({"info": trace_info.to_dict()})
         return trace_info
 
     def log_spans(self, experiment_id: str, spans: list[Any]) -> list[Any]:
-        self._post({"experiment_id": experiment_id, "spans": [span.to_dict() for span in spans]})
+        self._enqueue({"experiment_id": experiment_id, "spans": [span.to_dict() for span in spans]})
         return spans
+
+    def flush(self, timeout_s: float = 120) -> bool:
+        """Wait until every queued write is posted and stored; whether they all were in time."""
+        with self._changed:
+            return self._changed.wait_for(lambda: not self._queue and not self._posting, timeout_s)
+
+    def _enqueue(self, write: dict[str, Any]) -> None:
+        with self._changed:
+            self._changed.wait_for(lambda: len(self._queue) < self.max_queued)
+            self._queue.append(write)
+            if self._sender is None:
+                self._sender = threading.Thread(target=self._send_forever, name="flywheel-trace-sink", daemon=True)
+                self._sender.start()
+            self._changed.notify_all()
+
+    def _send_forever(self) -> None:
+        while True:
+            with self._changed:
+                self._changed.wait_for(lambda: bool(self._queue))
+                writes, self._queue = self._queue, []
+                self._posting = True
+                self._changed.notify_all()  # room in the queue again
+            try:
+                self._post(batch_message(writes))
+            except Exception as exc:  # the sink is gone or refused: these traces are lost, said once
+                log.warning("Could not send %d trace writes to the trace sink: %s", len(writes), exc)
+            finally:
+                with self._changed:
+                    self._posting = False
+                    self._changed.notify_all()
 
     def _post(self, message: dict[str, Any]) -> None:
         body = json.dumps(message).encode()
-        with self._lock:
-            for attempt in (1, 2):  # a kept-alive connection the sink closed: once more on a new one
-                if self._connection is None:
-                    self._connection = http.client.HTTPConnection(self.host, self.port, timeout=120)
-                try:
-                    self._connection.request("POST", PATH, body, {"Content-Type": "application/json"})
-                    response = self._connection.getresponse()
-                    detail = response.read()
-                except (OSError, http.client.HTTPException):
-                    self._connection.close()
-                    self._connection = None
-                    if attempt == 2:
-                        raise
-                    continue
-                if response.status != 200:
-                    raise RuntimeError(f"the trace sink answered {response.status}: {detail[:300]!r}")
-                return
+        for attempt in (1, 2):  # a kept-alive connection the sink closed: once more on a new one
+            if self._connection is None:
+                self._connection = http.client.HTTPConnection(self.host, self.port, timeout=120)
+            try:
+                self._connection.request("POST", PATH, body, {"Content-Type": "application/json"})
+                response = self._connection.getresponse()
+                detail = response.read()
+            except (OSError, http.client.HTTPException):
+                self._connection.close()
+                self._connection = None
+                if attempt == 2:
+                    raise
+                continue
+            if response.status != 200:
+                raise RuntimeError(f"the trace sink answered {response.status}: {detail[:300]!r}")
+            return
+
+
+_CLIENTS: weakref.WeakSet[TraceSinkClient] = weakref.WeakSet()
+
+
+def flush_clients(timeout_s: float = 120) -> bool:
+    """Wait until every trace sink client of this process has posted its queue (after MLflow's export
+    queue is flushed: that queue feeds them); whether all did in time."""
+    return all([client.flush(timeout_s) for client in list(_CLIENTS)])
+
+
+def batch_message(writes: list[dict[str, Any]]) -> dict[str, Any]:
+    """One post for queued writes: the trace infos in order, then the spans per experiment. A trace's
+    info is queued before its spans, so it is in this post or an earlier one: stored first either way."""
+    span_batches: dict[str, list[dict[str, Any]]] = {}
+    for write in writes:
+        if "spans" in write:
+            span_batches.setdefault(str(write["experiment_id"]), []).extend(write["spans"])
+    return {
+        "infos": [write["info"] for write in writes if "info" in write],
+        "span_batches": [{"experiment_id": e, "spans": spans} for e, spans in span_batches.items()],
+    }
 
 
 class TraceSink:
@@ -119,15 +186,21 @@ class TraceSink:
             return self._idle.wait_for(lambda: self._posts == 0, timeout_s)
 
     def write(self, message: dict[str, Any]) -> None:
+        """Store a post (:func:`batch_message`): its trace infos, then one ``log_spans`` per experiment
+        for the spans of all its traces (one store session for them all)."""
         from mlflow.entities import Span, TraceInfo
 
         infos = [TraceInfo.from_dict(info) for info in message.get("infos", [])]
-        spans = [Span.from_dict(span) for span in message.get("spans", [])]
+        batches = [
+            (str(batch["experiment_id"]), [Span.from_dict(span) for span in batch["spans"]])
+            for batch in message.get("span_batches", [])
+        ]
         with self._lock:  # one writer: SQLite has one anyway, and a trace's info precedes its spans
             for info in infos:
                 self.store.start_trace(info)
-            if spans:
-                self.store.log_spans(str(message["experiment_id"]), spans)
+            for experiment_id, spans in batches:
+                if spans:
+                    self.store.log_spans(experiment_id, spans)
 
 
 def serve(sink: TraceSink, port: int) -> ThreadingHTTPServer:

@@ -148,7 +148,11 @@ class Tracer:
     def flush(self) -> None:
         """Wait until every finished trace and every queued feedback is written (tests, shutdown)."""
         if self.enabled:
+            from flywheel.serve.trace_sink import flush_clients
+
             self._mlflow.flush_trace_async_logging()
+            if not flush_clients():
+                log.warning("Some traces were not stored before the timeout: the trace sink is slow or gone")
             self._feedback.join()
 
 
