@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import dspy
@@ -73,6 +74,17 @@ def make_settings(**overrides: Any) -> Settings:
     serve = {"reload_interval_s": 0, "request_timeout_s": 1.0, **overrides.pop("serve", {})}
     # The stub LM's answer is what these tests check: generate it rather than quote a passage.
     return load_settings(programs={"custom": custom, "answer_style": "generate"}, serve=serve, **overrides)
+
+
+def alice_and_frank(home: Path, documents: dict[str, list[tuple[str, bytes]]]) -> KnowledgeBase:
+    """A knowledge base under ``home`` (hashed vectors) with alice (mechanics) and frank (no group),
+    holding ``documents`` ingested by alice: group -> files."""
+    kb = KnowledgeBase(load_settings(home=home), embedder=HashEmbedder())
+    kb.catalog.add_user("alice", ["mechanics"])
+    kb.catalog.add_user("frank", [])
+    for group, files in documents.items():
+        kb.ingest_files(kb.principal("alice"), files, groups=[group])
+    return kb
 
 
 def make_env(settings: Settings | None = None, lm: Any = None) -> tuple[Any, Settings, KnowledgeBase, dict[str, str]]:

@@ -17,7 +17,7 @@ from flywheel.knowledge.base import KnowledgeBase
 from flywheel.knowledge.index import LANGUAGE, SEGMENTED, TABLE, ChunkIndex, chunk_schema
 from flywheel.knowledge.language import detect_language, has_cjk, segment
 from flywheel.knowledge.reindex import COMPLETE_TAG, STAGING, reindex
-from tests.unit.serve_helpers import OIL, HashEmbedder
+from tests.unit.serve_helpers import OIL, HashEmbedder, alice_and_frank
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples" / "knowledge"
 BULLETIN = SAMPLES / "engineering" / "eb-2026-02-atr-brake-temp-sensor-ja.md"
@@ -74,13 +74,13 @@ def test_queries_and_documents_are_split_the_same_way() -> None:
 
 @pytest.fixture()
 def kb(tmp_path: Path) -> KnowledgeBase:
-    knowledge = KnowledgeBase(load_settings(home=tmp_path / "home"), embedder=HashEmbedder())
-    knowledge.catalog.add_user("alice", ["mechanics"])
-    knowledge.catalog.add_user("frank", [])
-    alice = knowledge.principal("alice")
-    knowledge.ingest_files(alice, [(BULLETIN.name, BULLETIN.read_bytes())], groups=["mechanics"])
-    knowledge.ingest_files(alice, [(FAQ.name, FAQ.read_bytes()), ("oil.md", OIL)], groups=["everyone"])
-    return knowledge
+    return alice_and_frank(
+        tmp_path / "home",
+        {
+            "mechanics": [(BULLETIN.name, BULLETIN.read_bytes())],
+            "everyone": [(FAQ.name, FAQ.read_bytes()), ("oil.md", OIL)],
+        },
+    )
 
 
 def test_japanese_keyword_search_finds_the_chunk_that_holds_the_answer(kb: KnowledgeBase) -> None:

@@ -8,23 +8,15 @@ from pathlib import Path
 import pytest
 from lancedb import background_loop
 
-from flywheel.config import load_settings
 from flywheel.knowledge.base import KnowledgeBase
 from flywheel.knowledge.queries import TextQuery, VectorQuery, run_queries
-from tests.unit.serve_helpers import OIL, HashEmbedder
+from tests.unit.serve_helpers import OIL, alice_and_frank
 
 
 @pytest.fixture()
 def kb(tmp_path: Path) -> KnowledgeBase:
-    knowledge = KnowledgeBase(load_settings(home=tmp_path / "home"), embedder=HashEmbedder())
-    knowledge.catalog.add_user("alice", ["mechanics"])
-    knowledge.catalog.add_user("frank", [])
-    alice = knowledge.principal("alice")
-    knowledge.ingest_files(alice, [("oil.md", OIL)], groups=["mechanics"])
-    knowledge.ingest_files(
-        alice, [("public.md", b"# Baggage\n\nOne bag of 23 kg is free on every flight.")], groups=["everyone"]
-    )
-    return knowledge
+    baggage = b"# Baggage\n\nOne bag of 23 kg is free on every flight."
+    return alice_and_frank(tmp_path / "home", {"mechanics": [("oil.md", OIL)], "everyone": [("public.md", baggage)]})
 
 
 def test_a_hybrid_search_is_one_trip_to_lancedbs_event_loop(kb: KnowledgeBase, monkeypatch: pytest.MonkeyPatch) -> None:

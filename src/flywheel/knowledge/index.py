@@ -378,7 +378,7 @@ class ChunkIndex:
             raise TypeError("search requires a Principal")
         where = AclFilter.combine(AclFilter.for_principal(principal), metadata.sql() if metadata else None)
         pool = max(candidates, k)
-        queries: dict[str, list[VectorQuery | TextQuery]] = {}
+        queries: dict[str, Sequence[VectorQuery | TextQuery]] = {}
         if mode in ("hybrid", "vector"):
             if vector is None:
                 raise ValueError("vector search needs a query vector")
@@ -394,19 +394,13 @@ class ChunkIndex:
             ranked["text"] = _best_per_chunk(ranked["text"], pool)
         return fuse(ranked, k, fusion=fusion)
 
-    def keyword_search(self, text: str, where: str, limit: int) -> list[dict[str, Any]]:
-        """BM25 over the chunk text (rows filtered by ``where`` inside the query)."""
-        queries = self._keyword_queries(text, limit)
-        rows = run_queries(self.table, where, self.result_columns, {"text": queries})["text"]
-        return _best_per_chunk(rows, limit) if len(queries) > 1 else rows
-
-    def _keyword_queries(self, text: str, limit: int) -> list[VectorQuery | TextQuery]:
+    def _keyword_queries(self, text: str, limit: int) -> list[TextQuery]:
         """A query with CJK characters is word-split like CJK chunks were (``segment``) and also
         searched in their segmented copy; the two lists are merged by score (:func:`_best_per_chunk`)."""
         if not has_cjk(text):
             return [TextQuery(text, "text", limit)]
         words = segment(text)
-        queries: list[VectorQuery | TextQuery] = [TextQuery(words, "text", limit)]
+        queries = [TextQuery(words, "text", limit)]
         if self.has_segmented_text:
             queries.append(TextQuery(words, SEGMENTED, limit))
         return queries

@@ -245,19 +245,15 @@ class TorchMiniLM:
         return np.asarray(vectors, dtype=np.float32)
 
 
-_engine_lock = threading.Lock()
-
-
 def load_engine(model_dir: Path, runtime: str, threads: int | None = None) -> MiniLMEngine:
     """The engine for ``runtime``; ``"onnx"`` falls back to torch (logged) when ONNX Runtime is not
     installed or the export fails, so a missing optional piece costs speed, never answers."""
-    with _engine_lock:
-        if runtime == "onnx":
-            try:
-                return OnnxMiniLM(model_dir, threads)
-            except Exception as exc:  # ImportError, an exporter error, a corrupt file: torch still works
-                log.warning("ONNX Runtime embedder unavailable (%s); using torch", exc)
-        return TorchMiniLM(model_dir, threads)
+    if runtime == "onnx":
+        try:
+            return OnnxMiniLM(model_dir, threads)
+        except Exception as exc:  # ImportError, an exporter error, a corrupt file: torch still works
+            log.warning("ONNX Runtime embedder unavailable (%s); using torch", exc)
+    return TorchMiniLM(model_dir, threads)
 
 
 def prepare(model_dir: Path | None = None) -> Path:

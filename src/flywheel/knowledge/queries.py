@@ -42,22 +42,21 @@ class TextQuery:
 
 
 def run_queries(
-    table: Any, where: str, columns: Sequence[str], queries: dict[str, list[VectorQuery | TextQuery]]
+    table: Any, where: str, columns: Sequence[str], queries: dict[str, Sequence[VectorQuery | TextQuery]]
 ) -> dict[str, list[dict[str, Any]]]:
     """Rows of each named list of queries (a list's rows concatenated, each query's in its order),
     every query filtered by ``where`` before its limit, selecting ``columns`` plus the score."""
     from lancedb.background_loop import LOOP
 
     async_table = table._table  # the AsyncTable under LanceDB's synchronous LanceTable
-    names = [name for name, group in queries.items() for _ in group]
-    built = [_build(async_table, query, where, columns) for group in queries.values() for query in group]
-    flat = [query for group in queries.values() for query in group]
+    named = [(name, query) for name, group in queries.items() for query in group]
 
     async def run_all() -> list[Any]:
-        return await asyncio.gather(*(query.to_arrow() for query in built), return_exceptions=True)
+        built = (_build(async_table, query, where, columns).to_arrow() for _, query in named)
+        return await asyncio.gather(*built, return_exceptions=True)
 
     rows: dict[str, list[dict[str, Any]]] = {name: [] for name in queries}
-    for name, query, result in zip(names, flat, LOOP.run(run_all()), strict=True):
+    for (name, query), result in zip(named, LOOP.run(run_all()), strict=True):
         if isinstance(result, BaseException):
             if isinstance(query, TextQuery) and isinstance(result, (ValueError, RuntimeError)):
                 continue  # the full-text parser refused the query: no keyword matches
