@@ -388,3 +388,23 @@ def test_serve_with_deploy_registers_the_champion_once(flywheel_home) -> None:
     versions = registry.versions("rag")
     assert [(v.version, v.is_champion) for v in versions] == [(1, True)]
     assert registry.model_uri("rag") == "models:/flywheel-rag@champion"
+
+
+def test_answers_leave_no_lm_call_history_in_the_service(env: Env) -> None:
+    # DSPy keeps every LM call (prompt with the retrieved passages, response) in the LM and a global
+    # list, up to 10,000 of them: a serving process reads none of it, and it only grew the heap.
+    from dspy.clients import base_lm
+
+    before = len(base_lm.GLOBAL_HISTORY)
+    for _ in range(3):
+        chat(env, "alice", "How often is the oil changed?")
+    assert env.lm.history == []
+    assert len(base_lm.GLOBAL_HISTORY) == before
+
+
+def test_an_app_that_does_not_own_its_process_leaves_the_garbage_collector_alone(env: Env) -> None:
+    import gc
+
+    # The env's app has run its start-up (TestClient): embedded apps and tests must not freeze their host's heap.
+    assert env.client.get("/ready").status_code == 200
+    assert gc.get_freeze_count() == 0

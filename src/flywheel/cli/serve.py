@@ -48,7 +48,7 @@ def serve(
         run_workers(config, host, port, workers, tracing=tracing, log_level=config.log_level.lower())
         return
     with console.status("Loading the programs…"):
-        app = create_app(config, tracing=tracing, deploy=deploy)
+        app = create_app(config, tracing=tracing, deploy=deploy, owns_process=True)
     console.print(f"Flywheel is serving on http://{shown}:{port}/  (web chat page; API docs at /docs; Ctrl-C to stop)")
     console.print("Sign in with an API key: flywheel keys create USER", style="dim")
     uvicorn.run(app, host=host, port=port, log_level=config.log_level.lower(), timeout_graceful_shutdown=10)

@@ -30,6 +30,7 @@ from flywheel.config import Settings
 from flywheel.errors import FlywheelError
 from flywheel.lm import configure_dspy
 from flywheel.registry.programs import ProgramRegistry, deploy_program
+from flywheel.serve.heap import settle_heap
 from flywheel.serve.limits import LimitsMiddleware
 from flywheel.serve.metrics import Metrics
 from flywheel.serve.routes import chat, documents, feedback, health, invocations, responses
@@ -241,9 +242,10 @@ def _warm_up(service: Service, *, deploy: bool) -> None:
 
 
 def _lifespan(
-    service: Service, mcp: Any, *, deploy: bool, trace_server: TraceServer | None = None
+    service: Service, mcp: Any, *, deploy: bool, trace_server: TraceServer | None = None, owns_process: bool = False
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
-    """Warm up before serving (a failed warm-up leaves the service up but not ready), run the MCP
+    """Warm up before serving (a failed warm-up leaves the service up but not ready; an app that owns
+    its process then settles its heap: :func:`~flywheel.serve.heap.settle_heap`), run the MCP
     session manager while serving, and flush queued traces at shutdown (then stop the trace export
     process this app started, which stores what it was sent before it exits)."""
 
@@ -251,6 +253,8 @@ def _lifespan(
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         try:
             await anyio.to_thread.run_sync(lambda: _warm_up(service, deploy=deploy))
+            if owns_process:
+                settle_heap()
             service.ready = True
         except Exception as exc:
             log.warning("The service started, but is not ready: %s", exc)
@@ -272,6 +276,7 @@ def create_app(
     tracing: bool = True,
     use_registry: bool = True,
     deploy: bool = False,
+    owns_process: bool = False,
 ) -> FastAPI:
     """The Flywheel service.
 
@@ -280,6 +285,8 @@ def create_app(
     default). Tests pass a DummyLM and ``tracing=False``. With ``deploy``, the default program is
     logged and registered as the champion MLflow model at start-up when it has none (what
     ``flywheel deploy`` does), so one command goes from a program on disk to a live endpoint.
+    ``owns_process`` (``flywheel serve`` and its ``--workers``; not an app embedded in another program
+    or a test) freezes the start-up heap out of the garbage collector's way once warm.
     """
     # Lazy (start-up time): only this path needs the MCP SDK.
     from flywheel.serve.mcp.http import PATH as MCP_PATH
@@ -298,7 +305,7 @@ def create_app(
         title="Flywheel",
         version="1",
         summary="Self-improving DSPy pipelines: chat, MLflow-compatible invocations, documents and feedback.",
-        lifespan=_lifespan(service, mcp, deploy=deploy, trace_server=trace_server),
+        lifespan=_lifespan(service, mcp, deploy=deploy, trace_server=trace_server, owns_process=owns_process),
     )
     app.state.flywheel = service
     app.state.responses = ResponseStore(settings.catalog_url)  # what previous_response_id continues from

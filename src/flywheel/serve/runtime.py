@@ -157,7 +157,10 @@ class Service:
 
         if self.lm is None:
             return nullcontext()
-        return dspy.context(lm=self.lm, adapter=dspy.JSONAdapter())
+        # No LM call history: DSPy keeps the last 10,000 calls (prompts with the retrieved passages,
+        # responses) in the LM and in a global list, which nothing in a service reads; the heap grew
+        # by them, and every full garbage collection walked them.
+        return dspy.context(lm=self.lm, adapter=dspy.JSONAdapter(), disable_history=True)
 
     def answer(
         self, principal: Principal, program_name: str, question: str, history: list[dict[str, str]] | None = None

@@ -24,7 +24,7 @@ def app_factory() -> Any:
     from flywheel.config import load_settings
     from flywheel.serve.app import create_app
 
-    return create_app(load_settings(), tracing=os.environ.get(TRACING_ENV, "1") == "1")
+    return create_app(load_settings(), tracing=os.environ.get(TRACING_ENV, "1") == "1", owns_process=True)
 
 
 def run_workers(settings: Settings, host: str, port: int, workers: int, *, tracing: bool, log_level: str) -> None:
