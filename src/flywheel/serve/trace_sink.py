@@ -38,6 +38,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from flywheel.serve.heap import settle_heap
 from flywheel.stores.database import safe_url
 
 log = logging.getLogger("flywheel.serve.trace_sink")
@@ -156,14 +157,13 @@ class TraceSink:
     """Writes posted trace infos and spans with MLflow's SQL tracking store, one post at a time."""
 
     def __init__(self, tracking_uri: str, artifact_root: str) -> None:
-        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-
         from flywheel.registry.tracking import TRACKING_SCHEMA_LOCK
+        from flywheel.serve.trace_store import SinkTrackingStore
         from flywheel.stores.database import first_open_lock, use_write_ahead_log
 
         with first_open_lock(tracking_uri, TRACKING_SCHEMA_LOCK):  # the service may create the schema too
             use_write_ahead_log(tracking_uri)
-            self.store = SqlAlchemyStore(tracking_uri, artifact_root)
+            self.store = SinkTrackingStore(tracking_uri, artifact_root)
         self._lock = threading.Lock()
         self._posts = 0  # being read or written
         self._idle = threading.Condition()
@@ -186,8 +186,9 @@ class TraceSink:
             return self._idle.wait_for(lambda: self._posts == 0, timeout_s)
 
     def write(self, message: dict[str, Any]) -> None:
-        """Store a post (:func:`batch_message`): its trace infos, then one ``log_spans`` per experiment
-        for the spans of all its traces (one store session for them all)."""
+        """Store a post (:func:`batch_message`): its trace infos (one transaction for the new ones:
+        :meth:`~flywheel.serve.trace_store.SinkTrackingStore.start_traces`), then one ``log_spans`` per
+        experiment for the spans of all its traces (one store session for them all)."""
         from mlflow.entities import Span, TraceInfo
 
         infos = [TraceInfo.from_dict(info) for info in message.get("infos", [])]
@@ -196,8 +197,7 @@ class TraceSink:
             for batch in message.get("span_batches", [])
         ]
         with self._lock:  # one writer: SQLite has one anyway, and a trace's info precedes its spans
-            for info in infos:
-                self.store.start_trace(info)
+            self.store.start_traces(infos)
             for experiment_id, spans in batches:
                 if spans:
                     self.store.log_spans(experiment_id, spans)
@@ -254,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     sink = TraceSink(tracking_uri, args.artifact_root)
     server = serve(sink, args.port)
+    settle_heap()  # the start-up heap (MLflow, SQLAlchemy) out of the garbage collector's way
 
     def stop(*_: object) -> None:  # shutdown() waits for serve_forever: not from its own thread
         threading.Thread(target=server.shutdown, daemon=True).start()
