@@ -44,8 +44,17 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> list[Any]:
         mlflow.set_tracking_uri(previous)
 
 
-def fresh(cls: type, path: Path) -> tuple[Any, str]:
-    store = cls(f"sqlite:///{path}", str(path.parent / "artifacts"))
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    """Empty tracking databases: SQLite files, then fresh databases on the PostgreSQL server."""
+    if request.param == "sqlite":
+        return lambda name: f"sqlite:///{tmp_path / name}.db"
+    server = request.getfixturevalue("postgres")
+    return lambda name: server.new_database(name)
+
+
+def fresh(cls: type, url: str, artifacts: Path) -> tuple[Any, str]:
+    store = cls(url, str(artifacts))
     return store, store.create_experiment("served")
 
 
@@ -75,9 +84,11 @@ def count_commits(store: Any) -> list[int]:
     return commits
 
 
-def test_a_batch_of_new_traces_is_one_transaction_with_mlflows_rows(recorded: list[Any], tmp_path: Path) -> None:
-    mlflow_store, mlflow_experiment = fresh(SqlAlchemyStore, tmp_path / "mlflow.db")
-    sink_store, sink_experiment = fresh(SinkTrackingStore, tmp_path / "sink.db")
+def test_a_batch_of_new_traces_is_one_transaction_with_mlflows_rows(
+    recorded: list[Any], database: Any, tmp_path: Path
+) -> None:
+    mlflow_store, mlflow_experiment = fresh(SqlAlchemyStore, database("mlflow"), tmp_path)
+    sink_store, sink_experiment = fresh(SinkTrackingStore, database("sink"), tmp_path)
     assert mlflow_experiment == sink_experiment
     for info in infos_for(recorded, mlflow_experiment):
         mlflow_store.start_trace(info)
@@ -89,21 +100,24 @@ def test_a_batch_of_new_traces_is_one_transaction_with_mlflows_rows(recorded: li
         assert stored(sink_store, trace.info.trace_id) == stored(mlflow_store, trace.info.trace_id)
 
 
-def test_a_trace_already_stored_is_merged_and_the_others_stored(recorded: list[Any], tmp_path: Path) -> None:
-    store, experiment = fresh(SinkTrackingStore, tmp_path / "sink.db")
+def test_a_trace_already_stored_is_merged_and_the_others_stored(
+    recorded: list[Any], database: Any, tmp_path: Path
+) -> None:
+    url = database("sink")
+    store, experiment = fresh(SinkTrackingStore, url, tmp_path)
     early = recorded[2]
     store.log_spans(experiment, spans_of(early))  # its spans came in an earlier post
     store.start_traces(infos_for(recorded, experiment))
     for trace in recorded:
         info = store.get_trace_info(trace.info.trace_id)
         assert info.request_preview == trace.info.request_preview
-    merged = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'sink.db'}").get_trace(early.info.trace_id)
+    merged = mlflow.MlflowClient(tracking_uri=url).get_trace(early.info.trace_id)
     assert merged is not None and len(merged.data.spans) == len(early.data.spans)
     assert merged.info.tags.get("mlflow.traceName") == early.info.tags.get("mlflow.traceName")
 
 
-def test_a_failing_trace_costs_no_other_trace_of_the_batch(recorded: list[Any], tmp_path: Path) -> None:
-    store, experiment = fresh(SinkTrackingStore, tmp_path / "sink.db")
+def test_a_failing_trace_costs_no_other_trace_of_the_batch(recorded: list[Any], database: Any, tmp_path: Path) -> None:
+    store, experiment = fresh(SinkTrackingStore, database("sink"), tmp_path)
     gone = store.create_experiment("deleted")
     store.delete_experiment(gone)
     infos = infos_for(recorded[:3], experiment) + infos_for(recorded[3:4], gone) + infos_for(recorded[4:], experiment)
@@ -114,7 +128,7 @@ def test_a_failing_trace_costs_no_other_trace_of_the_batch(recorded: list[Any], 
 
 
 def test_the_experiment_is_read_once_for_many_traces(recorded: list[Any], tmp_path: Path, monkeypatch) -> None:
-    store, experiment = fresh(SinkTrackingStore, tmp_path / "sink.db")
+    store, experiment = fresh(SinkTrackingStore, f"sqlite:///{tmp_path / 'sink.db'}", tmp_path)
     reads = []
     original = SqlAlchemyStore.get_experiment
     monkeypatch.setattr(SqlAlchemyStore, "get_experiment", lambda self, eid: reads.append(eid) or original(self, eid))
