@@ -4,6 +4,7 @@ a trace that already exists or a failing one costs no other trace of the batch."
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,34 +15,47 @@ from mlflow.exceptions import MlflowException
 from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 from sqlalchemy import event
 
+from flywheel.serve.trace_exporter import use_trace_sink
 from flywheel.serve.trace_store import SinkTrackingStore
 
 
 @pytest.fixture(scope="module")
-def recorded(tmp_path_factory: pytest.TempPathFactory) -> list[Any]:
-    """Six finished traces (root, retrieval, LM spans), as the serving process exports them."""
+def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Any]]:
+    """Six finished traces (root, retrieval, LM spans), as the serving process exports them. Written
+    synchronously into a store of their own, whatever exporter earlier tests of this process left."""
     home = tmp_path_factory.mktemp("source")
     previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(f"sqlite:///{home}/source.db")
-    try:
-        experiment = mlflow.set_experiment("source")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_ENABLE_ASYNC_TRACE_LOGGING", "false")
+        use_trace_sink(None)  # a trace sink an earlier test's service posted to is gone
+        mlflow.set_tracking_uri(f"sqlite:///{home}/source.db")
+        mlflow.tracing.reset()
+        try:
+            yield record_six()
+        finally:
+            mlflow.tracing.reset()
+            mlflow.set_tracking_uri(previous)
 
-        @mlflow.trace(span_type="RETRIEVER")
-        def retrieve(question: str) -> list[str]:
-            return [f"passage about {question}"]
 
-        @mlflow.trace(span_type="CHAIN")
-        def answer(question: str) -> dict[str, str]:
-            return {"answer": retrieve(question)[0]}
+def record_six() -> list[Any]:
+    experiment = mlflow.set_experiment("source")
 
-        for i in range(6):
-            answer(f"question {i}")
-        mlflow.flush_trace_async_logging()
-        client = mlflow.MlflowClient()
-        found = client.search_traces(locations=[experiment.experiment_id], max_results=10)
-        return [client.get_trace(trace.info.trace_id) for trace in found]
-    finally:
-        mlflow.set_tracking_uri(previous)
+    @mlflow.trace(span_type="RETRIEVER")
+    def retrieve(question: str) -> list[str]:
+        return [f"passage about {question}"]
+
+    @mlflow.trace(span_type="CHAIN")
+    def answer(question: str) -> dict[str, str]:
+        return {"answer": retrieve(question)[0]}
+
+    for i in range(6):
+        answer(f"question {i}")
+    mlflow.flush_trace_async_logging()
+    client = mlflow.MlflowClient()
+    found = client.search_traces(locations=[experiment.experiment_id], max_results=10)
+    traces = [client.get_trace(trace.info.trace_id) for trace in found]
+    assert len(traces) == 6, f"recorded {len(traces)} of 6 traces"
+    return traces
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
