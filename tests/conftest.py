@@ -28,6 +28,10 @@ def flywheel_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     for name in list(os.environ):
         if name.startswith("FLYWHEEL_"):
             monkeypatch.delenv(name)
+    # `flywheel classify` sets MLflow's trace sampling in os.environ (right for a CLI process); in-process
+    # CLI tests must not leave it to later tests. Set, then removed: the teardown restores what was there.
+    monkeypatch.setenv("MLFLOW_TRACE_SAMPLING_RATIO", "")
+    monkeypatch.delenv("MLFLOW_TRACE_SAMPLING_RATIO")
     monkeypatch.setenv("FLYWHEEL_HOME", str(home))
     monkeypatch.chdir(home)
     return home

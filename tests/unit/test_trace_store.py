@@ -27,6 +27,7 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Any]]:
     previous = mlflow.get_tracking_uri()
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_ENABLE_ASYNC_TRACE_LOGGING", "false")
+        patch.setenv("MLFLOW_TRACE_SAMPLING_RATIO", "1")
         use_trace_sink(None)  # a trace sink an earlier test's service posted to is gone
         mlflow.set_tracking_uri(f"sqlite:///{home}/source.db")
         mlflow.tracing.reset()
