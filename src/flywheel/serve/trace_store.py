@@ -8,11 +8,10 @@ its commit 27 %, the inserts 21 %. :class:`SinkTrackingStore` keeps MLflow's own
 rows are MLflow's, written by MLflow's code, read back by ``mlflow.get_trace`` and the MLflow UI — and
 changes only where its sessions come from and how often the experiment is read:
 
-- :meth:`SinkTrackingStore.start_traces` runs the ``start_trace`` of many new traces in one session
-  (one commit). MLflow's conflict path for a trace that already exists rolls its session back, so the
-  traces already in the store go through ``start_trace`` one at a time, as before; and after the commit
-  the batch is checked: a trace that is not there (a rollback in the shared session, an error) is
-  stored again on its own.
+- :meth:`SinkTrackingStore.start_traces` runs the ``start_trace`` of many traces in one session (one
+  commit), then checks the batch with one query: a trace that is not there is stored again on its own.
+  That covers MLflow's conflict path for a trace already stored (its spans came in an earlier post),
+  which rolls the shared session back and merges that trace, and any error.
 - ``get_experiment`` answers from a cache for :data:`EXPERIMENT_TTL_S` seconds: an experiment deleted
   meanwhile still receives the traces of those seconds (MLflow itself checks at the start of each trace
   only).
@@ -52,20 +51,19 @@ class SinkTrackingStore(SqlAlchemyStore):  # type: ignore[misc]
         return experiment
 
     def start_traces(self, trace_infos: list[Any]) -> None:
-        """Store ``trace_infos`` as ``start_trace`` does, in as few transactions as is safe; a failing
+        """Store ``trace_infos`` as ``start_trace`` does, in one transaction where it can; a failing
         trace info costs no other one (the first failure is raised once the others are stored)."""
-        known = self._stored_ids([info.trace_id for info in trace_infos]) if len(trace_infos) > 1 else set()
-        new = [info for info in trace_infos if info.trace_id not in known]
-        if len(new) > 1:
-            # What did not make it (an error rolls the whole session back) is stored one by one below.
+        rest = trace_infos
+        if len(trace_infos) > 1:
+            # A trace already stored (its spans came first) takes MLflow's merge path, which rolls the
+            # shared session back; an error does too. What is missing after the commit is stored one by one.
             with contextlib.suppress(Exception), self._one_session():
-                for info in new:
-                    self._start_trace_once(info)
-            stored = self._stored_ids([info.trace_id for info in new])
-            new = [info for info in new if info.trace_id not in stored]
+                for info in trace_infos:
+                    self.start_trace(info)
+            stored = self._stored_ids([info.trace_id for info in trace_infos])
+            rest = [info for info in trace_infos if info.trace_id not in stored]
         failure: Exception | None = None
-        # MLflow's merge path for the traces already there (it must own its session), then the rest.
-        for info in [info for info in trace_infos if info.trace_id in known] + new:
+        for info in rest:
             try:
                 self.start_trace(info)
             except Exception as exc:
