@@ -126,3 +126,15 @@ def test_versions_registered_in_one_run_keep_their_own_state() -> None:
     fresh = ProgramRegistry(settings)
     assert fresh.load_state("classifier", 1)[1]["classify"]["demos"][0]["text"] == "first"
     assert fresh.load_state("classifier", 2)[1]["classify"]["demos"][0]["text"] == "second"
+
+
+def test_a_promote_killed_between_its_writes_leaves_the_alias_deciding_the_status() -> None:
+    # promote moves the champion alias, then tags the new and the old champion (separate writes): a
+    # process killed in between must not leave a champion that reads as "candidate", nor two champions.
+    registry = ProgramRegistry(load_settings())
+    registry.register("classifier", classifier_with_demo("first"))
+    registry.register("classifier", classifier_with_demo("second"))
+    registry.promote("classifier", 1)
+    registry.client.set_registered_model_alias(registry.model_name("classifier"), "champion", "2")  # then killed
+    assert registry.get("classifier").version == 2
+    assert [v.status for v in registry.versions("classifier")] == ["champion", "retired"]

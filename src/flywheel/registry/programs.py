@@ -63,15 +63,25 @@ class ProgramVersion:
         }
 
 
+def _status(tags: dict[str, str], aliases: list[str]) -> str:
+    """The champion alias decides who is champion: a promote or rollback moves it first and tags the
+    versions after (separate writes), so a process killed in between leaves the tags behind the alias."""
+    if CHAMPION in aliases:
+        return CHAMPION
+    status = tags.get("status", "candidate")
+    return "retired" if status == CHAMPION else status
+
+
 def _version(name: str, mv: Any) -> ProgramVersion:
     tags = dict(mv.tags or {})
     metrics = {k[7:]: float(v) for k, v in tags.items() if k.startswith("metric.")}
     params = {k[6:]: v for k, v in tags.items() if k.startswith("param.")}
+    aliases = sorted(getattr(mv, "aliases", []) or [])
     return ProgramVersion(
         name,
         int(mv.version),
-        sorted(getattr(mv, "aliases", []) or []),
-        tags.get("status", "candidate"),
+        aliases,
+        _status(tags, aliases),
         metrics,
         params,
         mv.run_id,
