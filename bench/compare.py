@@ -27,9 +27,19 @@ import httpx
 from bench import services
 from bench.loadgen import RequestSpec
 from bench.report import markdown_table, write_section
-from bench.serve import RUN_CAP_S, SERVICE_WORKERS, Measured, chat_request, interleaved, measure, ms
+from bench.serve import (
+    RUN_CAP_S,
+    SERVICE_WORKERS,
+    Measured,
+    chat_request,
+    interleaved,
+    measure,
+    ms,
+    paired_ratio,
+)
 
 STUB_LATENCY_MS = 50.0
+STUB_ROUNDS = {False: 5, True: 3}  # interleaved rounds per concurrency level (full, --quick)
 NO_TRACING = "flywheel --no-tracing"
 REAL_MODEL = "smollm2-135m-instruct"
 
@@ -50,19 +60,21 @@ async def serving(
     *,
     keep: bool = False,
     warmup: int | None = None,
+    rounds: int = 1,
 ) -> dict[int, dict[str, Measured]]:
-    """Interleaved runs of every service at each concurrency level (2 rounds of n/2 requests; with
-    ``keep``, 1 round and a fresh slice of questions per level, so every answer is a new question)."""
+    """Interleaved runs of every service at each concurrency level: ``rounds`` rounds of ``plan[level]``
+    requests (F L F L …); with ``keep``, one round and a fresh slice of questions per level, so every
+    answer is a new question."""
     out: dict[int, dict[str, Measured]] = {}
     offset = 0
+    rounds = 1 if keep else rounds
     for level, n in plan.items():
-        print(f"compare: concurrency {level}, {n} requests per service ({lm.name})", flush=True)
+        print(f"compare: concurrency {level}, {rounds} × {n} requests per service ({lm.name})", flush=True)
         level_rows = rows[offset : offset + n] if keep else rows
         offset += n if keep else 0
-        rounds = 1 if keep else 2
         runs = {
             name: (
-                lambda lv=level, n=n // rounds, r=level_rows, server=server, model=MODELS.get(name, "rag"): measure(
+                lambda lv=level, n=n, r=level_rows, server=server, model=MODELS.get(name, "rag"): measure(
                     chat_request(server.url, keys, r, model=model),
                     lv,
                     n,
@@ -204,6 +216,7 @@ def serving_table(results: dict[int, dict[str, Measured]]) -> str:
         "concurrency",
         "service",
         "req/s",
+        "req/s F/L",
         "p50 ms",
         "p95 ms",
         "p99 ms",
@@ -221,11 +234,13 @@ def serving_table(results: dict[int, dict[str, Measured]]) -> str:
         for name, m in group.items():
             r = m.result
             ratio = f"{m.overhead_s / base:.2f}" if name != "langchain" and base > 0 else ""
+            speed = f"{paired_ratio(m, group['langchain']):.2f}" if name != "langchain" else ""
             rows.append(
                 [
                     level,
                     name,
-                    f"{r.throughput:.2f}",
+                    f"{m.throughput:.2f}",
+                    speed,
                     ms(r.p50),
                     ms(r.p95),
                     ms(r.p99),
@@ -248,7 +263,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     rows = services.questions()
     home = services.fresh_home()
     keys = services.create_keys(home, sorted({r["user"] for r in rows}))
-    stub_plan = {1: 20, 8: 64, 32: 128} if args.quick else {1: 40, 8: 160, 32: 256}
+    # requests per round; throughput figures are medians over the rounds, ratios medians of paired rounds
+    stub_plan = {1: 10, 8: 32, 32: 64} if args.quick else {1: 16, 8: 64, 32: 128}
     real_plan = {1: 4, 8: 8} if not args.full else {1: 20, 8: 20, 32: 20}
     out: dict[str, Any] = {}
     with services.stub_lm(STUB_LATENCY_MS) as stub:
@@ -260,7 +276,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         ):
             out["same_prompt"] = same_prompt(fw, lc, stub, keys, rows[0])
             targets = {"flywheel": fw, NO_TRACING: fw_plain, "langchain": lc}
-            out["stub"] = await serving(targets, stub, keys, rows, stub_plan)
+            out["stub"] = await serving(targets, stub, keys, rows, stub_plan, rounds=STUB_ROUNDS[args.quick])
         out["deploy"] = time_to_deploy(home, keys, stub, rows[0], reps=1 if args.quick else 2)
     publish(out, args)  # the stub-LM results are kept even if the real-LM runs are cut short
     if not args.skip_real:
@@ -289,7 +305,11 @@ def render(out: dict[str, Any], args: argparse.Namespace) -> str:
         "encodes concurrent queries together), the prompt DSPy's JSONAdapter writes for Flywheel's unoptimized "
         f"program). Both send the LM the same messages: **{'yes' if out.get('same_prompt') else 'NO'}** "
         "(checked at the stub). Overhead = mean latency − LM time (at the LM) − retrieval time (inside the service);"
-        " the ratio F/L is Flywheel's overhead over LangChain's (goal ≤ 0.5). CPU ms/req: CPU time of the service's"
+        " the ratio F/L is Flywheel's overhead over LangChain's (goal ≤ 0.5). req/s: median over "
+        f"{STUB_ROUNDS[bool(args.quick)]} interleaved rounds (each service in turn, each run after a warm-up of"
+        " 2 × concurrency requests); req/s F/L: the median of the per-round throughput ratios to LangChain's run"
+        " of the same round (goal ≥ 1.5 at concurrency 8 and 32); latencies and overhead: all rounds' requests"
+        " together. CPU ms/req: CPU time of the service's"
         " process per answered request (all its threads: HTTP, framework, retrieval, trace serialization) and of"
         " the trace sink child that writes Flywheel's traces into the MLflow store (read after it has written the run's"
         " backlog): on 2 cores shared with the load generator and the stub, throughput follows their sum.",
@@ -360,8 +380,10 @@ def summary(out: dict[str, Any]) -> dict[str, Any]:
         "overhead_ratio": ratios(out["stub"], "flywheel"),
         "overhead_ratio_no_tracing": ratios(out["stub"], NO_TRACING),
         "throughput_ratio": {
-            str(level): g["flywheel"].result.throughput / g["langchain"].result.throughput
-            for level, g in out["stub"].items()
+            str(level): paired_ratio(g["flywheel"], g["langchain"]) for level, g in out["stub"].items()
+        },
+        "throughput_ratio_no_tracing": {
+            str(level): paired_ratio(g[NO_TRACING], g["langchain"]) for level, g in out["stub"].items()
         },
         "deploy_ratio": statistics.median(out["deploy"][DEPLOY_VARIANTS[0]])
         / statistics.median(out["deploy"]["langchain"]),

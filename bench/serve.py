@@ -16,9 +16,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
+import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -43,6 +44,12 @@ class Measured:
     server_s: float  # the service's own request time (arrival → last byte)
     cpu_s: float = float("nan")  # CPU of the service process per request (all its threads)
     export_cpu_s: float = float("nan")  # CPU of its child processes (trace export) per request, backlog included
+    rounds: list[float] = field(default_factory=list)  # throughput of each interleaved round (combine)
+
+    @property
+    def throughput(self) -> float:
+        """Median requests/s over the interleaved rounds (the whole run's when it was one run)."""
+        return statistics.median(self.rounds) if self.rounds else self.result.throughput
 
     @property
     def overhead_s(self) -> float:
@@ -171,7 +178,18 @@ def combine(items: list[Measured]) -> Measured:
         avg(lambda m: m.server_s),
         avg(lambda m: m.cpu_s),
         avg(lambda m: m.export_cpu_s),
+        [m.result.throughput for m in items],
     )
+
+
+def paired_ratio(a: Measured, b: Measured) -> float:
+    """Throughput of ``a`` over ``b``: the median of the ratios of their interleaved rounds (each pair ran
+    back to back, so a slow spell of the machine weighs on both sides of a ratio), or of the whole runs."""
+    if a.rounds and len(a.rounds) == len(b.rounds):
+        ratios = [x / y for x, y in zip(a.rounds, b.rounds, strict=True) if y > 0]
+        if ratios:
+            return statistics.median(ratios)
+    return a.result.throughput / b.result.throughput if b.result.throughput > 0 else float("nan")
 
 
 def ms(seconds: float) -> str:

@@ -113,3 +113,19 @@ def test_run_load_is_bounded_and_counts_errors() -> None:
     assert result.ok + result.errors == 20
     assert result.errors == 4  # requests 2..21 (after the warm-up), every fifth one fails
     assert len(result.responses) == result.ok
+
+
+def test_interleaved_rounds_give_median_throughputs_and_paired_ratios() -> None:
+    from bench.serve import Measured, combine, paired_ratio
+
+    def run(requests: int, seconds: float) -> Measured:
+        return Measured(LoadResult(8, [0.1] * requests, 0, seconds), 0.05, 1.0, 0.01, 0.1)
+
+    # round 2 ran on a slow spell of the machine for both services
+    flywheel = combine([run(30, 1.0), run(30, 3.0), run(30, 1.0)])
+    langchain = combine([run(20, 1.0), run(20, 3.0), run(20, 1.0)])
+    assert flywheel.rounds == [30.0, 10.0, 30.0] and flywheel.throughput == 30.0
+    assert paired_ratio(flywheel, langchain) == pytest.approx(1.5)
+    assert flywheel.result.throughput == pytest.approx(90 / 5.0)  # the merged run still holds every request
+    single = run(10, 2.0)
+    assert single.throughput == 5.0 and paired_ratio(single, run(5, 2.0)) == 2.0

@@ -100,13 +100,16 @@ def configure_dspy(settings: Settings, lm: dspy.LM | None = None) -> dspy.LM:
     """Point DSPy's cache at FLYWHEEL_HOME and make the configured LM the default.
 
     Flywheel uses DSPy's JSONAdapter: it describes outputs as a JSON schema, which the embedded
-    engine (and structured-output endpoints) enforce while decoding.
+    engine (and structured-output endpoints) enforce while decoding; :class:`CachingJSONAdapter`
+    builds each signature's system message and schema once.
     """
     # Lazy (start-up time): only this path needs DSPy.
     import dspy
 
+    from flywheel.lm.adapter import CachingJSONAdapter
+
     settings.ensure_dirs()
     dspy.configure_cache(disk_cache_dir=str(settings.dspy_cache_dir))
     lm = lm or build_lm(settings.lm)
-    dspy.configure(lm=lm, adapter=dspy.JSONAdapter())
+    dspy.configure(lm=lm, adapter=CachingJSONAdapter())
     return lm

@@ -61,6 +61,7 @@ class Service:
         self.keys = keys
         self.feedback = feedback
         self.lm = lm
+        self.adapter: Any = None  # one adapter for every request: it keeps per-signature prompt parts
         self.tracer = tracer
         self.metrics = metrics
         self.registry = registry
@@ -155,12 +156,16 @@ class Service:
         # Lazy (start-up time): only this path needs DSPy.
         import dspy
 
+        from flywheel.lm.adapter import CachingJSONAdapter
+
         if self.lm is None:
             return nullcontext()
+        if self.adapter is None:
+            self.adapter = CachingJSONAdapter()
         # No LM call history: DSPy keeps the last 10,000 calls (prompts with the retrieved passages,
         # responses) in the LM and in a global list, which nothing in a service reads; the heap grew
         # by them, and every full garbage collection walked them.
-        return dspy.context(lm=self.lm, adapter=dspy.JSONAdapter(), disable_history=True)
+        return dspy.context(lm=self.lm, adapter=self.adapter, disable_history=True)
 
     def answer(
         self, principal: Principal, program_name: str, question: str, history: list[dict[str, str]] | None = None
