@@ -90,3 +90,14 @@ def test_a_discarded_signature_is_not_kept_alive_by_the_cache() -> None:
     del signature
     gc.collect()
     assert ref() is None
+
+
+def test_the_adapter_copies_and_pickles_like_dspys() -> None:
+    import copy
+    import pickle
+
+    adapter = CachingJSONAdapter()
+    signature = dspy.Signature("question -> answer", "Be brief.")
+    expected = adapter.format(signature, [], {"question": "hi"})
+    for clone in (copy.deepcopy(adapter), pickle.loads(pickle.dumps(adapter))):
+        assert clone.format(signature, [], {"question": "hi"}) == expected

@@ -28,6 +28,16 @@ class CachingJSONAdapter(dspy.JSONAdapter):  # type: ignore[misc]
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self._empty_caches()
+
+    def __getstate__(self) -> dict[str, Any]:  # copies and pickles start with empty caches
+        return {k: v for k, v in self.__dict__.items() if k not in ("_lock", "_system_messages", "_formats")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._empty_caches()
+
+    def _empty_caches(self) -> None:
         self._lock = threading.Lock()
         # signature class -> (its instructions when built, system message)
         self._system_messages: weakref.WeakKeyDictionary[type, tuple[str | None, str]] = weakref.WeakKeyDictionary()
