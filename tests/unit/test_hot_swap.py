@@ -16,6 +16,7 @@ from flywheel.config import load_settings
 from flywheel.registry.programs import ProgramRegistry
 from flywheel.serve.app import create_app
 from tests.unit.serve_helpers import make_env, serving
+from tests.unit.test_serve_tracing import isolated_export  # noqa: F401  (autouse: a fresh exporter per test)
 
 
 class Marked(dspy.Module):
@@ -91,3 +92,34 @@ def test_promotion_under_concurrent_load_fails_no_request_and_serves_the_new_ver
     assert replies and all(status == 200 for status, _, _ in replies), {s for s, _, _ in replies}
     assert {(version, answer) for _, version, answer in replies} == {(1, "v1"), (2, "v2")}
     assert [version for _, version, _ in replies[-8:]] == [2] * 8
+
+
+def test_a_served_answers_trace_says_which_registered_version_gave_it() -> None:
+    import mlflow
+    from fastapi.testclient import TestClient
+
+    settings = load_settings(programs={"custom": {"marked": "tests.unit.test_hot_swap:Marked"}})
+    _, _, kb, _ = make_env(settings)
+    registry = ProgramRegistry(settings)
+    registry.register("marked", marked("v1"))
+    registry.register("marked", marked("v2"))
+    registry.promote("marked", 2)
+    app = create_app(
+        settings, assistant=Assistant(settings, knowledge=kb, registry=registry), lm=None, registry=registry
+    )
+    key = app.state.flywheel.keys.create("alice")[1]
+    with TestClient(app) as client:
+        reply = client.post(
+            "/v1/chat/completions",
+            headers={"Authorization": f"Bearer {key}"},
+            json={"model": "marked", "messages": [{"role": "user", "content": "which?"}]},
+        ).json()["flywheel"]
+        app.state.flywheel.tracer.flush()
+    assert reply["version"] == 2
+    client = mlflow.MlflowClient(tracking_uri=settings.tracking_uri)
+    assert client.get_trace(reply["trace_id"]).info.tags["flywheel.program_version"] == "2"
+    experiment = client.get_experiment_by_name(settings.tracking.experiment)
+    found = client.search_traces(
+        locations=[experiment.experiment_id], filter_string="tags.`flywheel.program_version` = '2'"
+    )
+    assert [t.info.trace_id for t in found] == [reply["trace_id"]]

@@ -197,8 +197,11 @@ class Service:
                 "program": program_name,
                 "history_turns": len(history or []),
             }
+            # which registered version answered (the trace's name says which program): per-version
+            # feedback and quality in MLflow, e.g. search_traces(filter_string="tags.`flywheel.program_version` = '3'")
+            tags = {"flywheel.program_version": str(version)} if version is not None else None
             prediction, trace_id = self.breaker.call(
-                lambda: self.tracer.run(f"flywheel.{program_name}", inputs, call), is_endpoint_fault
+                lambda: self.tracer.run(f"flywheel.{program_name}", inputs, call, tags), is_endpoint_fault
             )
             outcome = "ok"
         except LMUnavailableError:

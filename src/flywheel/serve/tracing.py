@@ -101,8 +101,11 @@ class Tracer:
             log.warning("DSPy autologging unavailable: %s", exc)
         self._mlflow = mlflow
 
-    def run(self, name: str, inputs: dict[str, Any], func: Callable[[], T]) -> tuple[T, str]:
-        """``func()`` and the id of the trace recording it (a fresh id when the call is not sampled)."""
+    def run(
+        self, name: str, inputs: dict[str, Any], func: Callable[[], T], tags: dict[str, str] | None = None
+    ) -> tuple[T, str]:
+        """``func()`` and the id of the trace recording it (a fresh id when the call is not sampled); ``tags``
+        are set on the trace (searchable: ``tags.`flywheel.program_version` = '3'``)."""
         if not self.enabled:
             return func(), new_trace_id()
         mlflow = self._mlflow
@@ -113,6 +116,8 @@ class Tracer:
             if span is not None:
                 span.set_inputs(inputs)
                 outcome["trace_id"] = span.trace_id
+                if tags:
+                    mlflow.update_current_trace(tags=tags)
             outcome["result"] = func()
             return trace_outputs(outcome["result"])
 
