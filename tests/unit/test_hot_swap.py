@@ -37,24 +37,22 @@ def marked(label: str) -> Marked:
     return program
 
 
-def test_promotion_under_concurrent_load_fails_no_request_and_serves_the_new_version() -> None:
-    settings = load_settings(
-        programs={"custom": {"marked": "tests.unit.test_hot_swap:Marked"}},
-        serve={"reload_interval_s": 0.2, "request_timeout_s": 30.0},
-    )
+def marked_service(champion: int, *, tracing: bool, **serve: float) -> tuple[Any, ProgramRegistry, str, Any]:
+    """An app serving the registered program ``marked`` (v1, v2; ``champion`` promoted), its registry,
+    alice's API key and the settings."""
+    settings = load_settings(programs={"custom": {"marked": "tests.unit.test_hot_swap:Marked"}}, serve=serve)
     _, _, kb, _ = make_env(settings)
     registry = ProgramRegistry(settings)
     registry.register("marked", marked("v1"))
     registry.register("marked", marked("v2"))
-    registry.promote("marked", 1)
-    app = create_app(
-        settings,
-        assistant=Assistant(settings, knowledge=kb, registry=registry),
-        lm=None,
-        registry=registry,
-        tracing=False,
-    )
-    key = app.state.flywheel.keys.create("alice")[1]
+    registry.promote("marked", champion)
+    assistant = Assistant(settings, knowledge=kb, registry=registry)
+    app = create_app(settings, assistant=assistant, lm=None, registry=registry, tracing=tracing)
+    return app, registry, app.state.flywheel.keys.create("alice")[1], settings
+
+
+def test_promotion_under_concurrent_load_fails_no_request_and_serves_the_new_version() -> None:
+    app, registry, key, _ = marked_service(1, tracing=False, reload_interval_s=0.2, request_timeout_s=30.0)
     replies: list[tuple[int, Any, str]] = []
     stop = threading.Event()
 
@@ -98,16 +96,7 @@ def test_a_served_answers_trace_says_which_registered_version_gave_it() -> None:
     import mlflow
     from fastapi.testclient import TestClient
 
-    settings = load_settings(programs={"custom": {"marked": "tests.unit.test_hot_swap:Marked"}})
-    _, _, kb, _ = make_env(settings)
-    registry = ProgramRegistry(settings)
-    registry.register("marked", marked("v1"))
-    registry.register("marked", marked("v2"))
-    registry.promote("marked", 2)
-    app = create_app(
-        settings, assistant=Assistant(settings, knowledge=kb, registry=registry), lm=None, registry=registry
-    )
-    key = app.state.flywheel.keys.create("alice")[1]
+    app, _, key, settings = marked_service(2, tracing=True)
     with TestClient(app) as client:
         reply = client.post(
             "/v1/chat/completions",
