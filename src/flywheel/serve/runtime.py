@@ -12,6 +12,7 @@ attach to it. A newly promoted champion is picked up by ``Assistant.refresh`` at
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -61,7 +62,6 @@ class Service:
         self.keys = keys
         self.feedback = feedback
         self.lm = lm
-        self.adapter: Any = None  # one adapter for every request: it keeps per-signature prompt parts
         self.tracer = tracer
         self.metrics = metrics
         self.registry = registry
@@ -152,16 +152,20 @@ class Service:
             )
         return name
 
+    @functools.cached_property
+    def adapter(self) -> Any:
+        """One adapter for every request: it keeps the per-signature parts of the prompts."""
+        # Lazy (start-up time): only this path needs DSPy.
+        from flywheel.lm.adapter import CachingJSONAdapter
+
+        return CachingJSONAdapter()
+
     def lm_context(self) -> Any:
         # Lazy (start-up time): only this path needs DSPy.
         import dspy
 
-        from flywheel.lm.adapter import CachingJSONAdapter
-
         if self.lm is None:
             return nullcontext()
-        if self.adapter is None:
-            self.adapter = CachingJSONAdapter()
         # No LM call history: DSPy keeps the last 10,000 calls (prompts with the retrieved passages,
         # responses) in the LM and in a global list, which nothing in a service reads; the heap grew
         # by them, and every full garbage collection walked them.
