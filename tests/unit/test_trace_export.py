@@ -26,6 +26,7 @@ from flywheel.serve.trace_export import TraceServer, serving_settings, wants_chi
 from flywheel.serve.tracing import Tracer
 from tests.unit.test_serve_tracing import (  # noqa: F401  (autouse: a fresh exporter per test)
     CALLS,
+    SPANS,
     isolated_export,
     run_concurrently,
     stored_traces,
@@ -54,7 +55,7 @@ def test_traces_of_a_concurrent_load_reach_the_store_through_the_export_process(
     assert server.process.returncode is not None  # stopped, with its whole process group
     stored = stored_traces(settings)  # read from the SQLite file itself, not through the server
     assert len(set(ids)) == CALLS and set(ids) == set(stored)
-    assert all(names == ["flywheel.rag", "lm", "retrieve"] for names in stored.values())
+    assert all(names == SPANS for names in stored.values())
     spans = MlflowClient(tracking_uri=settings.tracking_uri).get_trace(ids[5]).data.spans
     root = next(s for s in spans if s.name == "flywheel.rag")
     assert root.inputs == {"question": "q5", "user": "alice"} and root.outputs["answer"] == "answer 5"
@@ -89,7 +90,7 @@ def test_writes_queued_behind_a_slow_post_go_in_one_post_and_all_are_stored() ->
         server.server_close()
     assert sum(posts) == CALLS and len(posts) < CALLS // 2  # infos of many traces per post
     stored = stored_traces(settings)
-    assert set(ids) == set(stored) and all(names == ["flywheel.rag", "lm", "retrieve"] for names in stored.values())
+    assert set(ids) == set(stored) and all(names == SPANS for names in stored.values())
 
 
 def test_a_served_app_starts_the_child_and_its_shutdown_loses_no_trace_nor_feedback() -> None:

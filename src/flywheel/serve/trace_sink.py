@@ -58,6 +58,11 @@ class TraceSinkClient:
     a full queue makes MLflow's export thread wait, so MLflow's bounded queue applies as before."""
 
     max_queued = 2000  # writes waiting to be posted
+    # A post waits this long for more writes (unless it has a full batch, or a flush waits for it): the
+    # sink's cost is mostly per store session, and traces recorded without MLflow's batch processor
+    # (trace_recorder.py) otherwise arrive one per post at low load.
+    linger_s = 0.2
+    batch_writes = 64
 
     def __init__(self, url: str, client: Any) -> None:
         parsed = urllib.parse.urlsplit(url)
@@ -66,6 +71,7 @@ class TraceSinkClient:
         self._connection: http.client.HTTPConnection | None = None
         self._queue: list[dict[str, Any]] = []
         self._posting = False
+        self._flushing = 0  # flushes waiting: post what is queued at once
         self._changed = threading.Condition()
         self._sender: threading.Thread | None = None
         _CLIENTS.add(self)
@@ -81,15 +87,25 @@ class TraceSinkClient:
         self._enqueue({"experiment_id": experiment_id, "spans": [span.to_dict() for span in spans]})
         return spans
 
+    def send_trace(self, info: dict[str, Any], experiment_id: str, spans: list[dict[str, Any]]) -> None:
+        """Queue a whole trace recorded as dicts (:class:`~flywheel.serve.trace_recorder.TraceRecorder`):
+        its info and its spans go in the same post."""
+        self._enqueue({"info": info}, {"experiment_id": experiment_id, "spans": spans})
+
     def flush(self, timeout_s: float = 120) -> bool:
         """Wait until every queued write is posted and stored; whether they all were in time."""
         with self._changed:
-            return self._changed.wait_for(lambda: not self._queue and not self._posting, timeout_s)
+            self._flushing += 1
+            self._changed.notify_all()
+            try:
+                return self._changed.wait_for(lambda: not self._queue and not self._posting, timeout_s)
+            finally:
+                self._flushing -= 1
 
-    def _enqueue(self, write: dict[str, Any]) -> None:
+    def _enqueue(self, *writes: dict[str, Any]) -> None:
         with self._changed:
             self._changed.wait_for(lambda: len(self._queue) < self.max_queued)
-            self._queue.append(write)
+            self._queue.extend(writes)
             if self._sender is None:
                 self._sender = threading.Thread(target=self._send_forever, name="flywheel-trace-sink", daemon=True)
                 self._sender.start()
@@ -99,6 +115,9 @@ class TraceSinkClient:
         while True:
             with self._changed:
                 self._changed.wait_for(lambda: bool(self._queue))
+                self._changed.wait_for(
+                    lambda: len(self._queue) >= self.batch_writes or self._flushing > 0, self.linger_s
+                )
                 writes, self._queue = self._queue, []
                 self._posting = True
                 self._changed.notify_all()  # room in the queue again

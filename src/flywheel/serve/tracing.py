@@ -1,28 +1,31 @@
 """Request tracing: one MLflow trace per program call (steps, retrieved chunk ids, tokens, latency).
 
-With tracing on, a sampled call (``serve.trace_sample``, default every call) runs inside an MLflow
-root span; ``mlflow.dspy.autolog`` adds the DSPy module and LM spans (with token usage) beneath it,
-in the tracking store of ``tracking.uri``. The trace id is returned to the caller so feedback can
-attach to it. An unsampled call records no spans at all (the DSPy spans follow their root), and,
-as with tracing off, gets a random id of the same shape; answers are recorded for feedback either
-way.
+With tracing on, a sampled call (``serve.trace_sample``, default every call) is recorded as an MLflow
+trace: a root span for the call, the DSPy module and LM spans (with token usage) beneath it, stored in
+the tracking store of ``tracking.uri``. The trace id is returned to the caller so feedback can attach to
+it. An unsampled call records no spans at all and, as with tracing off, gets a random id of the same
+shape; answers are recorded for feedback either way.
 
-Export is off the request path: MLflow's asynchronous queue with **one** writer thread, fed in
-batches of spans. Where the writer writes depends on ``serve.trace_export``:
+How a trace is recorded and where it is written depends on ``serve.trace_export``:
 
 - ``"process"`` (default for ``flywheel serve`` over a local store): ``serve.trace_sink`` names a child
   trace sink (:mod:`flywheel.serve.trace_sink`, started by :mod:`flywheel.serve.trace_export`) that
-  writes the store; the writer thread only serializes trace infos and batches of spans (JSON) and
-  posts them over loopback HTTP. Storing a trace (SQLAlchemy + SQLite) cost about as much CPU as a
-  retrieval and, in this process, took the GIL from the request threads.
-- ``"inline"``: the writer thread writes the store itself (one SQLite transaction per batch).
+  writes the store. A served call records its trace itself (:mod:`flywheel.serve.trace_recorder`: the
+  records MLflow's runtime would produce, at a fraction of its CPU) and queues it whole for the sink;
+  one sender thread posts what queued meanwhile over loopback HTTP. Storing a trace (SQLAlchemy +
+  SQLite) cost about as much CPU as a retrieval and, in this process, took the GIL from the request
+  threads.
+- ``"inline"`` (or a remote tracking server): MLflow's own runtime, ``mlflow.dspy.autolog``'s spans and
+  its asynchronous queue with **one** writer thread, fed in batches of spans, which writes the store
+  itself (one SQLite transaction per batch) or posts to the server.
 
 A single writer keeps each trace's writes in order: its info, then its spans
-(:mod:`flywheel.serve.trace_exporter`). If it falls
-behind for long (the queue holds ``MLFLOW_ASYNC_TRACE_LOGGING_MAX_QUEUE_SIZE`` tasks, 8000 here)
-MLflow drops traces with a warning: lower ``serve.trace_sample`` for sustained loads above the
-writer's pace (docs/benchmarks.md). :meth:`Tracer.flush` (the app's shutdown) waits for the queue,
-before the export process is stopped, so a graceful stop loses no trace.
+(:mod:`flywheel.serve.trace_exporter`). If MLflow's writer falls behind for long (its queue holds
+``MLFLOW_ASYNC_TRACE_LOGGING_MAX_QUEUE_SIZE`` tasks, 8000 here) MLflow drops traces with a warning; the
+trace sink's client makes the request threads wait instead once 2000 writes are queued. Lower
+``serve.trace_sample`` for sustained loads above the writer's pace (docs/benchmarks.md).
+:meth:`Tracer.flush` (the app's shutdown) waits for the queues, before the export process is stopped,
+so a graceful stop loses no trace.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from flywheel.config import Settings
 from flywheel.registry.assessments import log_user_feedback
 from flywheel.registry.tracking import use_tracking
 from flywheel.serve.trace_exporter import export_trace_info_first, skip_absent_imports, use_trace_sink
+from flywheel.serve.trace_recorder import TraceRecorder, serving_span_callback
 
 log = logging.getLogger("flywheel.serve")
 T = TypeVar("T")
@@ -61,6 +65,8 @@ class Tracer:
         self.enabled = False
         self.sample = settings.serve.trace_sample
         self._mlflow: Any = None
+        self._recorder: TraceRecorder | None = None
+        self._sink: Any = None  # the recorder's trace sink client
         # Feedback is mirrored onto traces by one background writer: waiting for a trace's export
         # (up to tens of seconds under load) must not hold a request worker.
         self._feedback: queue.Queue[tuple[str, str, dict[str, str | None]]] = queue.Queue(maxsize=10_000)
@@ -96,10 +102,16 @@ class Tracer:
             import mlflow.dspy
 
             mlflow.dspy.autolog(log_traces=True, silent=True)
-            _drop_adapter_spans()
+            use_serving_span_callback()
         except Exception as exc:  # nested DSPy spans are a bonus; the root span still records the call
             log.warning("DSPy autologging unavailable: %s", exc)
         self._mlflow = mlflow
+        if settings.serve.trace_sink:  # served calls record their traces themselves (trace_recorder.py)
+            from flywheel.serve.trace_sink import TraceSinkClient
+
+            experiment = mlflow.get_experiment_by_name(settings.tracking.experiment)
+            self._sink = TraceSinkClient(settings.serve.trace_sink, client=None)
+            self._recorder = TraceRecorder(experiment.experiment_id, self._sink.send_trace, self.sample)
 
     def run(
         self, name: str, inputs: dict[str, Any], func: Callable[[], T], tags: dict[str, str] | None = None
@@ -108,6 +120,9 @@ class Tracer:
         are set on the trace (searchable: ``tags.`flywheel.program_version` = '3'``)."""
         if not self.enabled:
             return func(), new_trace_id()
+        if self._recorder is not None:
+            result, trace_id = self._recorder.run(name, inputs, func, trace_outputs, tags)
+            return result, trace_id or new_trace_id()
         mlflow = self._mlflow
         outcome: dict[str, Any] = {}
 
@@ -161,49 +176,11 @@ class Tracer:
             self._feedback.join()
 
 
-def _drop_adapter_spans() -> None:
-    """Serve without the DSPy adapter spans (``JSONAdapter.format`` / ``.parse``), which repeat what the
-    trace already holds: format's output is the LM span's input messages (its inputs are the module's
-    inputs and demos, also in those messages), parse's input is the LM span's output and its output the
-    ``Predict`` span's outputs. They were 3 of 8 spans and about half the bytes of a served RAG trace
-    (two 8 KB prompt copies), all written by the export path. Nor the ``ChainOfThought.forward`` span:
-    the module only calls its ``Predict`` with the same inputs and returns its outputs, so the
-    ``Predict.forward`` span beneath it (which then hangs from the enclosing span) holds the same —
-    with the passages, the largest inputs of the trace. Evaluations and optimization keep all of them
-    (:func:`flywheel.registry.tracking.dspy_autologging`)."""
+def use_serving_span_callback() -> None:
+    """Make :func:`~flywheel.serve.trace_recorder.serving_span_callback` DSPy's tracing callback in this
+    process (in place of ``mlflow.dspy.autolog``'s, or of one an earlier Tracer installed)."""
     import dspy
     from mlflow.dspy.callback import MlflowCallback
 
-    class ServingCallback(MlflowCallback):  # type: ignore[misc]
-        def __init__(self) -> None:
-            super().__init__()
-            self._unrecorded: set[str] = set()  # call ids of modules whose span is left out
-
-        def on_module_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
-            if type(instance) is dspy.ChainOfThought:
-                self._unrecorded.add(call_id)
-                return
-            super().on_module_start(call_id, instance, inputs)
-
-        def on_module_end(self, call_id: str, outputs: Any | None, exception: Exception | None = None) -> None:
-            if call_id in self._unrecorded:
-                self._unrecorded.discard(call_id)
-                return
-            super().on_module_end(call_id, outputs, exception)
-
-        def on_adapter_format_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
-            pass
-
-        def on_adapter_format_end(self, call_id: str, outputs: Any, exception: Exception | None = None) -> None:
-            pass
-
-        def on_adapter_parse_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
-            pass
-
-        def on_adapter_parse_end(self, call_id: str, outputs: Any, exception: Exception | None = None) -> None:
-            pass
-
-    callbacks = [c for c in dspy.settings.callbacks if type(c) is not MlflowCallback]
-    if not any(isinstance(c, MlflowCallback) for c in callbacks):  # one from an earlier Tracer
-        callbacks.append(ServingCallback())
-    dspy.settings.configure(callbacks=callbacks)
+    callbacks = [c for c in dspy.settings.callbacks if not isinstance(c, MlflowCallback)]
+    dspy.settings.configure(callbacks=[*callbacks, serving_span_callback()])
