@@ -90,8 +90,10 @@ def test_a_served_trace_is_judged_against_the_passages_it_recorded(traced: Trace
     from flywheel.config import load_settings
     from flywheel.registry.scorers import judge_scorers
 
-    client, keys, _app = traced
-    trace = mlflow.get_trace(ask(client, keys["alice"]), flush=True)
+    client, keys, app = traced
+    trace_id = ask(client, keys["alice"])
+    app.state.flywheel.tracer.flush()  # traces are written off the request path
+    trace = mlflow.get_trace(trace_id)
     judge_lm = DummyLM([{"verdict": "supported"}], adapter=dspy.JSONAdapter())
     (faithfulness,) = judge_scorers(load_settings(), judge_lm=judge_lm, names=["faithfulness"])
     judged = faithfulness(inputs=trace.data.spans[0].inputs, outputs=trace.data.spans[0].outputs, trace=trace)

@@ -5,6 +5,7 @@ feedback still lands on the trace, and inline mode / a remote tracking URI start
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import mlflow
 import pytest
@@ -91,6 +93,66 @@ def test_writes_queued_behind_a_slow_post_go_in_one_post_and_all_are_stored() ->
     assert sum(posts) == CALLS and len(posts) < CALLS // 2  # infos of many traces per post
     stored = stored_traces(settings)
     assert set(ids) == set(stored) and all(names == SPANS for names in stored.values())
+
+
+class RecordingSink(BaseHTTPRequestHandler):
+    """A stand-in trace sink that answers every post at once and counts the traces in it."""
+
+    infos: ClassVar[list[int]] = []
+
+    def do_POST(self) -> None:
+        message = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        RecordingSink.infos.append(len(message["infos"]))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def recording_sink() -> Iterator[str]:
+    RecordingSink.infos = []
+    RecordingSink.protocol_version = "HTTP/1.1"
+    server = ThreadingHTTPServer(("127.0.0.1", 0), RecordingSink)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_traces_sent_one_at_a_time_go_in_few_posts_and_flush_ends_under_a_steady_load(recording_sink: str) -> None:
+    """At low load a post waits briefly for more traces (the sink's cost is per post), a flush does not
+    wait for that, and a flush under a load that never stops returns once what was queued before it is
+    posted."""
+    from flywheel.serve.trace_sink import TraceSinkClient
+
+    client = TraceSinkClient(recording_sink, client=None)
+    info = {"trace_id": "tr-1"}
+    for _ in range(10):
+        client.send_trace(info, "1", [])
+        time.sleep(0.01)
+    started = time.monotonic()
+    assert client.flush(10) and time.monotonic() - started < client.linger_s  # no waiting for a batch
+    assert sum(RecordingSink.infos) == 10 and len(RecordingSink.infos) <= 3
+
+    stop = threading.Event()
+
+    def steady_load() -> None:
+        while not stop.is_set():
+            client.send_trace(info, "1", [])
+            time.sleep(0.001)
+
+    load = threading.Thread(target=steady_load)
+    load.start()
+    try:
+        time.sleep(0.3)
+        assert client.flush(10)
+    finally:
+        stop.set()
+        load.join()
+    assert client.flush(10) and sum(RecordingSink.infos) == client._queued_total // 2
 
 
 def test_a_served_app_starts_the_child_and_its_shutdown_loses_no_trace_nor_feedback() -> None:

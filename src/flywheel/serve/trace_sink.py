@@ -70,8 +70,9 @@ class TraceSinkClient:
         self._client = client
         self._connection: http.client.HTTPConnection | None = None
         self._queue: list[dict[str, Any]] = []
-        self._posting = False
         self._flushing = 0  # flushes waiting: post what is queued at once
+        self._queued_total = 0  # writes queued since the start
+        self._posted_total = 0  # of them, posted (stored, or reported lost)
         self._changed = threading.Condition()
         self._sender: threading.Thread | None = None
         _CLIENTS.add(self)
@@ -93,12 +94,14 @@ class TraceSinkClient:
         self._enqueue({"info": info}, {"experiment_id": experiment_id, "spans": spans})
 
     def flush(self, timeout_s: float = 120) -> bool:
-        """Wait until every queued write is posted and stored; whether they all were in time."""
+        """Wait until every write queued so far is posted and stored (not those queued meanwhile, which a
+        steady load would never let end); whether they all were in time."""
         with self._changed:
             self._flushing += 1
             self._changed.notify_all()
+            target = self._queued_total
             try:
-                return self._changed.wait_for(lambda: not self._queue and not self._posting, timeout_s)
+                return self._changed.wait_for(lambda: self._posted_total >= target, timeout_s)
             finally:
                 self._flushing -= 1
 
@@ -106,6 +109,7 @@ class TraceSinkClient:
         with self._changed:
             self._changed.wait_for(lambda: len(self._queue) < self.max_queued)
             self._queue.extend(writes)
+            self._queued_total += len(writes)
             if self._sender is None:
                 self._sender = threading.Thread(target=self._send_forever, name="flywheel-trace-sink", daemon=True)
                 self._sender.start()
@@ -119,7 +123,6 @@ class TraceSinkClient:
                     lambda: len(self._queue) >= self.batch_writes or self._flushing > 0, self.linger_s
                 )
                 writes, self._queue = self._queue, []
-                self._posting = True
                 self._changed.notify_all()  # room in the queue again
             try:
                 self._post(batch_message(writes))
@@ -127,7 +130,7 @@ class TraceSinkClient:
                 log.warning("Could not send %d trace writes to the trace sink: %s", len(writes), exc)
             finally:
                 with self._changed:
-                    self._posting = False
+                    self._posted_total += len(writes)
                     self._changed.notify_all()
 
     def _post(self, message: dict[str, Any]) -> None:

@@ -159,6 +159,8 @@ class Tracer:
         while True:
             trace_id, user, feedback = self._feedback.get()
             try:
+                if self._sink is not None:  # the answer's trace may still be queued for the sink
+                    self._sink.flush(30)
                 log_user_feedback(trace_id, user, **feedback)
             except Exception as exc:
                 log.warning("Could not log feedback on MLflow trace %s: %s", trace_id, exc)
