@@ -1,15 +1,14 @@
 """The trace sink: one process that writes the serving processes' finished traces into the tracking store.
 
 ``flywheel serve`` (``serve.trace_export = "process"``, a local or SQL tracking store) starts it as a child
-(:mod:`flywheel.serve.trace_export`), shared by all ``--workers``. The serving processes keep MLflow's
-tracing as it is (spans, trace infos, the asynchronous export queue with its one writer thread); only the
-two writes at the end of the export path — ``start_trace`` (a trace's info) and ``log_spans`` (a batch of
-finished spans) — are posted here, as JSON (MLflow's own ``to_dict`` forms), instead of going to the
-store in the serving process (the GIL it would take from requests) or through ``mlflow server`` (whose HTTP
-stack — uvicorn, the WSGI bridge, Flask, protobuf and per-request handler checks — cost about twice the
-store's own work per trace: 19 ms of CPU per served trace against 6–7 ms here). A serving process
-batches its writes (:class:`TraceSinkClient`): what queued while its previous post was being stored goes
-in one post, whose spans are written in one store session.
+(:mod:`flywheel.serve.trace_export`), shared by all ``--workers``. The serving processes post the two writes
+that store a trace — ``start_trace`` (its info) and ``log_spans`` (finished spans) — here, as JSON (MLflow's
+own ``to_dict`` forms: recorded so by :mod:`flywheel.serve.trace_recorder` for served calls, or produced by
+MLflow's own export path), instead of writing the store in the serving process (the GIL it would take from
+requests) or through ``mlflow server`` (whose HTTP stack — uvicorn, the WSGI bridge, Flask, protobuf and
+per-request handler checks — cost about twice the store's own work per trace: 19 ms of CPU per served trace
+against 6–7 ms here). A serving process batches its writes (:class:`TraceSinkClient`): what queued while its
+previous post was being stored goes in one post, whose spans are written in one store session.
 
 The sink calls MLflow's own SQL store (``SqlAlchemyStore.start_trace`` / ``log_spans``), so what is
 stored, and how it is read back (``mlflow.get_trace``, the MLflow UI), is exactly MLflow's. A post is
@@ -47,11 +46,14 @@ STORE_ENV = "_FLYWHEEL_TRACE_SINK_STORE"
 
 
 class TraceSinkClient:
-    """Stands in for MLflow's ``TracingClient`` inside its span exporter: the two writes go to the sink,
-    everything else (prompt links, reads) to the tracking client it wraps.
+    """Posts trace writes to the sink: whole traces recorded by the serving path
+    (:meth:`send_trace`, from :class:`~flywheel.serve.trace_recorder.TraceRecorder`), and, standing in for
+    MLflow's ``TracingClient`` inside its span exporter (``/invocations``, which traces with MLflow's
+    runtime), that exporter's two writes; everything else (prompt links, reads) goes to the tracking
+    client it wraps.
 
-    MLflow's export thread hands it one write at a time; the writes are queued here and one sender
-    thread posts them: whatever queued while a post was in flight goes in the next post. Under load one
+    The writes are queued here and one sender thread posts them: whatever queued while a post was in
+    flight (or within :attr:`linger_s` of the first write) goes in the next post. Under load one
     post then carries many traces, which the sink writes with one ``log_spans`` (MLflow's store takes
     the spans of many traces in one session) instead of a post and a store session per write.
     :meth:`flush` (the service's shutdown, after MLflow's own queue) waits until the queue is posted;
