@@ -112,3 +112,39 @@ def test_a_served_answers_trace_says_which_registered_version_gave_it() -> None:
         locations=[experiment.experiment_id], filter_string="tags.`flywheel.program_version` = '2'"
     )
     assert [t.info.trace_id for t in found] == [reply["trace_id"]]
+
+
+def test_feedback_says_which_registered_version_it_is_about() -> None:
+    from fastapi.testclient import TestClient
+
+    app, registry, key, _ = marked_service(1, tracing=False)
+    store = app.state.flywheel.feedback
+    admin_key = app.state.flywheel.keys.create("root")[1]  # make_env made root an admin
+    with TestClient(app) as client:
+
+        def ask_and_rate(rating: str) -> str:
+            reply = client.post(
+                "/v1/chat/completions",
+                headers={"Authorization": f"Bearer {key}"},
+                json={"model": "marked", "messages": [{"role": "user", "content": "which?"}]},
+            ).json()["flywheel"]
+            given = client.post(
+                "/feedback",
+                headers={"Authorization": f"Bearer {key}"},
+                json={"trace_id": reply["trace_id"], "rating": rating},
+            )
+            assert given.status_code == 201
+            return reply["trace_id"]
+
+        on_v1 = ask_and_rate("down")
+        registry.promote("marked", 2)
+        app.state.flywheel.assistant.refresh()
+        on_v2 = ask_and_rate("up")
+        listed = client.get("/feedback", params={"version": "2"}, headers={"Authorization": f"Bearer {admin_key}"})
+    assert [(row["trace_id"], row["program_version"]) for row in store.list_feedback(program="marked")] == [
+        (on_v1, "1"),
+        (on_v2, "2"),
+    ]
+    assert [row["trace_id"] for row in store.list_feedback(program="marked", program_version="1")] == [on_v1]
+    assert listed.status_code == 200 and [row["trace_id"] for row in listed.json()["feedback"]] == [on_v2]
+    assert listed.json()["feedback"][0]["program_version"] == "2"

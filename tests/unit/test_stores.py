@@ -93,7 +93,7 @@ def test_the_migrations_make_exactly_the_tables_the_models_declare(store_url: st
         differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
     assert differences == []
     with database.engine.connect() as connection:
-        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
 
 
 def test_a_database_made_by_create_all_before_migrations_opens_with_its_rows(store_url: str) -> None:
@@ -142,3 +142,21 @@ def test_an_unreachable_database_is_a_storage_error_that_says_what_to_check(tmp_
     with pytest.raises(StorageError, match="CATALOG_URL") as raised:
         ApiKeyStore(url)
     assert "secret" not in str(raised.value)
+
+
+def test_a_database_at_the_first_revision_upgrades_and_keeps_its_interactions(store_url: str) -> None:
+    older = create_engine(store_url)
+    upgrade(older, "0001")  # interactions without program_version
+    with older.begin() as connection:
+        connection.execute(
+            text(
+                'INSERT INTO interactions (trace_id, "user", program, question, answer, citations, groups, created_at) '
+                "VALUES ('tr-old', 'alice', 'rag', 'Q', 'A', '[]', '[]', CURRENT_TIMESTAMP)"
+            )
+        )
+    older.dispose()
+
+    store = FeedbackStore(store_url)  # opening upgrades to the latest revision
+    assert store.interaction("tr-old")["program_version"] is None
+    store.record_interaction("tr-new", "alice", "rag", "Q", "A", [], program_version="3")
+    assert store.interaction("tr-new")["program_version"] == "3"

@@ -230,6 +230,7 @@ class Service:
             answer.answer,
             answer.citations,
             groups=sorted(principal.groups),
+            program_version=None if version is None else str(version),
         )
         return answer
 

@@ -35,6 +35,8 @@ class Interaction(Base):
     citations: Mapped[str] = mapped_column(Text, default="[]")
     groups: Mapped[str] = mapped_column(Text, default="[]")  # the asker's groups, for ACL-aware exports
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # the registered version of the program that answered (None: an unregistered program, or an older row)
+    program_version: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
 
 class Feedback(Base):
@@ -67,8 +69,10 @@ class FeedbackStore:
         citations: list[dict[str, Any]],
         *,
         groups: list[str] | tuple[str, ...] = (),
+        program_version: str | None = None,
     ) -> None:
-        """Store one answered request under its trace id (idempotent: a second call updates it)."""
+        """Store one answered request under its trace id (idempotent: a second call updates it);
+        ``program_version``: the registered version of ``program`` that answered, if one did."""
         if not trace_id:
             raise InvalidInputError("An interaction needs a trace id.")
         with self.db.transaction() as s:
@@ -81,6 +85,7 @@ class FeedbackStore:
             row.program, row.question, row.answer = program, question, answer
             row.citations = json.dumps(list(citations or []), default=str)
             row.groups = json.dumps(sorted(groups))
+            row.program_version = program_version
 
     def interaction(self, trace_id: str, user: str | None = None) -> dict[str, Any]:
         """One interaction; with ``user``, only if it is theirs (else not found: existence is not disclosed)."""
@@ -143,13 +148,16 @@ class FeedbackStore:
             s.flush()
             return row.id
 
-    def list_feedback(self, program: str | None = None) -> list[dict[str, Any]]:
-        """Interactions with feedback, oldest first: trace_id, user, program, question, answer, citations,
-        rating, correction, comment, created_at (of the feedback), groups."""
+    def list_feedback(self, program: str | None = None, program_version: str | None = None) -> list[dict[str, Any]]:
+        """Interactions with feedback, oldest first: trace_id, user, program, program_version, question,
+        answer, citations, rating, correction, comment, created_at (of the feedback), groups; only those
+        on ``program`` / answered by its registered version ``program_version`` when given."""
         with self.db.reading() as s:
             query = select(Feedback, Interaction).join(Interaction, Feedback.trace_id == Interaction.trace_id)
             if program:
                 query = query.where(Interaction.program == program)
+            if program_version is not None:
+                query = query.where(Interaction.program_version == str(program_version))
             rows = s.execute(query.order_by(Feedback.created_at, Feedback.id)).all()
             return [
                 {
@@ -179,6 +187,7 @@ def _interaction_dict(row: Interaction) -> dict[str, Any]:
         "trace_id": row.trace_id,
         "user": row.user,
         "program": row.program,
+        "program_version": row.program_version,
         "question": row.question,
         "answer": row.answer,
         "citations": json.loads(row.citations or "[]"),

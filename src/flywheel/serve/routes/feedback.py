@@ -35,6 +35,7 @@ class FeedbackRow(BaseModel):
     trace_id: str
     user: str
     program: str
+    program_version: str | None = None  # the registered version that answered, if one did
     question: str
     answer: str
     citations: list[dict[str, Any]]
@@ -72,7 +73,10 @@ async def give_feedback(service: ServiceDep, body: FeedbackIn, caller: Caller) -
 
 @router.get("/feedback", response_model=FeedbackList, responses={403: {"description": "Not an admin"}})
 async def list_feedback(
-    service: ServiceDep, _admin: Admin, program: str | None = Query(None, max_length=128)
+    service: ServiceDep,
+    _admin: Admin,
+    program: str | None = Query(None, max_length=128),
+    version: str | None = Query(None, max_length=32, description="Only answers by this registered version"),
 ) -> dict[str, Any]:
     """Every answer that received feedback, oldest first (admins only: answers quote documents)."""
-    return {"feedback": await service.run(service.feedback.list_feedback, program, timeout=False)}
+    return {"feedback": await service.run(service.feedback.list_feedback, program, version, timeout=False)}
