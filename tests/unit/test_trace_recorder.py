@@ -156,3 +156,24 @@ def test_unsampled_calls_record_nothing_not_even_their_module_spans(sink: TraceS
     tracer.flush()
     assert len(set(ids)) == 5 and all(i.startswith("tr-") for i in ids)
     assert stored_traces(settings) == {}  # DSPy's spans did not start traces of their own
+
+
+def test_a_trace_that_cannot_be_recorded_never_fails_the_answered_call(caplog: pytest.LogCaptureFixture) -> None:
+    from flywheel.serve.trace_recorder import TraceRecorder
+
+    def unreachable_sink(info: dict, experiment_id: str, spans: list) -> None:
+        raise ConnectionError("the trace sink is gone")
+
+    def unserializable(result: str) -> str:
+        raise ValueError("cannot describe the result")
+
+    sent: list[dict] = []
+    with caplog.at_level("WARNING", logger="flywheel.serve"):
+        result, trace_id = TraceRecorder("1", unreachable_sink, 1.0).run("flywheel.rag", {"q": 1}, lambda: "ok", str)
+        assert result == "ok" and trace_id and trace_id.startswith("tr-")
+        recorder = TraceRecorder("1", lambda info, e, spans: sent.append(info), 1.0)
+        assert recorder.run("flywheel.rag", {"q": 1}, lambda: "ok", unserializable)[0] == "ok"
+    assert sent == [] and sum("not recorded" in r.message for r in caplog.records) == 2
+    with pytest.raises(KeyError):  # the call's own error still reaches the caller, and its trace is sent
+        recorder.run("flywheel.rag", {"q": 1}, lambda: {}["missing"], str)
+    assert [info["state"] for info in sent] == ["ERROR"]

@@ -30,6 +30,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import logging
 import os
 import random
 import time
@@ -41,6 +42,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+log = logging.getLogger("flywheel.serve")
 _TRACE: ContextVar[RecordedTrace | None] = ContextVar("flywheel_recorded_trace", default=None)
 _PARENT: ContextVar[str | None] = ContextVar("flywheel_recorded_span", default=None)
 METADATA_CHARS = 250  # MLflow's MAX_CHARS_IN_TRACE_INFO_METADATA
@@ -189,18 +191,32 @@ class TraceRecorder:
         trace_token = _TRACE.set(trace)
         root = start_span(name, "CHAIN", inputs)
         assert root is not None
-        result: Any = None
         try:
             result = func()
         except BaseException as exc:
-            end_span(root, None, exc)
-            raise
-        else:
-            end_span(root, outputs(result))
-        finally:
             _TRACE.reset(trace_token)
-            self._send(self._info(trace, root.record, name, tags or {}), self.experiment_id, trace.spans)
+            self._finish(trace, root, name, tags or {}, lambda: None, exc)
+            raise
+        _TRACE.reset(trace_token)
+        self._finish(trace, root, name, tags or {}, lambda: outputs(result), None)
         return result, trace.trace_id
+
+    def _finish(
+        self,
+        trace: RecordedTrace,
+        root: OpenSpan,
+        name: str,
+        tags: dict[str, str],
+        outputs: Callable[[], Any],
+        exception: BaseException | None,
+    ) -> None:
+        """End the root span and send the trace; a failure here is logged, never raised (tracing is an aid,
+        never a reason to fail a call)."""
+        try:
+            end_span(root, outputs(), exception)
+            self._send(self._info(trace, root.record, name, tags), self.experiment_id, trace.spans)
+        except Exception as exc:
+            log.warning("Trace %s not recorded: %s: %s", trace.trace_id, type(exc).__name__, exc)
 
     def _info(self, trace: RecordedTrace, root: dict[str, Any], name: str, tags: dict[str, str]) -> dict[str, Any]:
         """The trace's ``TraceInfo.to_dict()`` form, from its root span."""
