@@ -71,6 +71,7 @@ class OpenSpan:
     record: dict[str, Any]
     trace: RecordedTrace
     token: Token[str | None]
+    span_type: str
 
 
 def active_trace() -> RecordedTrace | None:
@@ -112,7 +113,7 @@ def start_span(name: str, span_type: str, inputs: Any, attributes: dict[str, Any
         },
         "links": [],
     }
-    return OpenSpan(record, trace, _PARENT.set(span_id))
+    return OpenSpan(record, trace, _PARENT.set(span_id), span_type)
 
 
 def end_span(
@@ -129,7 +130,7 @@ def end_span(
     if outputs is not None:  # as MLflow: a span that failed or returned nothing has no outputs
         record["attributes"]["mlflow.spanOutputs"] = attribute(outputs)
     if exception is None:
-        level = int(default_log_level_for_span_type(json.loads(record["attributes"]["mlflow.spanType"])))
+        level = int(default_log_level_for_span_type(span.span_type))
     else:
         record["status"] = {"code": "STATUS_CODE_ERROR", "message": f"{type(exception).__name__}: {exception}"}
         record["events"].append(exception_event(exception))
@@ -178,15 +179,16 @@ class TraceRecorder:
         func: Callable[[], T],
         outputs: Callable[[T], Any],
         tags: dict[str, str] | None = None,
-    ) -> tuple[T, str | None]:
-        """``func()`` and its trace id (``None`` when not sampled); ``outputs(result)`` is what the root span
-        records of the result."""
+    ) -> tuple[T, str]:
+        """``func()`` and its trace id (a call left out of the sample gets an id of the same shape and
+        records nothing); ``outputs(result)`` is what the root span records of the result."""
         if self.sample < 1 and random.random() >= self.sample:
-            skipped = _TRACE.set(RecordedTrace.new(sampled=False))
+            unsampled = RecordedTrace.new(sampled=False)
+            token = _TRACE.set(unsampled)
             try:
-                return func(), None
+                return func(), unsampled.trace_id
             finally:
-                _TRACE.reset(skipped)
+                _TRACE.reset(token)
         trace = RecordedTrace.new()
         trace_token = _TRACE.set(trace)
         root = start_span(name, "CHAIN", inputs)
@@ -249,17 +251,6 @@ def serving_span_callback() -> Any:
     from mlflow.dspy.callback import MlflowCallback
     from mlflow.dspy.util import sanitize_params
 
-    def unpacked(inputs: dict[str, Any]) -> dict[str, Any]:  # MLflow's _unpack_kwargs, without "args": ()
-        merged = {k: v for k, v in inputs.items() if k != "kwargs" and not (k == "args" and not v)}
-        merged |= inputs.get("kwargs", {})
-        return {k: repr(v) if isinstance(v, type) and issubclass(v, dspy.Signature) else v for k, v in merged.items()}
-
-    def module_span_type(instance: Any) -> str:
-        for kind, span_type in ((dspy.Retrieve, "RETRIEVER"), (dspy.ReAct, "AGENT"), (dspy.Predict, "LLM")):
-            if isinstance(instance, kind):
-                return span_type
-        return "CHAIN"
-
     class ServingSpanCallback(MlflowCallback):  # type: ignore[misc]
         """Records the module, LM and tool spans of a recorded trace (:class:`TraceRecorder`); outside one it
         is MLflow's DSPy callback. Either way without the adapter spans (``JSONAdapter.format`` / ``.parse``):
@@ -281,6 +272,13 @@ def serving_span_callback() -> Any:
             else:
                 self._recording[call_id] = span
 
+        def _inputs(self, inputs: dict[str, Any]) -> dict[str, Any]:
+            """A call's inputs as MLflow's callback records them (keyword arguments merged, no empty ``args``)."""
+            unpacked: dict[str, Any] = self._unpack_kwargs(inputs)
+            if "args" in unpacked and not unpacked["args"]:
+                del unpacked["args"]
+            return unpacked
+
         def _skipped(self, call_id: str) -> bool:
             if call_id in self._unrecorded:
                 self._unrecorded.discard(call_id)
@@ -293,9 +291,9 @@ def serving_span_callback() -> Any:
             elif active_trace() is None:
                 super().on_module_start(call_id, instance, inputs)
             else:
-                attributes = {"signature": instance.signature.signature} if isinstance(instance, dspy.Predict) else {}
-                name = f"{type(instance).__name__}.forward"
-                self._start(call_id, name, module_span_type(instance), unpacked(inputs), attributes)
+                name, span_type = f"{type(instance).__name__}.forward", str(self._get_span_type_for_module(instance))
+                attributes = self._get_span_attribute_for_module(instance)
+                self._start(call_id, name, span_type, self._inputs(inputs), attributes)
 
         def on_module_end(self, call_id: str, outputs: Any | None, exception: Exception | None = None) -> None:
             if self._skipped(call_id):
@@ -331,7 +329,7 @@ def serving_span_callback() -> Any:
             if "/" in instance.model:
                 attributes["mlflow.llm.provider"] = instance.model.split("/", 1)[0]
             span_type = "CHAT_MODEL" if getattr(instance, "model_type", None) == "chat" else "LLM"
-            self._start(call_id, f"{type(instance).__name__}.__call__", span_type, unpacked(inputs), attributes)
+            self._start(call_id, f"{type(instance).__name__}.__call__", span_type, self._inputs(inputs), attributes)
 
         def on_tool_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
             if active_trace() is None:
@@ -340,7 +338,7 @@ def serving_span_callback() -> Any:
                 self._unrecorded.add(call_id)
             else:
                 attributes = {"name": instance.name, "description": instance.desc, "args": instance.args}
-                self._start(call_id, f"Tool.{instance.name}", "TOOL", unpacked(inputs), attributes)
+                self._start(call_id, f"Tool.{instance.name}", "TOOL", self._inputs(inputs), attributes)
 
         def on_lm_end(self, call_id: str, outputs: Any | None, exception: Exception | None = None) -> None:
             self._end(call_id, outputs, exception, super().on_lm_end)

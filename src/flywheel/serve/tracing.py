@@ -121,8 +121,7 @@ class Tracer:
         if not self.enabled:
             return func(), new_trace_id()
         if self._recorder is not None:
-            result, trace_id = self._recorder.run(name, inputs, func, trace_outputs, tags)
-            return result, trace_id or new_trace_id()
+            return self._recorder.run(name, inputs, func, trace_outputs, tags)
         mlflow = self._mlflow
         outcome: dict[str, Any] = {}
 
